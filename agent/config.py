@@ -1,0 +1,340 @@
+"""The TOML configuration (``docs/interface.md``): frozen dataclasses, loaded and validated.
+
+Every problem becomes a :class:`~agent.errors.ConfigError` naming the key and what is
+expected, which the CLI turns into one line on stderr and exit status 78.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from agent.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class RadioConfig:
+    adapter: str = "hci0"
+    tx_power_dbm: int = -8
+    rssi_correction_db: int = 0
+    scan_mode: str = "continuous"
+    """``continuous`` (mains power) or ``duty`` (GAEN-like short scans)."""
+    duty_scan_seconds: float = 4.0
+    duty_period_seconds: float = 300.0
+    passive: bool = True
+    """Use passive scanning with or_patterns when BlueZ offers it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClockConfig:
+    require_sync: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    kind: str
+    """``index`` (Google key server), ``cwa`` (Corona-Warn-App) or ``dir`` (local)."""
+    url: str = ""
+    country: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKeyConfig:
+    id: str
+    version: str
+    pem_file: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeysConfig:
+    sources: tuple[KeySource, ...] = ()
+    public_keys: tuple[PublicKeyConfig, ...] = ()
+    fetch_interval_hours: float = 4.0
+    max_download_bytes: int = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    attenuation_thresholds_db: tuple[int, int, int] = (55, 63, 73)
+    attenuation_weights: tuple[float, float, float, float] = (1.0, 1.0, 0.5, 0.0)
+    minimum_window_score: float = 0.0
+    notify_threshold_minutes: float = 15.0
+    report_type_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 0.0, 0.0)
+    """Weights for report types UNKNOWN..REVOKED (index = ReportType)."""
+    infectiousness_weights: tuple[float, float, float] = (0.0, 1.0, 1.0)
+    """Weights for infectiousness NONE, STANDARD, HIGH."""
+    report_type_when_missing: int = 1
+    infectiousness_when_dso_missing: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReportConfig:
+    verification_url: str = ""
+    publish_url: str = ""
+    api_key: str = ""
+    health_authority_id: str = ""
+    chaff: bool = False
+    padding_bytes: int = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    desktop: bool = True
+    exec: tuple[str, ...] = ()
+    language: str = ""
+    """``en``, ``ru`` or ``kk``; empty means from the locale."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    radio: RadioConfig = field(default_factory=RadioConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    metrics_textfile: str = ""
+    """Path of a Prometheus textfile-collector file; empty disables it."""
+
+
+def _table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"config: [{name}] must be a table")
+    return value
+
+
+def _get(table: Mapping[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is int and isinstance(value, bool):
+        raise ConfigError(f"config: {section}.{key} must be an integer, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"config: {section}.{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _numbers(table: Mapping[str, Any], section: str, key: str, count: int, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if (
+        not isinstance(value, list)
+        or len(value) != count
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        raise ConfigError(f"config: {section}.{key} must be a list of {count} numbers")
+    return tuple(value)
+
+
+def _check_url(section: str, key: str, url: str) -> None:
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname:
+        host = parts.hostname
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if loopback:
+            return
+    raise ConfigError(
+        f"config: {section}.{key} must be an https URL (http only for loopback), got {url!r}"
+    )
+
+
+def _radio(t: Mapping[str, Any]) -> RadioConfig:
+    d = RadioConfig()
+    cfg = RadioConfig(
+        adapter=_get(t, "radio", "adapter", str, d.adapter),
+        tx_power_dbm=_get(t, "radio", "tx_power_dbm", int, d.tx_power_dbm),
+        rssi_correction_db=_get(t, "radio", "rssi_correction_db", int, d.rssi_correction_db),
+        scan_mode=_get(t, "radio", "scan_mode", str, d.scan_mode),
+        duty_scan_seconds=_get(t, "radio", "duty_scan_seconds", float, d.duty_scan_seconds),
+        duty_period_seconds=_get(t, "radio", "duty_period_seconds", float, d.duty_period_seconds),
+        passive=_get(t, "radio", "passive", bool, d.passive),
+    )
+    if not -50 <= cfg.tx_power_dbm <= 20:
+        raise ConfigError("config: radio.tx_power_dbm must be in -50..20 (phones drop others)")
+    if not -60 <= cfg.rssi_correction_db <= 60:
+        raise ConfigError("config: radio.rssi_correction_db must be in -60..60")
+    if cfg.scan_mode not in ("continuous", "duty"):
+        raise ConfigError("config: radio.scan_mode must be 'continuous' or 'duty'")
+    if not 0 < cfg.duty_scan_seconds < cfg.duty_period_seconds:
+        raise ConfigError("config: radio.duty_scan_seconds must be > 0 and < duty_period_seconds")
+    return cfg
+
+
+def _keys(t: Mapping[str, Any]) -> KeysConfig:
+    d = KeysConfig()
+    sources = []
+    raw_sources = t.get("sources", [])
+    if not isinstance(raw_sources, list):
+        raise ConfigError("config: keys.sources must be a list of tables")
+    for i, s in enumerate(raw_sources):
+        where = f"keys.sources[{i}]"
+        if not isinstance(s, dict):
+            raise ConfigError(f"config: {where} must be a table")
+        src = KeySource(
+            kind=_get(s, where, "kind", str, ""),
+            url=_get(s, where, "url", str, ""),
+            country=_get(s, where, "country", str, ""),
+            path=_get(s, where, "path", str, ""),
+        )
+        if src.kind in ("index", "cwa"):
+            if not src.url:
+                raise ConfigError(f"config: {where}.url is required for kind {src.kind!r}")
+            _check_url(where, "url", src.url)
+            if src.kind == "cwa" and not src.country:
+                raise ConfigError(f"config: {where}.country is required for kind 'cwa'")
+        elif src.kind == "dir":
+            if not src.path:
+                raise ConfigError(f"config: {where}.path is required for kind 'dir'")
+        else:
+            raise ConfigError(f"config: {where}.kind must be 'index', 'cwa' or 'dir'")
+        sources.append(src)
+    public_keys = []
+    raw_keys = t.get("public_keys", [])
+    if not isinstance(raw_keys, list):
+        raise ConfigError("config: keys.public_keys must be a list of tables")
+    for i, k in enumerate(raw_keys):
+        where = f"keys.public_keys[{i}]"
+        if not isinstance(k, dict):
+            raise ConfigError(f"config: {where} must be a table")
+        pk = PublicKeyConfig(
+            id=str(_get(k, where, "id", str, "")),
+            version=_get(k, where, "version", str, ""),
+            pem_file=_get(k, where, "pem_file", str, ""),
+        )
+        if not pk.version or not pk.pem_file:
+            raise ConfigError(f"config: {where} needs version and pem_file")
+        public_keys.append(pk)
+    cfg = KeysConfig(
+        sources=tuple(sources),
+        public_keys=tuple(public_keys),
+        fetch_interval_hours=_get(t, "keys", "fetch_interval_hours", float, d.fetch_interval_hours),
+        max_download_bytes=_get(t, "keys", "max_download_bytes", int, d.max_download_bytes),
+    )
+    if cfg.fetch_interval_hours <= 0:
+        raise ConfigError("config: keys.fetch_interval_hours must be > 0")
+    if cfg.max_download_bytes <= 0:
+        raise ConfigError("config: keys.max_download_bytes must be > 0")
+    return cfg
+
+
+def _risk(t: Mapping[str, Any]) -> RiskConfig:
+    d = RiskConfig()
+    thresholds = _numbers(t, "risk", "attenuation_thresholds_db", 3, d.attenuation_thresholds_db)
+    if not all(isinstance(v, int) and 0 <= v <= 255 for v in thresholds) or not (
+        thresholds[0] < thresholds[1] < thresholds[2]
+    ):
+        raise ConfigError(
+            "config: risk.attenuation_thresholds_db must be 3 increasing integers in 0..255"
+        )
+    weights = _numbers(t, "risk", "attenuation_weights", 4, d.attenuation_weights)
+    rt_weights = _numbers(t, "risk", "report_type_weights", 6, d.report_type_weights)
+    inf_weights = _numbers(t, "risk", "infectiousness_weights", 3, d.infectiousness_weights)
+    for name, values in (
+        ("attenuation_weights", weights),
+        ("report_type_weights", rt_weights),
+        ("infectiousness_weights", inf_weights),
+    ):
+        if not all(0 <= v <= 2.5 for v in values):
+            raise ConfigError(f"config: risk.{name} must be in 0..2.5")
+    cfg = RiskConfig(
+        attenuation_thresholds_db=tuple(int(v) for v in thresholds),  # type: ignore[arg-type]
+        attenuation_weights=tuple(float(v) for v in weights),  # type: ignore[arg-type]
+        minimum_window_score=_get(t, "risk", "minimum_window_score", float, 0.0),
+        notify_threshold_minutes=_get(t, "risk", "notify_threshold_minutes", float, 15.0),
+        report_type_weights=tuple(float(v) for v in rt_weights),
+        infectiousness_weights=tuple(float(v) for v in inf_weights),  # type: ignore[arg-type]
+        report_type_when_missing=_get(t, "risk", "report_type_when_missing", int, 1),
+        infectiousness_when_dso_missing=_get(t, "risk", "infectiousness_when_dso_missing", int, 1),
+    )
+    if cfg.minimum_window_score < 0 or cfg.notify_threshold_minutes < 0:
+        raise ConfigError("config: risk scores and minutes must not be negative")
+    if not 1 <= cfg.report_type_when_missing <= 5:
+        raise ConfigError("config: risk.report_type_when_missing must be 1..5 (not UNKNOWN)")
+    if not 0 <= cfg.infectiousness_when_dso_missing <= 2:
+        raise ConfigError("config: risk.infectiousness_when_dso_missing must be 0..2")
+    return cfg
+
+
+def _report(t: Mapping[str, Any]) -> ReportConfig:
+    d = ReportConfig()
+    cfg = ReportConfig(
+        verification_url=_get(t, "report", "verification_url", str, ""),
+        publish_url=_get(t, "report", "publish_url", str, ""),
+        api_key=_get(t, "report", "api_key", str, ""),
+        health_authority_id=_get(t, "report", "health_authority_id", str, ""),
+        chaff=_get(t, "report", "chaff", bool, False),
+        padding_bytes=_get(t, "report", "padding_bytes", int, d.padding_bytes),
+    )
+    _check_url("report", "verification_url", cfg.verification_url)
+    _check_url("report", "publish_url", cfg.publish_url)
+    if not 0 <= cfg.padding_bytes <= 32_768:
+        raise ConfigError("config: report.padding_bytes must be in 0..32768")
+    return cfg
+
+
+def _notify(t: Mapping[str, Any]) -> NotifyConfig:
+    exec_cmds = t.get("exec", [])
+    if not isinstance(exec_cmds, list) or not all(isinstance(c, str) for c in exec_cmds):
+        raise ConfigError("config: notify.exec must be a list of command strings")
+    cfg = NotifyConfig(
+        desktop=_get(t, "notify", "desktop", bool, True),
+        exec=tuple(exec_cmds),
+        language=_get(t, "notify", "language", str, ""),
+    )
+    if cfg.language not in ("", "en", "ru", "kk"):
+        raise ConfigError("config: notify.language must be 'en', 'ru', 'kk' or empty")
+    return cfg
+
+
+_KNOWN = {"radio", "clock", "keys", "risk", "report", "notify", "metrics"}
+
+
+def parse_config(data: Mapping[str, Any]) -> Config:
+    """Build a validated :class:`Config` from parsed TOML."""
+    unknown = set(data) - _KNOWN
+    if unknown:
+        raise ConfigError(f"config: unknown section(s): {', '.join(sorted(unknown))}")
+    metrics = _table(data, "metrics")
+    return Config(
+        radio=_radio(_table(data, "radio")),
+        clock=ClockConfig(require_sync=_get(_table(data, "clock"), "clock", "require_sync", bool, True)),
+        keys=_keys(_table(data, "keys")),
+        risk=_risk(_table(data, "risk")),
+        report=_report(_table(data, "report")),
+        notify=_notify(_table(data, "notify")),
+        metrics_textfile=_get(metrics, "metrics", "textfile", str, ""),
+    )
+
+
+def load_config(path: Path | None) -> Config:
+    """Load the config file; a missing file at the default location means defaults."""
+    if path is None or not path.exists():
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config: {path} is not UTF-8 text") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
+    return parse_config(data)

@@ -1,0 +1,98 @@
+"""Protocol constants and tuning numbers, each with its source or its arithmetic.
+
+Spec references are to ``docs/gaen-spec.md`` in the shared research folder, which in turn
+cites the Exposure Notification Cryptography v1.2 and Bluetooth v1.2 specifications and
+Google's reference implementation (exposure-notifications-internals).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Cryptography (spec §1.1) ------------------------------------------------------------
+EN_INTERVAL_SECONDS: Final = 600
+"""One ENIntervalNumber is ten minutes: ``ENIN(t) = floor(t / 600)``."""
+
+TEK_ROLLING_PERIOD: Final = 144
+"""Intervals per Temporary Exposure Key (24 h = 144 x 10 min); starts on UTC midnight."""
+
+TEK_LENGTH: Final = 16
+RPIK_INFO: Final = b"EN-RPIK"
+AEMK_INFO: Final = b"EN-AEMK"
+RPI_PADDING_PREFIX: Final = b"EN-RPI" + bytes(6)
+"""First 12 bytes of PaddedData; the last four are the little-endian ENIN."""
+
+RPI_LENGTH: Final = 16
+AEM_LENGTH: Final = 4
+METADATA_LENGTH: Final = 4
+SERVICE_DATA_LENGTH: Final = RPI_LENGTH + AEM_LENGTH  # 20
+
+# --- Metadata byte 0 (spec §3.3) ---------------------------------------------------------
+METADATA_VERSION_1_0: Final = 0x40
+METADATA_VERSION_1_1: Final = 0x50
+METADATA_MAJOR_MASK: Final = 0xC0
+METADATA_MAJOR_1: Final = 0x40
+METADATA_CONFIDENCE_MASK: Final = 0x0C
+METADATA_CONFIDENCE_SHIFT: Final = 2
+
+# --- Bluetooth (spec §3) -----------------------------------------------------------------
+EN_SERVICE_UUID16: Final = 0xFD6F
+EN_SERVICE_UUID: Final = "0000fd6f-0000-1000-8000-00805f9b34fb"
+LEGACY_ADV_MAX_BYTES: Final = 31
+ADV_MIN_INTERVAL_MS: Final = 200
+ADV_MAX_INTERVAL_MS: Final = 270
+"""Spec recommendation 200-270 ms (HCI units 0x0140..0x01B0 of 0.625 ms)."""
+
+ROTATION_MIN_SECONDS: Final = 10 * 60
+ROTATION_MAX_SECONDS: Final = 20 * 60
+"""Address+RPI rotate at a uniformly random time in (10 min, 20 min) (spec §3.2, mh- ref)."""
+
+ROTATION_GAP_SECONDS: Final = 1.0
+"""Silence between unregistering the old and registering the new advertisement (T3)."""
+
+MAX_RPI_AIRTIME_SECONDS: Final = 20 * 60
+"""Android drops sightings of one RPI more than 2 x 10 min after its first (INT-TRACER)."""
+
+RSSI_MIN_DBM: Final = -127
+RSSI_MAX_DBM: Final = 20
+"""Raw RSSI outside this is 'not available' (127) or absurd: dropped (bad-input #6)."""
+CALIBRATED_RSSI_MIN: Final = -127
+CALIBRATED_RSSI_MAX: Final = 126
+
+# --- Matching (spec §6) ------------------------------------------------------------------
+MATCH_TOLERANCE_INTERVALS: Final = 12
+"""A sighting of RPI_j is valid iff ENIN(t) in [j - 12, j + 12]: +-2 h clock drift."""
+
+REPLAY_WINDOW_SECONDS: Final = 2 * EN_INTERVAL_SECONDS
+"""Sightings of one RPI more than 20 min after its first are dropped as replays."""
+
+TX_POWER_MIN_DBM: Final = -50
+TX_POWER_MAX_DBM: Final = 20
+"""Decrypted TX power outside [-50, +20] dBm marks a tampered or bogus AEM."""
+
+SCAN_INSTANCE_GAP_SECONDS: Final = 25.5
+"""1.5 x (4 s scan + 13 s extension): sightings closer than this share a scan instance."""
+
+EXPOSURE_WINDOW_MAX_SECONDS: Final = 30 * 60
+SECONDS_SINCE_LAST_SCAN_CAP: Final = 300
+SECONDS_SINCE_LAST_SCAN_UNKNOWN: Final = 120
+
+# --- Retention (spec §8) -----------------------------------------------------------------
+RETENTION_DAYS: Final = 14
+RETENTION_SECONDS: Final = RETENTION_DAYS * 86_400
+KEY_MAX_AGE_DAYS: Final = 15
+"""Diagnosis keys whose start is older than 15 days are invalid (tek_validation.md)."""
+
+# --- Export format (spec §4) -------------------------------------------------------------
+EXPORT_HEADER: Final = b"EK Export v1    "
+EXPORT_BIN_NAME: Final = "export.bin"
+EXPORT_SIG_NAME: Final = "export.sig"
+SIGNATURE_ALGORITHM_P256_SHA256: Final = "1.2.840.10045.4.3.2"
+
+# --- Clock (threats doc, Appendix A) -----------------------------------------------------
+CLOCK_STEP_THRESHOLD_SECONDS: Final = 2.0
+"""Wall and monotonic clocks diverging by more than this between ticks is a clock step."""
+CLOCK_PLAUSIBLE_JUMP_SECONDS: Final = 365 * 86_400
+"""A synchronised time more than a year past the persisted lower bound is not trusted."""
+MAX_TEKS_PER_START_INTERVAL: Final = 3
+"""The key server accepts at most three keys sharing a start interval (same-day release)."""
