@@ -314,7 +314,9 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     metrics = _table(data, "metrics")
     return Config(
         radio=_radio(_table(data, "radio")),
-        clock=ClockConfig(require_sync=_get(_table(data, "clock"), "clock", "require_sync", bool, True)),
+        clock=ClockConfig(
+            require_sync=_get(_table(data, "clock"), "clock", "require_sync", bool, True)
+        ),
         keys=_keys(_table(data, "keys")),
         risk=_risk(_table(data, "risk")),
         report=_report(_table(data, "report")),

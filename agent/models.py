@@ -70,6 +70,8 @@ class Sighting:
     """As received, still encrypted."""
     rssi: int
     """Calibrated RSSI: raw + the receiver's correction, clamped to [-127, 126]."""
+    scan_start: float | None = None
+    """Start of the scan instance it was received in (None: unknown, e.g. imported)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.rpi, bytes) or len(self.rpi) != RPI_LENGTH:
@@ -87,3 +89,84 @@ class ScanPeriod:
 
     start: float
     end: float
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedScan:
+    """All sightings of one RPI within one scan instance, as aggregated by the store.
+
+    This is what the matcher reads: attenuation needs the TX power inside the AEM, which
+    can only be decrypted once a diagnosis key matches, so the store keeps RSSI figures.
+    """
+
+    rpi: bytes
+    aem: bytes
+    first_seen: float
+    last_seen: float
+    count: int
+    rssi_min: int
+    rssi_max: int
+    rssi_mean: float
+    previous_scan_end: float | None
+    """End of the scan before this one (None: unknown -> 120 s is assumed, spec §7.1)."""
+
+    def __repr__(self) -> str:
+        return f"ObservedScan(first_seen={self.first_seen}, count={self.count}, <rpi>)"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanInstance:
+    """One scan of an exposure window (spec §7.1)."""
+
+    typical_attenuation_db: int
+    min_attenuation_db: int
+    seconds_since_last_scan: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureWindow:
+    """Up to 30 minutes of matched sightings of one diagnosis key (spec §7.1)."""
+
+    start: int
+    """Unix seconds of the first matched sighting."""
+    duration_seconds: int
+    report_type: ReportType
+    infectiousness: int
+    """0 NONE, 1 STANDARD, 2 HIGH."""
+    calibration_confidence: int
+    scan_instances: tuple[ScanInstance, ...]
+    key_data: bytes
+    """The (public) diagnosis key that matched; lets a later revocation remove the window."""
+    score: float = 0.0
+    weighted_duration_seconds: float = 0.0
+
+    @property
+    def day(self) -> int:
+        """Unix seconds of the UTC midnight of the window."""
+        return self.start - self.start % 86_400
+
+    @property
+    def min_attenuation_db(self) -> int:
+        return min(s.min_attenuation_db for s in self.scan_instances)
+
+    @property
+    def typical_attenuation_db(self) -> int:
+        values = [s.typical_attenuation_db for s in self.scan_instances]
+        return round(sum(values) / len(values))
+
+    def __repr__(self) -> str:
+        return (
+            f"ExposureWindow(start={self.start}, duration={self.duration_seconds}, "
+            f"scans={len(self.scan_instances)}, score={self.score})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DailySummary:
+    """Scores of one UTC day (spec §7.2)."""
+
+    day: int
+    """Unix seconds of the UTC midnight."""
+    score_sum: float
+    maximum_score: float
+    weighted_duration_sum: float
