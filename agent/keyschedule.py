@@ -120,11 +120,13 @@ class KeySchedule:
         live = [t for t in same_day if t.covers(en_interval)]
         if live and self._usable(live[-1], en_interval):
             return live[-1]
+        if len(same_day) >= MAX_TEKS_PER_START_INTERVAL:
+            # No fresh key allowed: pause until the interval passes the high-water mark,
+            # then the last key continues.
+            return None
         for tek in live:  # a backward step: end keys that already broadcast this interval
             if not self._usable(tek, en_interval):
                 self._end(tek)
-        if len(same_day) >= MAX_TEKS_PER_START_INTERVAL:
-            return None
         return self._put(OwnTek(self._tek_factory(), start))
 
     def _end(self, tek: OwnTek) -> None:
