@@ -1,0 +1,133 @@
+"""Value types of a parsed diagnosis-key export, and the limits the reader enforces."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.models import ReportType, TemporaryExposureKey
+
+MAX_EXPORT_BYTES: Final = 64 * 1024 * 1024
+"""Default cap on the zip and on the decompressed export.bin. A 1 M-key file is ~34 MB
+(performance.md §1e); the largest real national daily files were a few MB."""
+
+MAX_SIG_BYTES: Final = 64 * 1024
+"""export.sig holds at most 10 signatures of ~110 bytes each."""
+
+MAX_COMPRESSION_RATIO: Final = 100
+"""Declared size over compressed size above this is a zip bomb (threats doc, bad input 21).
+Keys are random bytes and barely compress, so real exports are near 1:1."""
+
+RATIO_CHECK_MIN_BYTES: Final = 64 * 1024
+"""Tiny entries may compress well (an empty export); the ratio only matters above this."""
+
+MAX_SIGNATURE_INFOS: Final = 10
+"""``signature_infos`` holds at most 10 entries (gaen-spec §4.2)."""
+
+MAX_BATCH_SIZE: Final = 1000
+"""Servers always write batch 1/1; anything beyond this is nonsense."""
+
+MAX_KEYS_PER_FILE: Final = 2_000_000
+"""Per-file key cap (Google caps a batch group at 1 M keys; CWA pads ~10x)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureInfo:
+    """Which key signed an export (gaen-spec §4.3)."""
+
+    key_id: str
+    """``verification_key_id``, e.g. the MCC ``310``."""
+    key_version: str
+    """``verification_key_version``, e.g. ``v1``."""
+    algorithm: str
+    """OID, ``1.2.840.10045.4.3.2`` for ECDSA P-256 with SHA-256."""
+
+    @property
+    def label(self) -> str:
+        """``id-version`` as the Android verifier looks keys up."""
+        return f"{self.key_id or '?'}-{self.key_version or '?'}"
+
+
+def _empty_counts() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    """A parsed export. Keys are for matching only when ``verified`` is true."""
+
+    start_timestamp: int
+    end_timestamp: int
+    region: str
+    batch_num: int
+    batch_size: int
+    signature_infos: tuple[SignatureInfo, ...]
+    keys: tuple[TemporaryExposureKey, ...]
+    revised_keys: tuple[TemporaryExposureKey, ...]
+    sha256: bytes
+    """SHA-256 of the zip bytes: the identity of the file for "already processed"."""
+    verified: bool = False
+    """True only when made by :func:`read_verified_export`."""
+    dropped: Mapping[str, int] = field(default_factory=_empty_counts)
+    """Keys that could not even be represented (bad length, period, negative start),
+    by reason; the file itself stays valid (threats doc, bad input 33-35)."""
+    signature_count: int = 0
+    """Signatures in export.sig (0 when it was absent or unreadable; only shown)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ExportArrays:
+    """A verified export as flat arrays (performance.md §1e): 24 bytes per key.
+
+    Row ``i`` is key ``i`` of :attr:`ExportFile.keys` of the same file, in the same order,
+    with the same parse-level drops and the transmission risk already normalised.
+    """
+
+    start_timestamp: int
+    end_timestamp: int
+    region: str
+    batch_num: int
+    batch_size: int
+    signature_infos: tuple[SignatureInfo, ...]
+    sha256: bytes
+    key_data: bytes
+    """All keys concatenated, 16 bytes each."""
+    rolling_start: npt.NDArray[np.int32]
+    rolling_period: npt.NDArray[np.int32]
+    transmission_risk: npt.NDArray[np.int32]
+    report_type: npt.NDArray[np.int32]
+    days_since_onset: npt.NDArray[np.int32]
+    """0 where :attr:`has_days_since_onset` is false."""
+    has_days_since_onset: npt.NDArray[np.bool_]
+    valid: npt.NDArray[np.bool_]
+    """Keys that pass :func:`~agent.export.validation.validate_keys`; the time rules only
+    apply when ``now_interval`` was given to the reader."""
+    revised_keys: tuple[TemporaryExposureKey, ...]
+    dropped: Mapping[str, int]
+    """Parse-level drops plus the validation drops behind :attr:`valid`."""
+    verified: bool = True
+
+    def __len__(self) -> int:
+        return len(self.rolling_start)
+
+    def key(self, index: int) -> TemporaryExposureKey:
+        """Row ``index`` as a key object."""
+        i = int(index)
+        dso = int(self.days_since_onset[i]) if self.has_days_since_onset[i] else None
+        return TemporaryExposureKey(
+            key_data=self.key_data[16 * i : 16 * i + 16],
+            rolling_start_interval_number=int(self.rolling_start[i]),
+            rolling_period=int(self.rolling_period[i]),
+            transmission_risk_level=int(self.transmission_risk[i]),
+            report_type=ReportType(int(self.report_type[i])),
+            days_since_onset_of_symptoms=dso,
+        )
+
+    def valid_keys(self) -> list[TemporaryExposureKey]:
+        """The rows of :attr:`valid` as key objects (slow; for tests and small files)."""
+        return [self.key(int(i)) for i in np.flatnonzero(self.valid)]
