@@ -1,14 +1,19 @@
 """Is the system clock synchronised? The signals of Appendix A (threats doc).
 
 systemd-timesyncd touches ``/run/systemd/timesync/synchronized`` once the clock has been
-synchronised since boot. The daemon may also ask ``org.freedesktop.timedate1`` for
-``NTPSynchronized``; this module holds the file-based probe used everywhere.
+synchronised since boot; ``org.freedesktop.timedate1`` answers ``NTPSynchronized`` on the
+system bus. :func:`system_synchronized` asks timedate1 and falls back to the marker when the
+service cannot be reached (containers, test buses).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+
+from dbus_fast import BusType, DBusFastError, Message, MessageType
+from dbus_fast.aio import MessageBus
 
 SYNC_MARKER = Path("/run/systemd/timesync/synchronized")
 
@@ -21,3 +26,62 @@ def marker_synchronized(marker: Path | None = None) -> bool:
     override = os.environ.get("CONTACT_AGENT_SYNC_MARKER")
     path = marker or (Path(override) if override else SYNC_MARKER)
     return path.exists()
+
+
+TIMEDATE_NAME = "org.freedesktop.timedate1"
+TIMEDATE_PATH = "/org/freedesktop/timedate1"
+TIMEDATE_TIMEOUT_SECONDS = 3.0
+
+
+async def timedate_synchronized(
+    bus_address: str | None = None, timeout: float = TIMEDATE_TIMEOUT_SECONDS
+) -> bool | None:
+    """``NTPSynchronized`` of ``org.freedesktop.timedate1`` on the system bus.
+
+    Returns None when the bus or the service cannot be reached (no systemd-timedated,
+    a container, a private test bus); the caller then falls back to the marker.
+    ``bus_address`` defaults to ``$DBUS_SYSTEM_BUS_ADDRESS`` or the standard socket.
+    """
+    try:
+        if bus_address:
+            bus = MessageBus(bus_address=bus_address)
+        else:
+            bus = MessageBus(bus_type=BusType.SYSTEM)
+        await asyncio.wait_for(bus.connect(), timeout)
+    except (OSError, TimeoutError, ValueError, DBusFastError):
+        return None
+    try:
+        reply = await asyncio.wait_for(
+            bus.call(
+                Message(
+                    destination=TIMEDATE_NAME,
+                    path=TIMEDATE_PATH,
+                    interface="org.freedesktop.DBus.Properties",
+                    member="Get",
+                    signature="ss",
+                    body=[TIMEDATE_NAME, "NTPSynchronized"],
+                )
+            ),
+            timeout,
+        )
+    except (OSError, TimeoutError, ValueError, DBusFastError):
+        return None
+    finally:
+        bus.disconnect()
+    if reply is None or reply.message_type is not MessageType.METHOD_RETURN:
+        return None
+    value = reply.body[0].value if reply.body else None
+    return value if isinstance(value, bool) else None
+
+
+async def system_synchronized(
+    bus_address: str | None = None, marker: Path | None = None
+) -> tuple[bool, str]:
+    """Is the clock synchronised, and which signal said so (``timedate1`` or ``marker``).
+
+    timedate1 answers first; when it cannot be asked, systemd's marker file decides.
+    """
+    answer = await timedate_synchronized(bus_address)
+    if answer is not None:
+        return answer, "timedate1"
+    return marker_synchronized(marker), "marker"

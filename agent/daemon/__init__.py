@@ -1,0 +1,1 @@
+"""The long-running agent: supervisor, control socket, notifications, metrics, sd_notify."""
