@@ -1,0 +1,398 @@
+"""The local test key server: verification server + key server + export hosting, in aiohttp.
+
+For tests, the demo and field kits: binds 127.0.0.1 by default, signs exports with its
+own P-256 key and records every request it gets (``requests``) so that tests can assert
+what was - and was not - sent. ``fail_next`` injects faults (HTTP errors, or a dropped
+connection after the request was processed) into the next request of one path.
+
+Routes (``docs/report.md``):
+    POST /api/verify, /api/certificate   device API (X-API-Key), Google verification protocol
+    POST /api/issue                      admin API (X-API-Key = the admin key): new code
+    POST /v1/publish                     Google key-server publish, HMAC checked
+    GET  /exports/index.txt, /exports/{name}.zip   Google export layout
+    GET  /version/v1/diagnosis-keys/country/{cc}/date[/{day}[/hour[/{h}]]]   CWA layout
+    GET  /public-key.pem                 the export-signing public key
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agent.clock import Clock, SystemClock, en_interval_number
+from agent.export import generate_signing_key, load_signing_key, private_key_pem, public_key_pem
+from agent.keyserver.exports import ExportPublisher
+from agent.keyserver.publish import apply_certificate, check_hmac, parse_publish, validate_keys
+from agent.keyserver.refusal import ApiRefusal
+from agent.keyserver.verification import (
+    CODE_TTL_SECONDS,
+    VerificationAuthority,
+    symptom_onset_interval,
+)
+from agent.report.padding import padded_json
+
+_LOGGER = logging.getLogger(__name__)
+
+RESPONSE_BYTES = 2048
+"""Every JSON answer is padded to this size, real or chaff, success or refusal (T7)."""
+MAX_BODY_BYTES = 64 * 1024
+DEFAULT_HEALTH_AUTHORITY_ID = "contact-agent-test"
+DEFAULT_REGION = "ZZ"
+DEFAULT_KEY_ID = "test"
+DEFAULT_KEY_VERSION = "v1"
+SIGNING_KEY_FILE = "export-signing-key.pem"
+VERIFICATION_KEY_FILE = "verification-key.pem"
+PUBLIC_KEY_FILE = "export-public-key.pem"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    chaff: bool
+
+    def json(self) -> dict[str, object]:
+        value = json.loads(self.body)
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class _Fault:
+    status: int
+    """HTTP status to answer with; 0 drops the connection without an answer."""
+    after_processing: bool
+
+
+@dataclass
+class _Published:
+    revision_token: str
+    inserted: int
+    key_hmac: bytes = field(repr=False)
+
+
+def _json_response(body: Mapping[str, object], status: int = 200) -> web.Response:
+    return web.Response(
+        body=padded_json(body, RESPONSE_BYTES), status=status, content_type="application/json"
+    )
+
+
+def _refusal_response(refusal: ApiRefusal) -> web.Response:
+    return _json_response(
+        {"error": refusal.message, "errorCode": refusal.code, "code": refusal.code},
+        refusal.status,
+    )
+
+
+def _load_or_create_key(path: Path | None) -> ec.EllipticCurvePrivateKey:
+    """The key stored at ``path`` (0600), or a fresh one (written there when given)."""
+    if path is not None and path.exists():
+        return load_signing_key(path.read_bytes())
+    key = generate_signing_key()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(private_key_pem(key))
+    return key
+
+
+class LocalKeyServer:
+    """Verification server, key server and export host in one aiohttp app.
+
+    Use ``url = await server.start()`` ... ``await server.stop()``, or the CLI
+    ``contact-agent keyserver``.
+    """
+
+    __test__ = False  # not a pytest test class despite living next to tests
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+        api_key: str = "",
+        admin_key: str | None = None,
+        health_authority_id: str = DEFAULT_HEALTH_AUTHORITY_ID,
+        region: str = DEFAULT_REGION,
+        key_id: str = DEFAULT_KEY_ID,
+        key_version: str = DEFAULT_KEY_VERSION,
+        embargo: bool = True,
+        fake_keys_per_key: int = 0,
+        data_dir: Path | None = None,
+        code_ttl: float | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.clock: Clock = clock or SystemClock()
+        self.api_key = api_key
+        self.admin_key = admin_key or secrets.token_urlsafe(18)
+        self.health_authority_id = health_authority_id
+        self.data_dir = data_dir
+        signing_key = _load_or_create_key(data_dir / SIGNING_KEY_FILE if data_dir else None)
+        verification_key = _load_or_create_key(
+            data_dir / VERIFICATION_KEY_FILE if data_dir else None
+        )
+        self.verification = VerificationAuthority(
+            self.clock, key=verification_key, code_ttl=code_ttl or CODE_TTL_SECONDS
+        )
+        self.exports = ExportPublisher(
+            signing_key,
+            self.clock,
+            key_id=key_id,
+            key_version=key_version,
+            region=region,
+            embargo=embargo,
+            fake_keys_per_key=fake_keys_per_key,
+            directory=data_dir,
+        )
+        self.public_key_pem: bytes = public_key_pem(signing_key)
+        self.requests: list[RecordedRequest] = []
+        self._faults: dict[str, deque[_Fault]] = {}
+        self._published: dict[str, _Published] = {}
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Bind and serve; returns the base URL (``http://127.0.0.1:PORT``)."""
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY_BYTES)
+        app.router.add_post("/api/verify", self._verify)
+        app.router.add_post("/api/certificate", self._certificate)
+        app.router.add_post("/api/issue", self._issue)
+        app.router.add_post("/v1/publish", self._publish)
+        app.router.add_get("/exports/index.txt", self._index)
+        app.router.add_get("/exports/{name}", self._export_file)
+        cwa = "/version/v1/diagnosis-keys/country/{cc}/date"
+        app.router.add_get(cwa, self._cwa_days)
+        app.router.add_get(cwa + "/{day}", self._cwa_day)
+        app.router.add_get(cwa + "/{day}/hour", self._cwa_hours)
+        app.router.add_get(cwa + "/{day}/hour/{hour}", self._cwa_hour)
+        app.router.add_get("/public-key.pem", self._public_key)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        port = self._runner.addresses[0][1]  # the real port when asked for port 0
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> LocalKeyServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- what clients and tests need ---------------------------------------------------
+
+    @property
+    def verification_url(self) -> str:
+        return self.url
+
+    @property
+    def publish_url(self) -> str:
+        return f"{self.url}/v1/publish"
+
+    @property
+    def index_url(self) -> str:
+        return f"{self.url}/exports/index.txt"
+
+    @property
+    def key_id(self) -> str:
+        return self.exports.key_id
+
+    @property
+    def key_version(self) -> str:
+        return self.exports.key_version
+
+    def issue_code(self, test_type: str = "confirmed", *, symptom_date: str | None = None) -> str:
+        """A fresh 10-digit single-use code."""
+        onset = symptom_onset_interval(symptom_date) if symptom_date else None
+        return self.verification.issue_code(test_type, symptom_onset_interval=onset).code
+
+    def write_public_key(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.public_key_pem)
+        return path
+
+    def fail_next(self, path: str, status: int = 500, *, after_processing: bool = False) -> None:
+        """Make the next request to ``path`` fail with ``status`` (0: drop the connection).
+
+        With ``after_processing`` the request takes effect first and only the answer is
+        lost, the "outcome unknown" case of the threats doc (bad input 47).
+        """
+        self._faults.setdefault(path, deque()).append(_Fault(status, after_processing))
+
+    def requests_to(self, path: str, *, chaff: bool | None = None) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == path and (chaff is None or r.chaff == chaff)]
+
+    def config_toml(self, public_key_file: Path) -> str:
+        """A config snippet that points an agent at this server."""
+        return (
+            "[report]\n"
+            f'verification_url = "{self.verification_url}"\n'
+            f'publish_url = "{self.publish_url}"\n'
+            f'api_key = "{self.api_key}"\n'
+            f'health_authority_id = "{self.health_authority_id}"\n'
+            "[keys]\n"
+            f'sources = [{{ kind = "index", url = "{self.index_url}" }}]\n'
+            f'public_keys = [{{ id = "{self.key_id}", version = "{self.key_version}", '
+            f'pem_file = "{public_key_file}" }}]\n'
+        )
+
+    # --- middleware: record, fault injection, refusals ----------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        body = await request.read() if request.can_read_body else b""
+        chaff = "X-Chaff" in request.headers
+        self.requests.append(
+            RecordedRequest(request.method, request.path, dict(request.headers), body, chaff)
+        )
+        queue = self._faults.get(request.path)
+        fault = queue.popleft() if queue else None
+        if fault is not None and not fault.after_processing:
+            return self._fault_response(request, fault)
+        try:
+            response = await handler(request)
+        except ApiRefusal as refusal:
+            response = _refusal_response(refusal)
+        if fault is not None:
+            return self._fault_response(request, fault)
+        return response
+
+    def _fault_response(self, request: web.Request, fault: _Fault) -> web.Response:
+        if fault.status == 0 and request.transport is not None:
+            request.transport.close()
+        status = fault.status or 500
+        return _json_response({"error": "injected fault", "errorCode": ""}, status)
+
+    def _authorize(self, request: web.Request, key: str) -> None:
+        if key and not secrets.compare_digest(request.headers.get("X-API-Key", ""), key):
+            raise ApiRefusal(401, "unauthorized", "missing or wrong X-API-Key")
+
+    @staticmethod
+    async def _body(request: web.Request) -> dict[str, object]:
+        try:
+            value = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            raise ApiRefusal(400, "unparsable_request", "body is not JSON") from None
+        if not isinstance(value, dict):
+            raise ApiRefusal(400, "unparsable_request", "body is not a JSON object")
+        return value
+
+    # --- verification server -----------------------------------------------------------
+
+    async def _verify(self, request: web.Request) -> web.Response:
+        self._authorize(request, self.api_key)
+        if "X-Chaff" in request.headers:
+            return _json_response({})
+        body = await self._body(request)
+        return _json_response(self.verification.verify(body.get("code"), body.get("accept")))
+
+    async def _certificate(self, request: web.Request) -> web.Response:
+        self._authorize(request, self.api_key)
+        if "X-Chaff" in request.headers:
+            return _json_response({})
+        body = await self._body(request)
+        cert = self.verification.certificate(body.get("token"), body.get("ekeyhmac"))
+        return _json_response({"certificate": cert})
+
+    async def _issue(self, request: web.Request) -> web.Response:
+        self._authorize(request, self.admin_key)
+        body = await self._body(request)
+        test_type = body.get("testType", "confirmed")
+        day = body.get("symptomDate")
+        onset = symptom_onset_interval(day) if isinstance(day, str) and day else None
+        issued = self.verification.issue_code(str(test_type), symptom_onset_interval=onset)
+        return _json_response({"code": issued.code, "expiresAtTimestamp": int(issued.expires_at)})
+
+    # --- key server --------------------------------------------------------------------
+
+    async def _publish(self, request: web.Request) -> web.Response:
+        if "X-Chaff" in request.headers:
+            return _json_response({})
+        parsed = parse_publish(await self._body(request))
+        if parsed.health_authority_id != self.health_authority_id:
+            raise ApiRefusal(
+                400, "unknown_health_authority_id", "healthAuthorityID is not known here"
+            )
+        certificate = self.verification.check_certificate(parsed.certificate)
+        check_hmac(parsed, certificate)
+        done = self._published.get(certificate.jti)
+        if done is not None:
+            # A retry of an upload whose answer was lost: same certificate, and the HMAC
+            # check above proves the same keys. Answer as before; insert nothing twice.
+            return _json_response(
+                {"revisionToken": done.revision_token, "insertedExposures": done.inserted}
+            )
+        validate_keys(parsed.keys, en_interval_number(self.clock.wall()))
+        keys = apply_certificate(parsed.keys, certificate)
+        self.exports.add(keys)
+        self.exports.release()
+        published = _Published(secrets.token_urlsafe(24), len(keys), certificate.tekmac)
+        self._published[certificate.jti] = published
+        return _json_response(
+            {"revisionToken": published.revision_token, "insertedExposures": len(keys)}
+        )
+
+    # --- downloads -----------------------------------------------------------------------
+
+    async def _index(self, request: web.Request) -> web.Response:
+        self.exports.release()  # keys whose embargo ended since the last publish
+        return web.Response(text=self.exports.index_text(), content_type="text/plain")
+
+    async def _export_file(self, request: web.Request) -> web.Response:
+        data = self.exports.batch_file(request.match_info["name"])
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, content_type="application/zip")
+
+    async def _cwa_days(self, request: web.Request) -> web.Response:
+        self.exports.release()
+        return web.json_response(self.exports.cwa_days())
+
+    async def _cwa_day(self, request: web.Request) -> web.Response:
+        return self._zip_or_404(self.exports.cwa_file(request.match_info["day"]))
+
+    async def _cwa_hours(self, request: web.Request) -> web.Response:
+        return web.json_response(self.exports.cwa_hours(request.match_info["day"]))
+
+    async def _cwa_hour(self, request: web.Request) -> web.Response:
+        try:
+            hour = int(request.match_info["hour"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        return self._zip_or_404(self.exports.cwa_file(request.match_info["day"], hour))
+
+    @staticmethod
+    def _zip_or_404(data: bytes | None) -> web.Response:
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, content_type="application/zip")
+
+    async def _public_key(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.public_key_pem, content_type="application/x-pem-file")

@@ -1,0 +1,312 @@
+"""The self-report flow: verification code -> token -> certificate -> publish (§5.2).
+
+1. ``POST {verification_url}/api/verify`` with the code (and ``X-API-Key``) -> token.
+   A bad, expired or used code stops here: nothing else is sent.
+2. Same-day release: the key on air is ended (and the daemon rotates) so that no
+   published key stays on air; the keys of the last 14 days are chosen, at most 30, in
+   random order, and a fresh 32-byte HMAC secret is drawn.
+3. The pending record (keys, secret, token) is written with synchronous=FULL.
+4. ``POST {verification_url}/api/certificate`` with the token and the TEK HMAC; only the
+   HMAC reaches the verification server, never the keys. The certificate is saved.
+5. ``POST publish_url`` with the keys, ``hmacKey``, ``healthAuthorityID`` and the
+   certificate. Accepted or definitively refused: the record is deleted. Network failure
+   or 5xx: the record stays, and the next run retries with the same certificate.
+
+Every body is padded to a fixed size per kind (``padding``). Preconditions (config,
+consent, trusted clock) are checked by :func:`check_ready` before anything is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import aiohttp
+
+from agent.clock import Clock, decide_clock_trust, rolling_start_interval_number
+from agent.config import Config, ReportConfig
+from agent.errors import (
+    AgentError,
+    ClockUntrustedError,
+    ConfigError,
+    ConsentError,
+    MalformedInputError,
+)
+from agent.models import TemporaryExposureKey
+from agent.report.errors import (
+    RequestRefusedError,
+    ServerFailureError,
+    ServerUnreachableError,
+)
+from agent.report.hmac import new_hmac_secret, tek_hmac_b64
+from agent.report.padding import BodyKind
+from agent.report.pending import (
+    PendingUpload,
+    StateStore,
+    clear_pending,
+    load_pending,
+    save_pending,
+)
+from agent.report.transport import new_session, post_json
+from agent.report.wire import b64encode, key_to_json
+
+_LOGGER = logging.getLogger(__name__)
+
+CONSENT_STATE_KEY = "consent"
+LOWER_BOUND_STATE_KEY = "clock.lower_bound"
+"""Persisted last-good time (Appendix A), written by the daemon's clock watch."""
+REVISION_STATE_KEY = "report.revision_token"
+LAST_REPORT_STATE_KEY = "report.last"
+ACCEPT_TEST_TYPES = ["confirmed", "likely"]
+MAX_KEYS_ON_PUBLISH = 30
+VERIFICATION_SERVER = "verification server"
+KEY_SERVER = "key server"
+_CODE_RE = re.compile(r"[0-9A-Za-z]{6,32}")
+RETRY_HINT = "; the upload is saved and `contact-agent report` retries it with the same certificate"
+
+
+class KeyRelease(Protocol):
+    """Where the own keys come from (the store, or the running daemon)."""
+
+    async def available(self) -> int:
+        """How many own keys of the last 14 days went on air (0: nothing to report)."""
+        ...
+
+    async def release(self) -> list[TemporaryExposureKey]:
+        """End the key on air (same-day release) and return the keys to publish."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    """What the key server accepted."""
+
+    keys_published: int
+    inserted: int
+    resumed: bool
+    """True when this run finished an earlier, interrupted upload."""
+
+
+def normalize_code(code: str) -> str:
+    """The code without spaces and dashes; a clear error when it cannot be a code."""
+    cleaned = re.sub(r"[\s-]", "", code)
+    if not _CODE_RE.fullmatch(cleaned):
+        raise MalformedInputError(
+            "the verification code must be 6-32 letters or digits (as given by the "
+            "health authority, e.g. 10 digits)"
+        )
+    return cleaned
+
+
+def check_report_config(settings: ReportConfig) -> None:
+    """All of ``[report]`` that an upload needs (exit 78 when something is missing)."""
+    missing = [
+        name
+        for name, value in (
+            ("verification_url", settings.verification_url),
+            ("publish_url", settings.publish_url),
+            ("health_authority_id", settings.health_authority_id),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"config: report.{', report.'.join(missing)} must be set to report "
+            "(ask your health authority for the values)"
+        )
+
+
+async def check_ready(
+    config: Config,
+    store: StateStore,
+    clock: Clock,
+    *,
+    synchronized: bool,
+    lower_bound: float | None,
+) -> None:
+    """Config complete, consent on and clock trusted; otherwise a clear error, nothing sent."""
+    check_report_config(config.report)
+    if (await store.get_state(CONSENT_STATE_KEY)) != "on":
+        raise ConsentError("consent is off: run `contact-agent enable` first; nothing was sent")
+    trust = decide_clock_trust(
+        require_sync=config.clock.require_sync,
+        system_synchronized=synchronized,
+        wall=clock.wall(),
+        lower_bound=lower_bound,
+    )
+    if not trust.state.trusted:
+        raise ClockUntrustedError(
+            f"cannot report while the clock is not trusted ({trust.reason}); "
+            "wait for time synchronisation; nothing was sent"
+        )
+
+
+def choose_keys(keys: Sequence[TemporaryExposureKey]) -> list[TemporaryExposureKey]:
+    """At most 30 keys (the newest), in a random order from the OS CSPRNG (T6)."""
+    newest = sorted(keys, key=lambda k: k.rolling_start_interval_number)[-MAX_KEYS_ON_PUBLISH:]
+    chosen = [replace(k, transmission_risk_level=0) for k in newest]
+    secrets.SystemRandom().shuffle(chosen)
+    return chosen
+
+
+class Reporter:
+    """Runs one self-report against the configured servers."""
+
+    def __init__(
+        self,
+        settings: ReportConfig,
+        store: StateStore,
+        clock: Clock,
+        *,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._session = session
+
+    async def pending(self) -> PendingUpload | None:
+        """The interrupted upload that the next run resumes, if any."""
+        return await load_pending(self._store)
+
+    async def run(
+        self,
+        code: str | None,
+        keys: KeyRelease,
+        *,
+        withhold_days: frozenset[int] = frozenset(),
+    ) -> ReportResult:
+        """Finish an interrupted upload, or report with ``code``.
+
+        ``withhold_days``: rolling start intervals (UTC midnights) of days whose keys the
+        user chose not to publish (threats doc T8).
+        """
+        check_report_config(self._settings)
+        async with AsyncExitStack() as stack:
+            session = self._session
+            if session is None:
+                session = await stack.enter_async_context(new_session())
+            pending = await load_pending(self._store)
+            if pending is not None:
+                _LOGGER.info("resuming the upload started at %.0f", pending.created)
+                return await self._finish(session, pending, resumed=True)
+            if code is None:
+                raise MalformedInputError("give the verification code: report --code CODE")
+            cleaned = normalize_code(code)
+            if await keys.available() == 0:
+                raise AgentError(
+                    "there are no own keys to report: this device has not broadcast any in "
+                    "the last 14 days; nothing was sent"
+                )
+            answer = await self._post(
+                session,
+                f"{self._settings.verification_url.rstrip('/')}/api/verify",
+                {"code": cleaned, "accept": ACCEPT_TEST_TYPES},
+                BodyKind.VERIFY,
+                VERIFICATION_SERVER,
+            )
+            token = answer.get("token")
+            if not isinstance(token, str) or not token:
+                raise ServerFailureError("the verification server sent no token; try again later")
+            released = await keys.release()
+            chosen = choose_keys(
+                [
+                    k
+                    for k in released
+                    if rolling_start_interval_number(k.rolling_start_interval_number)
+                    not in withhold_days
+                ]
+            )
+            if not chosen:
+                raise AgentError("there are no own keys to report; nothing was published")
+            pending = PendingUpload(
+                token=token,
+                secret=new_hmac_secret(),
+                keys=tuple(chosen),
+                created=self._clock.wall(),
+                test_type=str(answer.get("testtype", "")),
+            )
+            await save_pending(self._store, pending)
+            return await self._finish(session, pending, resumed=False)
+
+    async def _finish(
+        self, session: aiohttp.ClientSession, pending: PendingUpload, *, resumed: bool
+    ) -> ReportResult:
+        try:
+            if not pending.certificate:
+                pending = await self._certify(session, pending)
+            answer = await self._publish(session, pending)
+        except RequestRefusedError:
+            await clear_pending(self._store)  # the same request can never succeed
+            raise
+        except (ServerUnreachableError, ServerFailureError) as exc:
+            raise type(exc)(f"{exc}{RETRY_HINT}") from exc
+        revision = answer.get("revisionToken")
+        if isinstance(revision, str) and revision:
+            await self._store.set_state(REVISION_STATE_KEY, revision)
+        inserted = answer.get("insertedExposures")
+        count = inserted if isinstance(inserted, int) else len(pending.keys)
+        await self._store.set_state(LAST_REPORT_STATE_KEY, f"{self._clock.wall():.0f}")
+        await clear_pending(self._store)
+        return ReportResult(keys_published=len(pending.keys), inserted=count, resumed=resumed)
+
+    async def _certify(
+        self, session: aiohttp.ClientSession, pending: PendingUpload
+    ) -> PendingUpload:
+        answer = await self._post(
+            session,
+            f"{self._settings.verification_url.rstrip('/')}/api/certificate",
+            {"token": pending.token, "ekeyhmac": tek_hmac_b64(pending.secret, pending.keys)},
+            BodyKind.CERTIFICATE,
+            VERIFICATION_SERVER,
+        )
+        certificate = answer.get("certificate")
+        if not isinstance(certificate, str) or not certificate:
+            raise ServerFailureError("the verification server sent no certificate")
+        pending = replace(pending, certificate=certificate)
+        await save_pending(self._store, pending)
+        return pending
+
+    async def _publish(
+        self, session: aiohttp.ClientSession, pending: PendingUpload
+    ) -> dict[str, object]:
+        body: dict[str, object] = {
+            "temporaryExposureKeys": [key_to_json(k) for k in pending.keys],
+            "healthAuthorityID": self._settings.health_authority_id,
+            "verificationPayload": pending.certificate,
+            "hmacKey": b64encode(pending.secret),
+            "traveler": False,
+        }
+        revision = await self._store.get_state(REVISION_STATE_KEY)
+        if revision:
+            body["revisionToken"] = revision
+        return dict(
+            await self._post(
+                session, self._settings.publish_url, body, BodyKind.PUBLISH, KEY_SERVER
+            )
+        )
+
+    async def _post(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        body: dict[str, object],
+        kind: BodyKind,
+        server: str,
+    ) -> dict[str, object]:
+        return dict(
+            await post_json(
+                session,
+                url,
+                body,
+                kind=kind,
+                server=server,
+                api_key=self._settings.api_key if server == VERIFICATION_SERVER else "",
+                padding_bytes=self._settings.padding_bytes,
+            )
+        )

@@ -1,0 +1,26 @@
+"""Failures of a self-report, each with a message a person can act on."""
+
+from __future__ import annotations
+
+from agent.errors import NetworkError
+
+
+class ServerUnreachableError(NetworkError):
+    """Connection refused, timed out or broken: the outcome may be unknown; retry later."""
+
+
+class ServerFailureError(NetworkError):
+    """The server answered with 5xx, 429 or an unreadable body; retry later."""
+
+
+class RequestRefusedError(NetworkError):
+    """The server refused the request for good (4xx); retrying the same request won't help."""
+
+    def __init__(self, message: str, *, error_code: str = "", status: int = 400) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.status = status
+
+
+class VerificationCodeError(RequestRefusedError):
+    """The verification code is malformed, unknown, expired or already used."""

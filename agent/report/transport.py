@@ -1,0 +1,164 @@
+"""POST a padded JSON body to a verification or key server and map every failure.
+
+Real and decoy (chaff) requests go through :func:`post_json` alike: same headers (the
+``X-Chaff`` header of a decoy is matched by an equally long filler header on real
+requests), same padded body size, no cookies, one generic User-Agent (threats doc T7).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from agent.report.errors import (
+    RequestRefusedError,
+    ServerFailureError,
+    ServerUnreachableError,
+    VerificationCodeError,
+)
+from agent.report.padding import BodyKind, body_size, padded_json
+
+_LOGGER = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_SECONDS = 30.0
+USER_AGENT = "contact-agent"
+CHAFF_HEADER = ("X-Chaff", "1")
+FILLER_HEADER = ("X-Pad", "000")
+"""Sent on real requests so that they are exactly as long as decoys with ``X-Chaff: 1``."""
+MAX_RESPONSE_BYTES = 256 * 1024
+
+_REFUSALS: Mapping[str, tuple[type[RequestRefusedError], str]] = {
+    "code_invalid": (
+        VerificationCodeError,
+        "the verification code is not valid or was already used; ask for a new code",
+    ),
+    "code_expired": (
+        VerificationCodeError,
+        "the verification code has expired; ask for a new code",
+    ),
+    "code_not_found": (
+        VerificationCodeError,
+        "the verification code is unknown; check it or ask for a new code",
+    ),
+    "unsupported_test_type": (
+        VerificationCodeError,
+        "the verification code is for a test type this agent cannot publish",
+    ),
+    "token_invalid": (
+        RequestRefusedError,
+        "the verification server refused the token; start again with a new code",
+    ),
+    "token_expired": (
+        RequestRefusedError,
+        "the verification token has expired; start again with a new code",
+    ),
+    "hmac_invalid": (RequestRefusedError, "the verification server refused the key HMAC"),
+    "hmac_mismatch": (
+        RequestRefusedError,
+        "the key server refused the upload: the keys do not match the verification "
+        "certificate (HMAC mismatch); nothing was published",
+    ),
+    "certificate_invalid": (
+        RequestRefusedError,
+        "the key server refused the verification certificate (invalid or expired); "
+        "start again with a new code",
+    ),
+}
+
+
+def new_session() -> aiohttp.ClientSession:
+    """A client session with a request timeout, no cookie jar and a generic User-Agent."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+def request_headers(*, api_key: str, chaff: bool) -> dict[str, str]:
+    """Headers of one request; decoys differ from real requests only in one equal-size header."""
+    name, value = CHAFF_HEADER if chaff else FILLER_HEADER
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        name: value,
+    }
+    if api_key:
+        headers["X-API-Key"] = api_key
+    return headers
+
+
+def _one_line(text: object, limit: int = 160) -> str:
+    cleaned = " ".join(str(text).split())
+    cleaned = "".join(c for c in cleaned if c.isprintable())
+    return cleaned[:limit]
+
+
+def _refusal(server: str, status: int, answer: Mapping[str, object]) -> RequestRefusedError:
+    code = _one_line(answer.get("errorCode") or answer.get("code") or "", 60)
+    reason = _one_line(answer.get("error") or "")
+    if code in _REFUSALS:
+        cls, message = _REFUSALS[code]
+        return cls(message, error_code=code, status=status)
+    detail = reason or code or "no reason given"
+    return RequestRefusedError(
+        f"the {server} refused the request (HTTP {status}): {detail}",
+        error_code=code,
+        status=status,
+    )
+
+
+def _parse(raw: bytes) -> Mapping[str, object] | None:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: Mapping[str, object],
+    *,
+    kind: BodyKind,
+    server: str,
+    api_key: str = "",
+    padding_bytes: int,
+    chaff: bool = False,
+) -> Mapping[str, object]:
+    """POST ``body`` padded to the fixed size of ``kind``; return the JSON answer.
+
+    Raises:
+        ServerUnreachableError: no connection, or it broke before an answer arrived.
+        ServerFailureError: HTTP 5xx or 429, or an answer that is not a JSON object.
+        RequestRefusedError: HTTP 4xx (a :class:`VerificationCodeError` for bad codes).
+    """
+    data = padded_json(body, body_size(kind, padding_bytes))
+    host = urlsplit(url).netloc or url
+    try:
+        async with session.post(
+            url, data=data, headers=request_headers(api_key=api_key, chaff=chaff)
+        ) as response:
+            raw = await response.content.read(MAX_RESPONSE_BYTES)
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        reason = _one_line(exc) or type(exc).__name__
+        raise ServerUnreachableError(f"cannot reach the {server} at {host}: {reason}") from exc
+    answer = _parse(raw)
+    if status >= 500 or status == 429:
+        raise ServerFailureError(f"the {server} at {host} failed (HTTP {status}); try again later")
+    if status >= 400:
+        raise _refusal(server, status, answer or {})
+    if chaff:
+        return answer or {}
+    if answer is None:
+        raise ServerFailureError(f"the {server} at {host} sent an answer that is not JSON")
+    if answer.get("error"):
+        raise _refusal(server, status, answer)
+    _LOGGER.debug("%s answered HTTP %d", server, status)
+    return answer

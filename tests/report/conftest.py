@@ -1,0 +1,117 @@
+"""A running test key server on 127.0.0.1 and small protocol helpers for the tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator, Sequence
+
+import aiohttp
+import pytest
+
+from agent.clock import FakeClock, en_interval_number, rolling_start_interval_number
+from agent.export import PublicKeyRing, read_verified_export
+from agent.keyserver import LocalKeyServer
+from agent.models import TemporaryExposureKey
+from agent.report.hmac import tek_hmac_b64
+from agent.report.wire import key_to_json
+
+API_KEY = "device-key"
+NOW = 1_599_955_200.0 + 13 * 3600  # 2020-09-13 13:00 UTC
+TODAY = rolling_start_interval_number(en_interval_number(NOW))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(wall=NOW)
+
+
+@pytest.fixture
+async def server(clock: FakeClock) -> AsyncIterator[LocalKeyServer]:
+    srv = LocalKeyServer(clock=clock, api_key=API_KEY, embargo=False)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def post(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: object,
+    *,
+    api_key: str = API_KEY,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, object]]:
+    """POST JSON; the status and the JSON answer."""
+    all_headers = {"X-API-Key": api_key, **(headers or {})}
+    async with http.post(url, data=json.dumps(body), headers=all_headers) as response:
+        raw = await response.read()
+        return response.status, json.loads(raw) if raw.strip() else {}
+
+
+def day_keys(count: int, *, last_start: int = TODAY) -> list[TemporaryExposureKey]:
+    """One distinct key per day, the newest starting at ``last_start``."""
+    return [
+        TemporaryExposureKey(bytes([i + 1]) * 16, last_start - i * 144, 144) for i in range(count)
+    ]
+
+
+async def certificate_for(
+    http: aiohttp.ClientSession,
+    server: LocalKeyServer,
+    keys: Sequence[TemporaryExposureKey],
+    secret: bytes,
+    *,
+    test_type: str = "confirmed",
+) -> str:
+    code = server.issue_code(test_type)
+    status, answer = await post(
+        http, f"{server.url}/api/verify", {"code": code, "accept": ["confirmed", "likely"]}
+    )
+    assert status == 200, answer
+    status, answer = await post(
+        http,
+        f"{server.url}/api/certificate",
+        {"token": answer["token"], "ekeyhmac": tek_hmac_b64(secret, keys)},
+    )
+    assert status == 200, answer
+    certificate = answer["certificate"]
+    assert isinstance(certificate, str)
+    return certificate
+
+
+def publish_body(
+    keys: Sequence[TemporaryExposureKey], secret: bytes, certificate: str, **extra: object
+) -> dict[str, object]:
+    return {
+        "temporaryExposureKeys": [key_to_json(k) for k in keys],
+        "healthAuthorityID": "contact-agent-test",
+        "verificationPayload": certificate,
+        "hmacKey": base64.b64encode(secret).decode(),
+        **extra,
+    }
+
+
+async def served_exports(
+    http: aiohttp.ClientSession, server: LocalKeyServer
+) -> list[list[TemporaryExposureKey]]:
+    """Every export listed in index.txt, verified with the server's public key."""
+    ring = PublicKeyRing.from_pem(server.public_key_pem, server.key_id, server.key_version)
+    async with http.get(server.index_url) as response:
+        assert response.status == 200
+        lines = (await response.text()).split()
+    exports = []
+    for line in lines:
+        async with http.get(f"{server.url}/{line}") as response:
+            assert response.status == 200
+            export = read_verified_export(await response.read(), ring)
+        exports.append(list(export.keys))
+    return exports
