@@ -1,0 +1,104 @@
+"""Values the store returns beyond agent.models, and the pure scan-instance grouping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Final
+
+from agent.constants import SCAN_INSTANCE_GAP_SECONDS
+from agent.models import ObservedScan
+
+SCAN_INSTANCE_MAX_SECONDS: Final = 60.0
+"""A scan instance of unknown scan start never spans more than this (the radio's roll)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Encounter:
+    """All stored sightings of one RPI (with one AEM), aggregated."""
+
+    rpi: bytes
+    aem: bytes
+    first_seen: float
+    last_seen: float
+    count: int
+    rssi_min: int
+    rssi_mean: float
+    rssi_max: int
+
+    def __repr__(self) -> str:
+        return (
+            f"Encounter(first_seen={self.first_seen}, last_seen={self.last_seen}, "
+            f"count={self.count}, <rpi>)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What a retention purge deleted (row counts) and whether the deletion is final."""
+
+    cutoff: float
+    """Everything strictly older than this (Unix seconds) was deleted."""
+    sightings: int = 0
+    scans: int = 0
+    own_teks: int = 0
+    exposure_windows: int = 0
+    daily_summaries: int = 0
+    processed_files: int = 0
+    quarantined_copies: int = 0
+    checkpointed: bool = False
+    """The WAL was checkpointed and truncated: no deleted byte remains in any file."""
+
+    @property
+    def total(self) -> int:
+        return sum(
+            getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("cutoff", "checkpointed")
+        )
+
+
+def group_by_gap(rows: Iterable[tuple[bytes, bytes, int, int]]) -> list[ObservedScan]:
+    """Scan instances of sightings whose scan start is unknown (e.g. imported).
+
+    ``rows`` are (rpi, aem, time, rssi) sorted by rpi, aem, time. Sightings of one RPI
+    closer than 25.5 s share an instance (spec §6.8); an instance is capped at 60 s.
+    The previous scan is unknown for such instances.
+    """
+    result: list[ObservedScan] = []
+    key: tuple[bytes, bytes] | None = None
+    first = last = total = count = 0
+    low = high = 0
+
+    def emit() -> None:
+        assert key is not None
+        result.append(
+            ObservedScan(
+                rpi=key[0],
+                aem=key[1],
+                first_seen=float(first),
+                last_seen=float(last),
+                count=count,
+                rssi_min=low,
+                rssi_max=high,
+                rssi_mean=total / count,
+                previous_scan_end=None,
+            )
+        )
+
+    for rpi, aem, t, rssi in rows:
+        same = (
+            key == (rpi, aem)
+            and t - last <= SCAN_INSTANCE_GAP_SECONDS
+            and t - first <= SCAN_INSTANCE_MAX_SECONDS
+        )
+        if same:
+            last, count, total = t, count + 1, total + rssi
+            low, high = min(low, rssi), max(high, rssi)
+            continue
+        if key is not None:
+            emit()
+        key, first, last, count, total, low, high = (rpi, aem), t, t, 1, rssi, rssi, rssi
+    if key is not None:
+        emit()
+    return result

@@ -1,0 +1,166 @@
+"""SQL of the sighting tables: batched appends and the aggregated reads.
+
+Rows are (t, rpi, aem, rssi, scan_off): whole Unix seconds (as GAEN's contact records),
+the 16-byte RPI and 4-byte AEM as received, the calibrated RSSI, and the offset of the
+sighting from the start of its scan instance (NULL when unknown). Every batch appends a
+contiguous rowid range and records it in ``sighting_batch`` with its newest time; reads
+"since T" start at the first batch that can hold rows at or after T.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Sequence
+from typing import Final
+
+from agent.constants import CALIBRATED_RSSI_MAX, CALIBRATED_RSSI_MIN
+from agent.errors import MalformedInputError
+from agent.models import ObservedScan, ScanPeriod, Sighting
+from agent.store.db import Database, Transaction
+from agent.store.records import Encounter, group_by_gap
+
+Row = tuple[int, bytes, bytes, int, int | None]
+ScanRow = tuple[int, int]
+
+MAX_TIME: Final = 253_402_300_800
+"""Year 10000: any time beyond is nonsense, not a sighting."""
+
+_INSERT = "INSERT INTO sighting (t, rpi, aem, rssi, scan_off) VALUES (?, ?, ?, ?, ?)"
+_LOW_ROW = "SELECT min(first_row) FROM sighting_batch WHERE t_max >= ?"
+
+_GROUPED = """
+SELECT g.rpi, g.aem, g.first, g.last, g.n, g.lo, g.hi, g.mean,
+       (SELECT end_t FROM scan WHERE end_t <= g.ss AND start_t < g.ss
+        ORDER BY end_t DESC LIMIT 1)
+FROM (SELECT rpi, aem, t - scan_off AS ss, min(t) AS first, max(t) AS last,
+             count(*) AS n, min(rssi) AS lo, max(rssi) AS hi, avg(rssi) AS mean
+      FROM sighting WHERE rowid >= ? AND t >= ? AND scan_off IS NOT NULL
+      GROUP BY rpi, aem, ss) AS g
+"""
+_UNSCANNED = """
+SELECT rpi, aem, t, rssi FROM sighting WHERE rowid >= ? AND t >= ? AND scan_off IS NULL
+ORDER BY rpi, aem, t
+"""
+_ENCOUNTERS = """
+SELECT rpi, aem, min(t), max(t), count(*), min(rssi), avg(rssi), max(rssi)
+FROM sighting WHERE rowid >= ? AND t >= ? GROUP BY rpi, aem ORDER BY min(t)
+"""
+_COUNT = "SELECT count(*) FROM sighting WHERE rowid >= ? AND t >= ?"
+_COUNT_DISTINCT = "SELECT count(DISTINCT rpi) FROM sighting WHERE rowid >= ? AND t >= ?"
+_ALL = """
+SELECT t, rpi, aem, rssi, scan_off FROM sighting WHERE rowid >= ? AND t >= ?
+ORDER BY t, rowid
+"""
+
+
+def _seconds(value: float, what: str) -> int:
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise MalformedInputError(f"{what} must be a finite number")
+    if not 0 <= value < MAX_TIME:
+        raise MalformedInputError(f"{what} must be Unix seconds, got {value}")
+    return math.floor(value)
+
+
+def sighting_row(sighting: Sighting) -> Row:
+    """The stored form of a sighting; raises MalformedInputError for impossible values."""
+    t = _seconds(sighting.time, "sighting time")
+    rssi = sighting.rssi
+    if isinstance(rssi, bool) or not isinstance(rssi, int):
+        raise MalformedInputError("rssi must be an integer")
+    if not CALIBRATED_RSSI_MIN <= rssi <= CALIBRATED_RSSI_MAX:
+        raise MalformedInputError(
+            f"rssi must be in {CALIBRATED_RSSI_MIN}..{CALIBRATED_RSSI_MAX}, got {rssi}"
+        )
+    scan_off = None
+    if sighting.scan_start is not None:
+        scan_off = t - _seconds(sighting.scan_start, "scan start")
+    return (t, sighting.rpi, sighting.aem, rssi, scan_off)
+
+
+def scan_row(period: ScanPeriod) -> ScanRow:
+    start = _seconds(period.start, "scan start")
+    end = _seconds(period.end, "scan end")
+    if end < start:
+        raise MalformedInputError("a scan cannot end before it starts")
+    return (end, start)
+
+
+async def append(tx: Transaction, rows: Sequence[Row], scans: Sequence[ScanRow]) -> None:
+    """Append one batch inside the caller's transaction."""
+    if rows:
+        before = await tx.scalar("SELECT coalesce(max(rowid), 0) FROM sighting")
+        await tx.executemany(_INSERT, rows)
+        await tx.execute(
+            "INSERT INTO sighting_batch (first_row, last_row, t_max) VALUES (?, ?, ?)",
+            (before + 1, before + len(rows), max(r[0] for r in rows)),
+        )
+    if scans:
+        await tx.executemany("INSERT OR REPLACE INTO scan (end_t, start_t) VALUES (?, ?)", scans)
+
+
+async def _low_row(db: Database, since: float) -> int | None:
+    low = await db.scalar(_LOW_ROW, (since,))
+    return int(low) if low is not None else None
+
+
+async def observed_scans(db: Database, since: float) -> list[ObservedScan]:
+    """Scan instances of every RPI seen at or after ``since`` (two queries in all)."""
+    low = await _low_row(db, since)
+    if low is None:
+        return []
+    result = [
+        ObservedScan(
+            rpi=rpi,
+            aem=aem,
+            first_seen=float(first),
+            last_seen=float(last),
+            count=n,
+            rssi_min=lo,
+            rssi_max=hi,
+            rssi_mean=float(mean),
+            previous_scan_end=None if prev is None else float(prev),
+        )
+        for rpi, aem, first, last, n, lo, hi, mean, prev in await db.fetchall(
+            _GROUPED, (low, since)
+        )
+    ]
+    unscanned = await db.fetchall(_UNSCANNED, (low, since))
+    if unscanned:
+        result.extend(group_by_gap(unscanned))
+    result.sort(key=lambda o: (o.first_seen, o.rpi))
+    return result
+
+
+async def encounters(db: Database, since: float) -> list[Encounter]:
+    low = await _low_row(db, since)
+    if low is None:
+        return []
+    return [
+        Encounter(rpi, aem, float(first), float(last), n, lo, float(mean), hi)
+        for rpi, aem, first, last, n, lo, mean, hi in await db.fetchall(
+            _ENCOUNTERS, (low, since)
+        )
+    ]
+
+
+async def count(db: Database, since: float, *, distinct_rpis: bool = False) -> int:
+    low = await _low_row(db, since)
+    if low is None:
+        return 0
+    sql = _COUNT_DISTINCT if distinct_rpis else _COUNT
+    return int(await db.scalar(sql, (low, since)))
+
+
+async def iterate(db: Database, since: float) -> AsyncIterator[Sighting]:
+    """Every sighting at or after ``since``, oldest first."""
+    low = await _low_row(db, since)
+    if low is None:
+        return
+    async for t, rpi, aem, rssi, scan_off in db.iterate(_ALL, (low, since)):
+        yield Sighting(
+            time=float(t),
+            rpi=rpi,
+            aem=aem,
+            rssi=rssi,
+            scan_start=None if scan_off is None else float(t - scan_off),
+        )
