@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,7 +122,9 @@ def zip_entries(
             info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
             info.compress_type = compression
             info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Duplicate name", UserWarning)
+                archive.writestr(info, data)
     return buffer.getvalue()
 
 
