@@ -30,6 +30,7 @@ import aiohttp
 
 from agent.clock import Clock, decide_clock_trust, rolling_start_interval_number
 from agent.config import Config, ReportConfig
+from agent.constants import RETENTION_SECONDS
 from agent.errors import (
     AgentError,
     ClockUntrustedError,
@@ -50,6 +51,7 @@ from agent.report.pending import (
     StateStore,
     clear_pending,
     load_pending,
+    purge_stale_pending,
     save_pending,
 )
 from agent.report.transport import new_session, post_json
@@ -191,6 +193,7 @@ class Reporter:
             session = self._session
             if session is None:
                 session = await stack.enter_async_context(new_session())
+            await purge_stale_pending(self._store, self._clock.wall() - RETENTION_SECONDS)
             pending = await load_pending(self._store)
             if pending is not None:
                 _LOGGER.info("resuming the upload started at %.0f", pending.created)

@@ -30,6 +30,8 @@ class StateStore(Protocol):
 
     async def set_state(self, key: str, value: str) -> None: ...
 
+    async def delete_state(self, key: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PendingUpload:
@@ -94,4 +96,23 @@ async def save_pending(store: StateStore, pending: PendingUpload) -> None:
 
 
 async def clear_pending(store: StateStore) -> None:
-    await store.set_state(PENDING_STATE_KEY, "")
+    await store.delete_state(PENDING_STATE_KEY)
+
+
+async def purge_stale_pending(store: StateStore, cutoff: float) -> bool:
+    """Delete an interrupted upload started before ``cutoff`` (the 14-day retention).
+
+    Its keys are too old to publish by then, and the record holds own keys, which must
+    not outlive the retention promise. Returns True when a record was deleted; an
+    unreadable record is deleted too.
+    """
+    text = await store.get_state(PENDING_STATE_KEY)
+    if not text:
+        return False
+    try:
+        stale = PendingUpload.from_json(text).created < cutoff
+    except StoreError:
+        stale = True
+    if stale:
+        await clear_pending(store)
+    return stale

@@ -5,20 +5,29 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from agent.clock import FakeClock, en_interval_number, rolling_start_interval_number
+from agent.config import ReportConfig
 from agent.export import PublicKeyRing, read_verified_export
+from agent.keyschedule import KeySchedule
 from agent.keyserver import LocalKeyServer
 from agent.models import TemporaryExposureKey
+from agent.payload import Metadata
+from agent.report.client import CONSENT_STATE_KEY, Reporter
 from agent.report.hmac import tek_hmac_b64
+from agent.report.release import StoreKeyRelease
 from agent.report.wire import key_to_json
+from agent.store import Store
 
 API_KEY = "device-key"
 NOW = 1_599_955_200.0 + 13 * 3600  # 2020-09-13 13:00 UTC
 TODAY = rolling_start_interval_number(en_interval_number(NOW))
+META = Metadata(tx_power_dbm=-8)
 
 
 @pytest.fixture
@@ -115,3 +124,52 @@ async def served_exports(
             export = read_verified_export(await response.read(), ring)
         exports.append(list(export.keys))
     return exports
+
+
+# --- an agent with 15 days of broadcasts ---------------------------------------------------
+
+NOW_INTERVAL = en_interval_number(NOW)
+
+
+def broadcast_history(days: int = 15) -> KeySchedule:
+    """Own keys as a daemon leaves them: one per day, each broadcast for a while.
+
+    Today's key is on air now (its high-water mark is the current interval).
+    """
+    schedule = KeySchedule()
+    for day in range(days - 1, -1, -1):
+        start = TODAY - day * 144
+        for offset in (60, 61, 62):
+            schedule.broadcast(start + offset, META)
+    schedule.broadcast(NOW_INTERVAL, META)
+    return schedule
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A real store in tmp_path with consent on and 15 days of own keys."""
+    st = await Store.open(tmp_path / "agent")
+    await st.save_own_teks(broadcast_history().pop_dirty())
+    await st.set_state(CONSENT_STATE_KEY, "on")
+    try:
+        yield st
+    finally:
+        await st.close()
+
+
+def report_settings(server: LocalKeyServer, **changes: object) -> ReportConfig:
+    settings = ReportConfig(
+        verification_url=server.verification_url,
+        publish_url=server.publish_url,
+        api_key=API_KEY,
+        health_authority_id=server.health_authority_id,
+    )
+    return replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def reporter(server: LocalKeyServer, store: Store, clock: FakeClock, **changes: object) -> Reporter:
+    return Reporter(report_settings(server, **changes), store, clock)
+
+
+def release(store: Store, clock: FakeClock) -> StoreKeyRelease:
+    return StoreKeyRelease(store, store.data_dir, clock)

@@ -1,0 +1,275 @@
+"""The self-report flow over real HTTP against the test key server, with a real store."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from collections import Counter
+
+import aiohttp
+import pytest
+
+from agent.clock import FakeClock
+from agent.config import ClockConfig, Config
+from agent.errors import AgentError, ClockUntrustedError, ConsentError, MalformedInputError
+from agent.keyserver import LocalKeyServer
+from agent.models import TemporaryExposureKey
+from agent.report.client import (
+    CONSENT_STATE_KEY,
+    LAST_REPORT_STATE_KEY,
+    REVISION_STATE_KEY,
+    check_ready,
+    choose_keys,
+)
+from agent.report.errors import (
+    RequestRefusedError,
+    ServerFailureError,
+    ServerUnreachableError,
+    VerificationCodeError,
+)
+from agent.report.padding import BodyKind, body_size
+from agent.report.pending import (
+    PENDING_STATE_KEY,
+    PendingUpload,
+    load_pending,
+    purge_stale_pending,
+    save_pending,
+)
+from agent.store import Store
+from tests.report.conftest import (
+    NOW_INTERVAL,
+    TODAY,
+    day_keys,
+    release,
+    report_settings,
+    reporter,
+    served_exports,
+)
+
+PATHS = ("/api/verify", "/api/certificate", "/v1/publish")
+
+
+def identities(keys: list[TemporaryExposureKey]) -> set[tuple[bytes, int, int]]:
+    return {(k.key_data, k.rolling_start_interval_number, k.rolling_period) for k in keys}
+
+
+async def own_identities(store: Store) -> set[tuple[bytes, int, int]]:
+    return {
+        (t.key_data, t.rolling_start_interval_number, t.rolling_period)
+        for t in await store.load_own_teks()
+    }
+
+
+async def test_report_publishes_exactly_the_own_keys_of_14_days(
+    server: LocalKeyServer, store: Store, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    result = await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    assert (result.keys_published, result.inserted, result.resumed) == (15, 15, False)
+    # same-day release: today's key was ended at the current interval and persisted
+    today = [t for t in await store.load_own_teks() if t.rolling_start_interval_number == TODAY]
+    assert [t.rolling_period for t in today] == [NOW_INTERVAL - TODAY + 1]
+    # the next export served holds exactly the reporter's keys, as they are stored now
+    [export] = await served_exports(http, server)
+    assert identities(export) == await own_identities(store)
+    # the three requests, in order, each padded to its fixed size; then only downloads
+    assert [r.path for r in server.requests[:3]] == list(PATHS)
+    assert {r.method for r in server.requests[3:]} == {"GET"}
+    for request, kind in zip(server.requests[:3], BodyKind, strict=True):
+        assert len(request.body) == body_size(kind, 2048)
+        assert not request.chaff
+    # the verification server saw neither key bytes nor the HMAC secret
+    publish = server.requests[2].json()
+    secrets_sent = [k["key"] for k in publish["temporaryExposureKeys"]] + [publish["hmacKey"]]
+    for request in server.requests[:2]:
+        assert not any(s.encode() in request.body for s in secrets_sent)
+    assert await store.get_state(PENDING_STATE_KEY) is None
+    assert await store.get_state(REVISION_STATE_KEY)
+    assert await store.get_state(LAST_REPORT_STATE_KEY) == f"{clock.wall():.0f}"
+
+
+async def test_withheld_days_are_not_published(
+    server: LocalKeyServer, store: Store, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    skipped = frozenset({TODAY - 144, TODAY - 3 * 144})
+    result = await reporter(server, store, clock).run(
+        server.issue_code(), release(store, clock), withhold_days=skipped
+    )
+    assert result.keys_published == 13
+    [export] = await served_exports(http, server)
+    assert {k.rolling_start_interval_number for k in export}.isdisjoint(skipped)
+
+
+def test_keys_are_sent_in_a_random_order() -> None:
+    keys = day_keys(15)
+    newest = keys[0].key_data
+    positions = Counter([k.key_data for k in choose_keys(keys)].index(newest) for _ in range(3000))
+    # uniform over 15 places: 200 expected each; these bounds fail with p < 1e-9
+    assert set(positions) == set(range(15))
+    assert all(110 < n < 300 for n in positions.values()), positions
+    assert {len(choose_keys(day_keys(31)))} == {30}
+    assert (
+        min(k.rolling_start_interval_number for k in choose_keys(day_keys(31))) == TODAY - 29 * 144
+    )
+
+
+# --- failures before anything about the keys is sent --------------------------------------
+
+
+async def _assert_nothing_changed(store: Store, before: set[tuple[bytes, int, int]]) -> None:
+    assert await own_identities(store) == before  # the key on air was not ended
+    assert await store.get_state(PENDING_STATE_KEY) is None
+
+
+@pytest.mark.parametrize("case", ["unknown", "expired", "reused"])
+async def test_bad_codes_stop_at_verify(
+    server: LocalKeyServer, store: Store, clock: FakeClock, case: str
+) -> None:
+    code = server.issue_code()
+    if case == "unknown":
+        code = "1234567890" if code != "1234567890" else "1234567891"
+    elif case == "expired":
+        clock.advance(3601)
+    else:
+        server.verification.verify(code, None)  # somebody used it already
+    before = await own_identities(store)
+    with pytest.raises(VerificationCodeError) as info:
+        await reporter(server, store, clock).run(code, release(store, clock))
+    message = str(info.value)
+    assert "\n" not in message and "code" in message
+    assert {"unknown": "unknown", "expired": "expired", "reused": "already used"}[case] in message
+    assert [r.path for r in server.requests] == ["/api/verify"]
+    await _assert_nothing_changed(store, before)
+
+
+async def test_server_error_at_verify_stops_everything(
+    server: LocalKeyServer, store: Store, clock: FakeClock
+) -> None:
+    server.fail_next("/api/verify", 500)
+    before = await own_identities(store)
+    with pytest.raises(ServerFailureError, match=r"HTTP 500.*try again later"):
+        await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    assert [r.path for r in server.requests] == ["/api/verify"]
+    await _assert_nothing_changed(store, before)
+
+
+async def test_connection_refused_is_a_clear_error(store: Store, clock: FakeClock) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again before use: nobody listens there
+    server = LocalKeyServer(clock=clock)
+    server.url = f"http://127.0.0.1:{port}"
+    before = await own_identities(store)
+    with pytest.raises(
+        ServerUnreachableError, match=f"cannot reach the verification server at 127.0.0.1:{port}"
+    ):
+        await reporter(server, store, clock).run("1234567890", release(store, clock))
+    await _assert_nothing_changed(store, before)
+
+
+@pytest.mark.parametrize("code", ["12ab!", "123", "x" * 40, ""])
+async def test_malformed_codes_are_refused_before_sending(
+    server: LocalKeyServer, store: Store, clock: FakeClock, code: str
+) -> None:
+    with pytest.raises(MalformedInputError, match="verification code"):
+        await reporter(server, store, clock).run(code, release(store, clock))
+    assert server.requests == []
+
+
+async def test_no_keys_means_nothing_sent(
+    server: LocalKeyServer, store: Store, clock: FakeClock
+) -> None:
+    clock.advance(20 * 86_400)  # every own key is older than 14 days now
+    with pytest.raises(AgentError, match="no own keys"):
+        await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    assert server.requests == []
+
+
+async def test_consent_off_or_untrusted_clock_refuse_before_anything(
+    server: LocalKeyServer, store: Store, clock: FakeClock
+) -> None:
+    config = Config(report=report_settings(server))
+    await check_ready(config, store, clock, synchronized=True, lower_bound=None)
+    with pytest.raises(ClockUntrustedError, match=r"not trusted.*nothing was sent"):
+        await check_ready(config, store, clock, synchronized=False, lower_bound=None)
+    with pytest.raises(ClockUntrustedError, match="earlier than the last known good"):
+        await check_ready(config, store, clock, synchronized=True, lower_bound=clock.wall() + 60)
+    relaxed = Config(report=config.report, clock=ClockConfig(require_sync=False))
+    await check_ready(relaxed, store, clock, synchronized=False, lower_bound=None)
+    await store.set_state(CONSENT_STATE_KEY, "off")
+    with pytest.raises(ConsentError, match="consent is off"):
+        await check_ready(config, store, clock, synchronized=True, lower_bound=None)
+    assert server.requests == []
+
+
+# --- interrupted uploads --------------------------------------------------------------------
+
+
+async def test_lost_publish_answer_is_retried_with_the_same_certificate(
+    server: LocalKeyServer, store: Store, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    server.fail_next("/v1/publish", 0, after_processing=True)  # stored, answer lost
+    with pytest.raises(ServerUnreachableError, match="retries it with the same certificate"):
+        await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    pending = await load_pending(store)
+    assert pending is not None and pending.certificate
+    result = await reporter(server, store, clock).run(None, release(store, clock))
+    assert result.resumed and result.keys_published == 15
+    first, second = (r.json() for r in server.requests_to("/v1/publish"))
+    for field in ("verificationPayload", "hmacKey", "temporaryExposureKeys"):
+        assert first[field] == second[field]
+    assert len(server.requests_to("/api/verify")) == 1
+    assert [len(e) for e in await served_exports(http, server)] == [15]  # published once
+    assert await load_pending(store) is None
+
+
+async def test_pending_record_is_written_before_the_certificate_request(
+    server: LocalKeyServer, store: Store, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    server.fail_next("/api/certificate", 0)  # connection dropped, nothing processed
+    with pytest.raises(ServerUnreachableError):
+        await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    pending = await load_pending(store)
+    assert pending is not None and not pending.certificate
+    assert len(pending.keys) == 15
+    # a new code given now is not used: the saved upload is finished first
+    result = await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    assert result.resumed
+    first, second = (r.json() for r in server.requests_to("/api/certificate"))
+    assert first["token"] == second["token"] and first["ekeyhmac"] == second["ekeyhmac"]
+    publish = server.requests_to("/v1/publish")[0].json()
+    sent = [base64.b64decode(k["key"]) for k in publish["temporaryExposureKeys"]]
+    assert sent == [k.key_data for k in pending.keys]  # same keys, same order
+    assert len(server.requests_to("/api/verify")) == 1
+
+
+async def test_hmac_mismatch_is_reported_clearly_and_the_record_dropped(
+    server: LocalKeyServer, store: Store, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    server.fail_next("/v1/publish", 503)
+    with pytest.raises(ServerFailureError, match="HTTP 503"):
+        await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    pending = await load_pending(store)
+    assert pending is not None
+    # the saved keys no longer match the certificate (a corrupted or tampered record)
+    await save_pending(store, PendingUpload(**{**_fields(pending), "keys": pending.keys[1:]}))
+    with pytest.raises(RequestRefusedError, match="HMAC mismatch") as info:
+        await reporter(server, store, clock).run(None, release(store, clock))
+    assert info.value.error_code == "hmac_mismatch"
+    assert "\n" not in str(info.value)
+    assert await load_pending(store) is None
+    assert await served_exports(http, server) == []
+
+
+def _fields(pending: PendingUpload) -> dict[str, object]:
+    return {name: getattr(pending, name) for name in PendingUpload.__dataclass_fields__}
+
+
+async def test_stale_or_unreadable_records_are_purged(store: Store, clock: FakeClock) -> None:
+    pending = PendingUpload("t", b"s" * 32, tuple(day_keys(2)), created=clock.wall())
+    await save_pending(store, pending)
+    assert not await purge_stale_pending(store, clock.wall() - 1)
+    assert await purge_stale_pending(store, clock.wall() + 1)
+    assert await store.get_state(PENDING_STATE_KEY) is None
+    await store.set_state(PENDING_STATE_KEY, json.dumps({"version": 99}))
+    assert await purge_stale_pending(store, 0)
