@@ -96,3 +96,19 @@ CLOCK_PLAUSIBLE_JUMP_SECONDS: Final = 365 * 86_400
 """A synchronised time more than a year past the persisted lower bound is not trusted."""
 MAX_TEKS_PER_START_INTERVAL: Final = 3
 """The key server accepts at most three keys sharing a start interval (same-day release)."""
+
+# --- Radio supervision (agent/ble; spec §3.4, threats doc bad input 50) -------------------
+SCAN_INSTANCE_SECONDS: Final = 60.0
+"""Continuous scanning is cut into 60 s scan instances, each recorded as a ScanPeriod."""
+DUTY_SCAN_JITTER_FRACTION: Final = 0.3
+"""Android: next duty scan after 300 - rand[0, 90) s, i.e. period x (1 - U[0, 0.3))."""
+BLUEZ_RECOVERY_SECONDS: Final = 10.0
+"""Scanning and advertising are back within 10 s of bluetoothd or the adapter returning."""
+SCANNER_SILENCE_SECONDS: Final = 300.0
+"""A scan that reported nothing for this long is restarted; the limit doubles while
+restarts do not help (an empty room), up to SCANNER_SILENCE_MAX_SECONDS."""
+SCANNER_SILENCE_MAX_SECONDS: Final = 3600.0
+RADIO_BACKOFF_INITIAL_SECONDS: Final = 0.5
+RADIO_BACKOFF_MAX_SECONDS: Final = 60.0
+"""Repeated radio failures back off 0.5 s, 1 s, 2 s ... up to a minute (+-20 % jitter)."""
+DBUS_CALL_TIMEOUT_SECONDS: Final = 10.0

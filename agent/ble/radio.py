@@ -1,0 +1,294 @@
+"""The radio facade the daemon runs: advertising + scanning + health, supervised.
+
+:class:`RadioService` owns one adapter. It watches bluetoothd and the adapter
+(:class:`~agent.ble.health.BluezHealth`) and keeps two parts running while they are
+wanted and possible:
+
+- *advertising*: the :class:`~agent.ble.rotation.RotationLoop` on bless;
+- *scanning*: the :class:`~agent.ble.scanning.ScanLoop` on bleak.
+
+A part whose task fails is restarted after an exponential back-off (0.5 s .. 60 s); when
+bluetoothd or the adapter comes back (a new health generation) both parts start over at
+once, well within the 10 s of bad input 50. D-Bus ``AccessDenied`` ends :meth:`run` with
+:class:`~agent.errors.BluetoothAccessDeniedError` (exit 78). Consent and clock trust are
+the caller's: :meth:`set_advertising_allowed` and :meth:`set_scanning_allowed` take
+effect at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from agent.ble import Sleep
+from agent.ble.advertiser import BlessAdvertiser
+from agent.ble.errors import ACCESS_DENIED_MESSAGE, Action, Backoff, classify_agent_error
+from agent.ble.health import BluezHealth
+from agent.ble.rotation import PersistTeks, RotationLoop
+from agent.ble.scanner import BleakEnScanner
+from agent.ble.scanning import ScanLoop, ScanSchedule
+from agent.clock import Clock
+from agent.config import RadioConfig
+from agent.constants import (
+    DBUS_CALL_TIMEOUT_SECONDS,
+    RADIO_BACKOFF_INITIAL_SECONDS,
+    RADIO_BACKOFF_MAX_SECONDS,
+    ROTATION_GAP_SECONDS,
+    SCAN_INSTANCE_SECONDS,
+    SCANNER_SILENCE_MAX_SECONDS,
+    SCANNER_SILENCE_SECONDS,
+)
+from agent.errors import BluetoothAccessDeniedError, BluetoothError
+from agent.keyschedule import KeySchedule, RotationPlanner
+from agent.models import ScanPeriod, Sighting
+from agent.payload import Metadata
+
+_LOGGER = logging.getLogger(__name__)
+
+ADVERTISING = "advertising"
+SCANNING = "scanning"
+_HEALTHY_RUN_SECONDS = 30.0
+"""A part that ran this long before failing starts its back-off from the beginning."""
+
+
+@dataclass(frozen=True, slots=True)
+class RadioTuning:
+    """Timing knobs; the defaults are the production values, tests shrink them."""
+
+    scan_instance_seconds: float = SCAN_INSTANCE_SECONDS
+    watchdog_interval: float = 10.0
+    silence_seconds: float = SCANNER_SILENCE_SECONDS
+    silence_max_seconds: float = SCANNER_SILENCE_MAX_SECONDS
+    rotation_gap: float = ROTATION_GAP_SECONDS
+    rotation_check_interval: float = 10.0
+    backoff_initial: float = RADIO_BACKOFF_INITIAL_SECONDS
+    backoff_max: float = RADIO_BACKOFF_MAX_SECONDS
+    call_timeout: float = DBUS_CALL_TIMEOUT_SECONDS
+    supervise_interval: float = 1.0
+    """The supervisor checks its parts at least this often (and on every event)."""
+
+
+class _Part:
+    """One supervised task and its restart bookkeeping."""
+
+    def __init__(
+        self, name: str, run: Callable[[], Coroutine[Any, Any, None]], backoff: Backoff
+    ) -> None:
+        self.name = name
+        self.run = run
+        self.backoff = backoff
+        self.task: asyncio.Task[None] | None = None
+        self.generation = -1
+        self.started_at = 0.0
+        self.not_before = 0.0
+        self.restarts = 0
+        self.last_error: str | None = None
+
+
+class RadioService:
+    """Supervises advertising and scanning on ``config.adapter``; run :meth:`run` as a task."""
+
+    def __init__(
+        self,
+        config: RadioConfig,
+        clock: Clock,
+        schedule: KeySchedule,
+        metadata: Metadata,
+        sighting_queue: asyncio.Queue[Sighting],
+        *,
+        scan_periods: asyncio.Queue[ScanPeriod] | None = None,
+        persist_teks: PersistTeks | None = None,
+        sleep: Sleep = asyncio.sleep,
+        tuning: RadioTuning | None = None,
+        planner: RotationPlanner | None = None,
+        rng: random.Random | None = None,
+        advertise: bool = True,
+        scan: bool = True,
+    ) -> None:
+        t = tuning or RadioTuning()
+        self.config = config
+        self.tuning = t
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self.health = BluezHealth(config.adapter, call_timeout=t.call_timeout, changed=self._wake)
+        self.advertiser = BlessAdvertiser(
+            config.adapter, sleep=sleep, gap_seconds=t.rotation_gap, call_timeout=t.call_timeout
+        )
+        self.rotation = RotationLoop(
+            self.advertiser,
+            schedule,
+            metadata,
+            clock,
+            sleep=sleep,
+            planner=planner,
+            persist=persist_teks,
+            check_interval=t.rotation_check_interval,
+        )
+        self.scanner = BleakEnScanner(
+            config.adapter,
+            clock,
+            sighting_queue,
+            rssi_correction=config.rssi_correction_db,
+            passive=config.passive,
+            passive_available=lambda: self.health.passive_available,
+            call_timeout=t.call_timeout,
+        )
+        self.scan_loop = ScanLoop(
+            self.scanner,
+            clock,
+            ScanSchedule(
+                mode=config.scan_mode,
+                instance_seconds=t.scan_instance_seconds,
+                duty_scan_seconds=config.duty_scan_seconds,
+                duty_period_seconds=config.duty_period_seconds,
+                watchdog_interval=t.watchdog_interval,
+                silence_seconds=t.silence_seconds,
+                silence_max_seconds=t.silence_max_seconds,
+            ),
+            periods=scan_periods,
+            sleep=sleep,
+            discovering=lambda: self.health.discovering,
+            rng=rng,
+        )
+        self._parts = {
+            ADVERTISING: _Part(ADVERTISING, self.rotation.run, self._backoff(rng)),
+            SCANNING: _Part(SCANNING, self.scan_loop.run, self._backoff(rng)),
+        }
+        self._allowed = {ADVERTISING: advertise, SCANNING: scan}
+        self.heartbeat: float | None = None
+        """Monotonic time of the supervisor's latest round (for the daemon's watchdog)."""
+
+    def _backoff(self, rng: random.Random | None) -> Backoff:
+        return Backoff(self.tuning.backoff_initial, self.tuning.backoff_max, rng=rng)
+
+    # ---- controls ----------------------------------------------------------------------
+    def set_advertising_allowed(self, allowed: bool) -> None:
+        """Consent off or clock untrusted: False takes the advertisement off air now."""
+        self._allowed[ADVERTISING] = allowed
+        self._wake.set()
+
+    def set_scanning_allowed(self, allowed: bool) -> None:
+        """Consent off: False stops scanning now."""
+        self._allowed[SCANNING] = allowed
+        self._wake.set()
+
+    def rotate_now(self) -> None:
+        """Rotate address and RPI at the next check (e.g. after a clock step)."""
+        self.rotation.request_rotation()
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for ``status --json``; no identifiers."""
+        adv, scan = self._parts[ADVERTISING], self._parts[SCANNING]
+        return {
+            "adapter": self.config.adapter,
+            "bluetoothd": self.health.owner is not None,
+            "adapter_state": self.health.describe(),
+            "advertising": self.advertiser.advertising,
+            "advertising_allowed": self._allowed[ADVERTISING],
+            "advertising_paused": self.rotation.paused_reason,
+            "scanning": self.scanner.scanning,
+            "scanning_allowed": self._allowed[SCANNING],
+            "scan_mode": self.scanner.mode,
+            "scan_schedule": self.scan_loop.schedule.mode,
+            "last_scan_end": self.scan_loop.last_scan_end,
+            "rotations": self.rotation.rotations,
+            "last_rotation": self.rotation.last_rotation,
+            "counters": {
+                **self.scanner.counters.as_dict(),
+                "advertiser_restarts": adv.restarts,
+                "scanner_restarts": scan.restarts,
+                "watchdog_restarts": self.scan_loop.watchdog_restarts,
+            },
+            "last_error": {ADVERTISING: adv.last_error, SCANNING: scan.last_error},
+        }
+
+    # ---- supervision ---------------------------------------------------------------------
+    async def run(self) -> None:
+        """Supervise until cancelled; raises BluetoothAccessDeniedError (exit 78)."""
+        await self._open_health()
+        try:
+            while True:
+                if self.health.fatal is not None:
+                    raise self.health.fatal
+                self._wake.clear()
+                for part in self._parts.values():
+                    await self._reconcile(part)
+                self.heartbeat = self._clock.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.tuning.supervise_interval):
+                        await self._wake.wait()
+        finally:
+            for part in self._parts.values():
+                await self._stop_part(part)
+            self.health.stop()
+
+    async def _open_health(self) -> None:
+        backoff = self._backoff(None)
+        while True:
+            try:
+                await self.health.start()
+                return
+            except BluetoothAccessDeniedError:
+                raise
+            except BluetoothError as exc:
+                delay = backoff.next_delay()
+                _LOGGER.warning("cannot watch BlueZ yet (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _reconcile(self, part: _Part) -> None:
+        now = asyncio.get_running_loop().time()
+        if part.task is not None and part.task.done():
+            self._collect(part, now)
+        if not (self._allowed[part.name] and self.health.ready):
+            await self._stop_part(part)
+            return
+        generation = self.health.generation
+        if part.generation != generation:
+            if part.task is not None:
+                _LOGGER.info("%s: adapter came back, starting over", part.name)
+                part.restarts += 1
+                await self._stop_part(part)
+            part.backoff.reset()
+            part.not_before = now
+        if part.task is None and now >= part.not_before:
+            part.generation = generation
+            part.started_at = now
+            part.task = asyncio.create_task(part.run(), name=f"radio-{part.name}")
+            part.task.add_done_callback(lambda _task: self._wake.set())
+
+    def _collect(self, part: _Part, now: float) -> None:
+        """A part's task ended by itself: note why and schedule the restart."""
+        task, part.task = part.task, None
+        assert task is not None
+        if task.cancelled():
+            return
+        exc = task.exception() or BluetoothError(f"{part.name} stopped unexpectedly")
+        c = classify_agent_error(exc)
+        if c.action is Action.FATAL:
+            if isinstance(exc, BluetoothAccessDeniedError):
+                raise exc
+            raise BluetoothAccessDeniedError(ACCESS_DENIED_MESSAGE) from exc
+        part.restarts += 1
+        if now - part.started_at > _HEALTHY_RUN_SECONDS:
+            part.backoff.reset()
+        first = part.backoff.failures == 0
+        delay = part.backoff.next_delay()
+        part.not_before = now + delay
+        part.last_error = c.summary()
+        level = logging.WARNING if first and c.action is not Action.WAIT else logging.DEBUG
+        _LOGGER.log(level, "%s failed: %s; retrying in %.1f s", part.name, c.summary(), delay)
+
+    async def _stop_part(self, part: _Part) -> None:
+        task, part.task = part.task, None
+        if task is None:
+            return
+        task.cancel()
+        # asyncio.wait: neither the part's error nor its cancellation propagates to us
+        done, _ = await asyncio.wait({task}, timeout=self.tuning.call_timeout + 1.0)
+        if task in done and not task.cancelled() and task.exception() is not None:
+            _LOGGER.debug("%s: error while stopping: %s", part.name, task.exception())

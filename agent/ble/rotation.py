@@ -1,0 +1,123 @@
+"""Keeping the current RPI on air: the advertiser's rotation loop.
+
+At each rotation the loop asks the key schedule for the broadcast of the current EN
+interval (:meth:`~agent.keyschedule.KeySchedule.broadcast`), hands the keys it created or
+changed to ``persist`` *before* the new RPI goes on air, and rotates the advertiser
+(new address and RPI together). The next rotation follows after a random 10-20 min delay
+(:class:`~agent.keyschedule.RotationPlanner`), so no RPI stays on air for 20 minutes.
+
+It rotates early when asked (:meth:`RotationLoop.request_rotation`), when the wall clock
+steps (:class:`~agent.clock.StepDetector`), and when bluetoothd dropped the
+advertisement. When the schedule refuses to broadcast (every allowed key of the day has
+already used this interval after a backward clock step) advertising pauses until the
+next interval. Time comes from the injected clock and sleep function only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from agent.ble import Advertiser, Sleep
+from agent.clock import Clock, StepDetector, en_interval_number, interval_start_seconds
+from agent.keyschedule import Broadcast, KeySchedule, OwnTek, RotationPlanner
+from agent.payload import Metadata
+
+_LOGGER = logging.getLogger(__name__)
+
+PersistTeks = Callable[[list[OwnTek]], Awaitable[None]]
+
+
+class RotationLoop:
+    """Run :meth:`run` as a task; cancel it to take the advertisement off air."""
+
+    def __init__(
+        self,
+        advertiser: Advertiser,
+        schedule: KeySchedule,
+        metadata: Metadata,
+        clock: Clock,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        planner: RotationPlanner | None = None,
+        persist: PersistTeks | None = None,
+        check_interval: float = 10.0,
+    ) -> None:
+        self.advertiser = advertiser
+        self.schedule = schedule
+        self.metadata = metadata
+        self.rotations = 0
+        self.last_rotation: float | None = None
+        """Wall time the current payload went on air."""
+        self.paused_reason: str | None = None
+        self._clock = clock
+        self._sleep = sleep
+        self._planner = planner or RotationPlanner()
+        self._persist = persist
+        self._check = check_interval
+        self._requested = False
+
+    def request_rotation(self) -> None:
+        """Rotate at the next check (a clock step seen by the caller, for instance)."""
+        self._requested = True
+
+    async def run(self) -> None:
+        """Advertise and rotate until cancelled; the advertisement is stopped on exit."""
+        steps = StepDetector(self._clock)
+        try:
+            while True:
+                broadcast = await self._next_broadcast()
+                if broadcast is None:
+                    await self._pause(steps)
+                    continue
+                self.paused_reason = None
+                payload = bytes(broadcast.service_data)
+                if self.advertiser.advertising:
+                    await self.advertiser.rotate(payload)
+                else:
+                    await self.advertiser.start(payload)
+                self.rotations += 1
+                self.last_rotation = self._clock.wall()
+                _LOGGER.debug(
+                    "advertising interval %d (rotation %d)", broadcast.en_interval, self.rotations
+                )
+                deadline = self._clock.monotonic() + self._planner.next_delay()
+                await self._wait(deadline, steps)
+        finally:
+            await self.advertiser.stop()
+
+    async def _next_broadcast(self) -> Broadcast | None:
+        broadcast = self.schedule.broadcast(en_interval_number(self._clock.wall()), self.metadata)
+        dirty = self.schedule.pop_dirty()
+        if dirty and self._persist is not None:
+            await self._persist(dirty)
+        return broadcast
+
+    async def _pause(self, steps: StepDetector) -> None:
+        """No key may broadcast now: off air until the next interval."""
+        if self.paused_reason is None:
+            _LOGGER.warning("advertising paused: every key of today already used this interval")
+        self.paused_reason = "interval already broadcast (clock stepped back)"
+        if self.advertiser.advertising:
+            await self.advertiser.stop()
+        wall = self._clock.wall()
+        next_start = interval_start_seconds(en_interval_number(wall) + 1)
+        await self._wait(self._clock.monotonic() + (next_start - wall), steps)
+
+    async def _wait(self, deadline: float, steps: StepDetector) -> None:
+        """Sleep until ``deadline`` (monotonic) or a reason to rotate earlier."""
+        while True:
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                return
+            await self._sleep(min(remaining, self._check))
+            if self._requested:
+                self._requested = False
+                return
+            if steps.check():
+                _LOGGER.info("wall clock stepped: rotating address and RPI now")
+                return
+            if self.paused_reason is None and not self.advertiser.advertising:
+                _LOGGER.info("bluetoothd dropped the advertisement: registering again")
+                return

@@ -1,0 +1,171 @@
+"""Fixtures: a private dbus-daemon, the fake bluetoothd on it, and radio agents.
+
+Each test gets a fresh bus and a fresh fake: bleak keeps one BlueZManager per event
+loop and caches what it saw, so nothing may leak between tests. Without a dbus-daemon
+binary the tests are skipped locally, but fail under CI (CI installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from agent.ble.radio import RadioService, RadioTuning
+from agent.clock import Clock, SystemClock
+from agent.config import RadioConfig
+from agent.keyschedule import KeySchedule, OwnTek, RotationPlanner
+from agent.models import ScanPeriod, Sighting
+from agent.payload import Metadata
+from agent.sim import FakeBluez, PrivateBus, find_dbus_daemon
+from agent.sim.bus import SYSTEM_BUS_ENV
+
+FAST = RadioTuning(
+    scan_instance_seconds=0.5,
+    watchdog_interval=0.1,
+    silence_seconds=1.0,
+    silence_max_seconds=4.0,
+    rotation_gap=0.05,
+    rotation_check_interval=0.05,
+    backoff_initial=0.05,
+    backoff_max=0.4,
+    call_timeout=3.0,
+    supervise_interval=0.05,
+)
+"""Production logic on a test clock: instances of 0.5 s, watchdog every 0.1 s."""
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_dbus_daemon() -> None:
+    if find_dbus_daemon() is None:
+        if _in_ci():
+            pytest.fail("dbus-daemon is missing; CI must install it (Debian: dbus-daemon)")
+        pytest.skip("dbus-daemon is not installed (Debian package 'dbus-daemon')")
+
+
+@pytest.fixture
+def private_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateBus]:
+    """A private dbus-daemon as the system bus of this test."""
+    require_dbus_daemon()
+    with PrivateBus() as bus:
+        monkeypatch.setenv(SYSTEM_BUS_ENV, bus.address)
+        yield bus
+
+
+@pytest.fixture
+async def make_fake(private_bus: PrivateBus) -> AsyncIterator[Any]:
+    """Factory: ``await make_fake(adapters, **options)`` -> a started FakeBluez."""
+    fakes: list[FakeBluez] = []
+
+    async def make(adapters: tuple[str, ...] = ("hci0", "hci1"), **options: Any) -> FakeBluez:
+        options.setdefault("tick", 0.05)
+        options.setdefault("stale_timeout", 0.5)
+        fake = await FakeBluez(adapters, **options).start()
+        fakes.append(fake)
+        return fake
+
+    yield make
+    for fake in fakes:
+        await fake.stop()
+
+
+@pytest.fixture
+async def fake(make_fake: Any) -> FakeBluez:
+    """The fake bluetoothd with adapters hci0 and hci1."""
+    result: FakeBluez = await make_fake()
+    return result
+
+
+@dataclass
+class Agent:
+    """One RadioService with the state a daemon would give it."""
+
+    radio: RadioService
+    schedule: KeySchedule
+    metadata: Metadata
+    sightings: asyncio.Queue[Sighting]
+    periods: asyncio.Queue[ScanPeriod]
+    persisted: list[OwnTek] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    def drain(self) -> list[Sighting]:
+        out = []
+        while not self.sightings.empty():
+            out.append(self.sightings.get_nowait())
+        return out
+
+    def drain_periods(self) -> list[ScanPeriod]:
+        out = []
+        while not self.periods.empty():
+            out.append(self.periods.get_nowait())
+        return out
+
+
+@pytest.fixture
+async def make_agent() -> AsyncIterator[Any]:
+    """Factory: ``make_agent(adapter, **config)`` -> a running Agent (stopped at teardown)."""
+    agents: list[Agent] = []
+
+    def make(
+        adapter: str,
+        *,
+        clock: Clock | None = None,
+        tuning: RadioTuning = FAST,
+        start: bool = True,
+        tx_power: int = -8,
+        **config: Any,
+    ) -> Agent:
+        config.setdefault("passive", False)
+        agent = Agent(
+            radio=None,  # type: ignore[arg-type]
+            schedule=KeySchedule(),
+            metadata=Metadata(tx_power_dbm=tx_power),
+            sightings=asyncio.Queue(),
+            periods=asyncio.Queue(),
+        )
+
+        async def persist(teks: list[OwnTek]) -> None:
+            agent.persisted.extend(teks)
+
+        agent.radio = RadioService(
+            RadioConfig(adapter=adapter, **config),
+            clock or SystemClock(),
+            agent.schedule,
+            agent.metadata,
+            agent.sightings,
+            scan_periods=agent.periods,
+            persist_teks=persist,
+            tuning=tuning,
+            planner=RotationPlanner(random.Random(7)),
+            rng=random.Random(7),
+        )
+        if start:
+            agent.task = asyncio.create_task(agent.radio.run())
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        if agent.task is not None:
+            agent.task.cancel()
+            with contextlib.suppress(BaseException):
+                await agent.task
+
+
+async def eventually(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> None:
+    """Wait until ``predicate()`` is true; fail with its last value otherwise."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
