@@ -279,12 +279,14 @@ def match_keys(
 def dedupe_keys(keys: Iterable[TemporaryExposureKey]) -> tuple[list[TemporaryExposureKey], int]:
     """One entry per key_data; a later entry (a revision) replaces an earlier one.
 
-    Returns the unique keys in first-seen order and the number of duplicates removed
+    Returns the unique keys in the order of their last occurrence (as
+    :meth:`agent.matching_fast.KeyArrays.dedupe`) and the number of duplicates removed
     (padding clones, the same key in several files; bad input 38).
     """
     unique: dict[bytes, TemporaryExposureKey] = {}
     total = 0
     for key in keys:
         total += 1
+        unique.pop(key.key_data, None)
         unique[key.key_data] = key
     return list(unique.values()), total - len(unique)

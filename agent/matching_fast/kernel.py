@@ -1,19 +1,4 @@
-"""The fast candidate finder (performance.md, designs 4-6, 9): same answers, many keys.
-
-It finds exactly the (key, interval offset) pairs of :func:`agent.matching.reference_candidates`
-and hands them to the shared evaluation, so the two matchers cannot disagree about what a
-match is. Speed comes from:
-
-- keys as flat arrays (:class:`KeyArrays`, 24 bytes per key), no object per key;
-- RPIK by HKDF-SHA256 with precomputed SHA-256 midstates (``hashlib``), 4 hashes per key;
-- all 144 RPIs of a key in one AES-128-ECB call over a cached 2304-byte PaddedData
-  template, written into a chunk buffer: through one re-keyed OpenSSL context by
-  ``ctypes`` when the system libcrypto loads and passes a self-test (design 6), else
-  through the public ``cryptography`` API (design 4);
-- a numpy prefilter per chunk of 2048 keys (a bit table on each RPI's first 32 bits),
-  confirmed by an exact set lookup;
-- chunks of 64k keys spread over worker processes (design 9).
-"""
+"""The hot loop: RPIK by hashlib midstates, 144 RPIs per AES call, numpy prefilter."""
 
 from __future__ import annotations
 
@@ -23,10 +8,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from multiprocessing import get_context
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -35,114 +17,15 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from agent import crypto
 from agent.constants import RPI_LENGTH, RPIK_INFO, TEK_LENGTH, TEK_ROLLING_PERIOD
-from agent.matching import Candidate, MatchResult, SightingIndex, evaluate_candidates
-from agent.models import ReportType, TemporaryExposureKey
+from agent.matching import Candidate
 
 _LOGGER = logging.getLogger(__name__)
 
 BLOCK_BYTES = RPI_LENGTH * TEK_ROLLING_PERIOD  # 2304: one key's PaddedData / RPIs
 CHUNK_KEYS = 2048
 """Keys per prefilter pass: a 4.7 MB RPI buffer (stays in L2/L3, per performance.md)."""
-TASK_KEYS = 65_536
-"""Keys per worker task: 1 MB of key data in, a short list of candidates out."""
 BACKEND_ENV = "CONTACT_AGENT_AES_BACKEND"
 """``ctypes``, ``public`` or ``auto`` (default): which AES path to use."""
-
-I32 = npt.NDArray[np.int32]
-
-
-# --- Keys as flat arrays -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class KeyArrays:
-    """Diagnosis keys as flat arrays; row ``i`` is ``self[i]`` as a key object."""
-
-    key_data: bytes
-    rolling_start: I32
-    rolling_period: I32
-    transmission_risk: I32
-    report_type: I32
-    days_since_onset: I32
-    has_days_since_onset: npt.NDArray[np.bool_]
-
-    def __len__(self) -> int:
-        return len(self.rolling_start)
-
-    def __getitem__(self, index: int) -> TemporaryExposureKey:
-        i = int(index)
-        dso = int(self.days_since_onset[i]) if self.has_days_since_onset[i] else None
-        return TemporaryExposureKey(
-            key_data=self.key_data[TEK_LENGTH * i : TEK_LENGTH * (i + 1)],
-            rolling_start_interval_number=int(self.rolling_start[i]),
-            rolling_period=int(self.rolling_period[i]),
-            transmission_risk_level=int(self.transmission_risk[i]),
-            report_type=ReportType(int(self.report_type[i])),
-            days_since_onset_of_symptoms=dso,
-        )
-
-    @classmethod
-    def from_keys(cls, keys: Iterable[TemporaryExposureKey]) -> KeyArrays:
-        rows = list(keys)
-
-        def column(values: Iterable[int]) -> I32:
-            return np.fromiter(values, dtype=np.int32, count=len(rows))
-
-        return cls(
-            key_data=b"".join(k.key_data for k in rows),
-            rolling_start=column(k.rolling_start_interval_number for k in rows),
-            rolling_period=column(k.rolling_period for k in rows),
-            transmission_risk=column(k.transmission_risk_level for k in rows),
-            report_type=column(int(k.report_type) for k in rows),
-            days_since_onset=column(k.days_since_onset_of_symptoms or 0 for k in rows),
-            has_days_since_onset=np.fromiter(
-                (k.days_since_onset_of_symptoms is not None for k in rows),
-                dtype=bool,
-                count=len(rows),
-            ),
-        )
-
-    @classmethod
-    def concat(cls, parts: Sequence[KeyArrays]) -> KeyArrays:
-        if not parts:
-            return cls.from_keys(())
-        return cls(
-            key_data=b"".join(p.key_data for p in parts),
-            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in _COLUMNS},
-        )
-
-    def select(self, rows: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> KeyArrays:
-        """The given rows (indices or a mask), in order."""
-        blob = self.key_view()[rows]
-        return KeyArrays(
-            key_data=blob.tobytes(),
-            **{name: getattr(self, name)[rows] for name in _COLUMNS},
-        )
-
-    def key_view(self) -> npt.NDArray[np.void]:
-        """One 16-byte opaque value per key, for vectorised comparisons."""
-        return np.frombuffer(self.key_data, dtype=f"V{TEK_LENGTH}")
-
-    def dedupe(self) -> tuple[KeyArrays, int]:
-        """One row per key_data; the last occurrence (a revision) wins; order kept."""
-        n = len(self)
-        if n < 2:
-            return self, 0
-        _, last_reversed = np.unique(self.key_view()[::-1], return_index=True)
-        keep = np.sort(n - 1 - last_reversed)
-        if len(keep) == n:
-            return self, 0
-        return self.select(keep), n - len(keep)
-
-
-_COLUMNS = (
-    "rolling_start",
-    "rolling_period",
-    "transmission_risk",
-    "report_type",
-    "days_since_onset",
-    "has_days_since_onset",
-)
 
 
 # --- RPIK: HKDF-SHA256 with midstates -------------------------------------------------------
@@ -303,7 +186,7 @@ class _Templates:
 
 def find_candidates(
     key_data: bytes,
-    rolling_start: Sequence[int] | I32,
+    rolling_start: Sequence[int] | npt.NDArray[np.int32],
     prefilter: Prefilter,
     backend: EcbBackend | None = None,
     *,
@@ -345,123 +228,3 @@ def find_candidates(
                 key_index, j = divmod(hit, TEK_ROLLING_PERIOD)
                 found.append((base_index + chunk + key_index, j))
     return found
-
-
-# --- Worker processes ------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _WorkerState:
-    prefilter: Prefilter
-    backend: EcbBackend
-
-
-_WORKER: list[_WorkerState] = []
-
-
-def _init_worker(rpi_blob: bytes, backend: str | None) -> None:
-    _WORKER[:] = [_WorkerState(Prefilter(rpi_blob), ecb_backend(backend))]
-
-
-def _worker_task(key_data: bytes, rolling_start: bytes, base_index: int) -> list[Candidate]:
-    state = _WORKER[0]
-    starts = np.frombuffer(rolling_start, dtype=np.int32)
-    return find_candidates(key_data, starts, state.prefilter, state.backend, base_index=base_index)
-
-
-def default_workers() -> int:
-    """One worker per core this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)))
-
-
-def find_candidates_parallel(
-    keys: KeyArrays,
-    rpi_blob: bytes,
-    *,
-    workers: int | None = None,
-    backend: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> list[Candidate]:
-    """:func:`find_candidates` over all keys, in worker processes when it pays off.
-
-    Fewer than two tasks' worth of keys (or ``workers=1``) run in this process.
-    ``progress`` is called with the number of keys finished so far.
-    """
-    n = len(keys)
-    workers = workers or default_workers()
-    if workers <= 1 or n < 2 * TASK_KEYS:
-        found = find_candidates(
-            keys.key_data, keys.rolling_start, Prefilter(rpi_blob), ecb_backend(backend)
-        )
-        if progress is not None:
-            progress(n)
-        return found
-    found = []
-    done = 0
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(rpi_blob, backend),
-    ) as pool:
-        futures = [
-            (
-                min(TASK_KEYS, n - start),
-                pool.submit(
-                    _worker_task,
-                    keys.key_data[TEK_LENGTH * start : TEK_LENGTH * (start + TASK_KEYS)],
-                    keys.rolling_start[start : start + TASK_KEYS].tobytes(),
-                    start,
-                ),
-            )
-            for start in range(0, n, TASK_KEYS)
-        ]
-        for size, future in futures:
-            found.extend(future.result())
-            done += size
-            if progress is not None:
-                progress(done)
-    return found
-
-
-# --- The fast matcher ------------------------------------------------------------------------
-
-
-def fast_match(
-    keys: KeyArrays | Sequence[TemporaryExposureKey],
-    index: SightingIndex,
-    own_keys: frozenset[bytes] = frozenset(),
-    *,
-    workers: int | None = None,
-    backend: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> MatchResult:
-    """Exactly :func:`agent.matching.match_keys`, fast. CPU-bound: run it in an executor."""
-    arrays = keys if isinstance(keys, KeyArrays) else KeyArrays.from_keys(keys)
-    report_type = arrays.report_type
-    recursive = report_type == ReportType.RECURSIVE
-    revoked = (report_type == ReportType.REVOKED) & ~recursive
-    own = np.zeros(len(arrays), dtype=bool)
-    if own_keys and len(arrays):
-        own = np.isin(arrays.key_view(), np.frombuffer(b"".join(own_keys), dtype=f"V{TEK_LENGTH}"))
-    own &= ~(recursive | revoked)
-    matchable = arrays.select(~(recursive | revoked | own))
-    if len(index) and len(matchable):
-        candidates = find_candidates_parallel(
-            matchable, index.rpi_blob(), workers=workers, backend=backend, progress=progress
-        )
-    else:
-        candidates = []
-    result = evaluate_candidates(matchable, candidates, index, own_keys)
-    for name, mask in (
-        ("recursive_key_skipped", recursive),
-        ("revoked_key", revoked),
-        ("own_key_skipped", own),
-    ):
-        if mask.any():
-            result.counters[name] += int(np.count_nonzero(mask))
-    view = arrays.key_data
-    result.revoked.extend(
-        view[TEK_LENGTH * i : TEK_LENGTH * (i + 1)] for i in np.flatnonzero(revoked).tolist()
-    )
-    return result

@@ -1,0 +1,243 @@
+"""``contact-agent match FILE.zip...`` and ``contact-agent fetch``: verify, match, report.
+
+Both refuse to match while the clock is untrusted (``[clock] require_sync``; the systemd
+time-sync marker and the stored lower bound of true time). Exports are verified before
+anything else happens: one bad file fails ``match`` as a whole (exit 1, nothing stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent.cli import CliContext, pass_cli
+from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
+from agent.clocksync import marker_synchronized
+from agent.errors import AgentError, ClockUntrustedError, ConfigError, MalformedInputError
+from agent.export import PublicKeyRing
+from agent.models import ExposureWindow, ReportType
+from agent.pipeline import (
+    CycleReport,
+    ExportInput,
+    FetchReport,
+    config_ring,
+    fetch_and_match,
+    match_exports,
+)
+from agent.sources import make_session
+from agent.store import LOWER_BOUND_STATE_KEY, Store
+
+
+class FetchFailedError(AgentError):
+    """Some sources or files failed, or the key server's clock disagrees with ours."""
+
+
+def window_json(window: ExposureWindow) -> dict[str, Any]:
+    """The ``--json`` form of one exposure window (``docs/interface.md``)."""
+    return {
+        "start": window.start,
+        "duration_seconds": window.duration_seconds,
+        "min_attenuation_db": window.min_attenuation_db,
+        "typical_attenuation_db": window.typical_attenuation_db,
+        "report_type": int(window.report_type),
+        "score": window.score,
+    }
+
+
+def _window_line(window: ExposureWindow) -> str:
+    when = dt.datetime.fromtimestamp(window.start, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"  {when}  {window.duration_seconds // 60:3d} min  "
+        f"min {window.min_attenuation_db} dB  typical {window.typical_attenuation_db} dB  "
+        f"{ReportType(window.report_type).name.lower()}  score {window.score:g}"
+    )
+
+
+def _print_cycle(cycle: CycleReport) -> None:
+    click.echo(
+        f"files: {len(cycle.files_processed)} processed, {len(cycle.files_skipped)} already "
+        f"processed, {len(cycle.files_rejected)} rejected"
+    )
+    for name, reason in cycle.files_rejected:
+        click.echo(f"  rejected {name}: {reason}")
+    click.echo(f"keys: {cycle.keys} checked, {cycle.matched_keys} matched")
+    if cycle.revoked_windows_removed:
+        click.echo(f"revoked: {cycle.revoked_windows_removed} earlier exposure windows removed")
+    click.echo(f"exposure windows: {len(cycle.windows)} ({len(cycle.new_window_ids)} new)")
+    for window in cycle.windows:
+        click.echo(_window_line(window))
+    for exposure in cycle.new_exposures:
+        day = dt.datetime.fromtimestamp(exposure.day, dt.UTC).strftime("%Y-%m-%d")
+        click.echo(f"possible exposure on {day}: about {exposure.minutes:.0f} weighted minutes")
+
+
+async def _trust(store: Store, clock: Clock, require_sync: bool) -> TrustDecision:
+    text = await store.get_state(LOWER_BOUND_STATE_KEY)
+    try:
+        lower_bound = float(text) if text else None
+    except ValueError:
+        lower_bound = None
+    return decide_clock_trust(
+        require_sync=require_sync,
+        system_synchronized=marker_synchronized(),
+        wall=clock.wall(),
+        lower_bound=lower_bound,
+    )
+
+
+def _untrusted(trust: TrustDecision) -> ClockUntrustedError:
+    return ClockUntrustedError(
+        f"not matching: {trust.reason} (wait for time synchronisation, or set "
+        "[clock] require_sync = false on a device with a trusted clock)"
+    )
+
+
+class _TerminalProgress:
+    """A click progress bar per stage, shown only when stdout is a terminal."""
+
+    _LABELS = {"download": "downloading", "verify": "verifying", "match": "matching keys"}
+
+    def __init__(self) -> None:
+        self._stage = ""
+        self._bar: Any = None
+        self._pos = 0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self._stage:
+            self.close()
+            self._stage, self._pos = stage, 0
+            self._bar = click.progressbar(length=total, label=self._LABELS.get(stage, stage))
+            self._bar.__enter__()
+        if self._bar is not None and done > self._pos:
+            self._bar.update(done - self._pos)
+            self._pos = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+async def _match(
+    cli: CliContext, files: Sequence[Path], ring: functools.partial[PublicKeyRing]
+) -> CycleReport:
+    exports = []
+    for path in files:
+        try:
+            exports.append(ExportInput(path.name, path.read_bytes()))
+        except OSError as exc:
+            raise MalformedInputError(f"cannot read {path}: {exc.strerror}") from None
+    clock = SystemClock()
+    async with await Store.open(cli.data_dir) as store:
+        trust = await _trust(store, clock, cli.config.clock.require_sync)
+        if not trust.state.trusted:
+            raise _untrusted(trust)
+        return await match_exports(
+            store,
+            exports,
+            ring=ring,
+            risk=cli.config.risk,
+            now=clock.wall(),
+            skip_processed=False,
+            strict=True,
+            source="match",
+        )
+
+
+@click.command("match")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--public-key",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The signer's P-256 public key (PEM, or base64 of the DER key).",
+)
+@click.option("--key-id", default="", help="Accept only signatures with this key id.")
+@click.option("--key-version", default="", help="Accept only signatures with this version.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_cli
+def match(
+    cli: CliContext,
+    files: tuple[Path, ...],
+    public_key: Path,
+    key_id: str,
+    key_version: str,
+    as_json: bool,
+) -> None:
+    """Verify diagnosis-key exports, then match them against the local sightings."""
+    try:
+        pem = public_key.read_bytes()
+    except OSError as exc:
+        raise MalformedInputError(f"cannot read {public_key}: {exc.strerror}") from None
+    PublicKeyRing.from_pem(pem, key_id, key_version)  # a bad key fails here, clearly
+    ring = functools.partial(PublicKeyRing.from_pem, pem, key_id, key_version)
+    cycle = asyncio.run(_match(cli, files, ring))
+    if as_json:
+        payload = {
+            "matched_keys": cycle.matched_keys,
+            "exposure_windows": [window_json(w) for w in cycle.windows],
+        }
+        click.echo(json.dumps(payload))
+    else:
+        _print_cycle(cycle)
+
+
+async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
+    config = cli.config
+    if not config.keys.sources:
+        raise ConfigError("config: [keys] sources is empty: there is nothing to fetch from")
+    ring = config_ring(config, cli.config_path.parent)
+    clock = SystemClock()
+    progress = _TerminalProgress() if show_progress else None
+    async with await Store.open(cli.data_dir) as store:
+        trust = await _trust(store, clock, config.clock.require_sync)
+        if not trust.state.trusted:
+            raise _untrusted(trust)
+        try:
+            async with make_session() as session:
+                return await fetch_and_match(
+                    store, config, session, clock=clock, trust=trust, ring=ring, progress=progress
+                )
+        finally:
+            if progress is not None:
+                progress.close()
+
+
+@click.command("fetch")
+@click.option("--json", "as_json", is_flag=True, help="Print the fetch summary as JSON.")
+@pass_cli
+def fetch(cli: CliContext, as_json: bool) -> None:
+    """Download new diagnosis keys from the configured sources, verify and match them now."""
+    report = asyncio.run(_fetch(cli, show_progress=sys.stdout.isatty() and not as_json))
+    if as_json:
+        summary = report.summary(0)
+        summary.pop("at")
+        if report.cycle is not None:
+            summary["exposure_windows"] = [window_json(w) for w in report.cycle.windows]
+            summary["new_exposures"] = [
+                {"day": e.day, "minutes": e.minutes, "windows": len(e.window_ids)}
+                for e in report.cycle.new_exposures
+            ]
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"downloaded {len(report.downloaded)} files")
+        for name, reason in report.failed:
+            click.echo(f"  failed {name}: {reason}")
+        if report.cycle is not None:
+            _print_cycle(report.cycle)
+    if report.refused is not None:
+        raise FetchFailedError(report.refused)
+    problems = len(report.failed) + (len(report.cycle.files_rejected) if report.cycle else 0)
+    if problems:
+        raise FetchFailedError(f"{problems} source(s) or file(s) failed; see above")
+
+
+COMMANDS = [match, fetch]

@@ -1,0 +1,54 @@
+"""The fast candidate finder (performance.md, designs 4-6, 9): same answers, many keys.
+
+It finds exactly the (key, interval offset) pairs of :func:`agent.matching.reference_candidates`
+and hands them to the shared evaluation, so the two matchers cannot disagree about what a
+match is. Speed comes from:
+
+- keys as flat arrays (:class:`KeyArrays`, 24 bytes per key), no object per key;
+- RPIK by HKDF-SHA256 with precomputed SHA-256 midstates (``hashlib``), 4 hashes per key;
+- all 144 RPIs of a key in one AES-128-ECB call over a cached 2304-byte PaddedData
+  template, written into a chunk buffer: through one re-keyed OpenSSL context by
+  ``ctypes`` when the system libcrypto loads and passes a self-test (design 6), else
+  through the public ``cryptography`` API (design 4);
+- a numpy prefilter per chunk of 2048 keys (a bit table on each RPI's first 32 bits),
+  confirmed by an exact set lookup;
+- chunks of 64k keys spread over worker processes (design 9).
+"""
+
+from __future__ import annotations
+
+from agent.matching_fast.kernel import (
+    BACKEND_ENV,
+    CtypesEcb,
+    EcbBackend,
+    Prefilter,
+    PublicEcb,
+    derive_rpik_fast,
+    ecb_backend,
+    find_candidates,
+)
+from agent.matching_fast.keys import (
+    KeyArrays,
+    ParsedExport,
+    read_export_keys,
+    read_verified_key_arrays,
+)
+from agent.matching_fast.parallel import default_workers, fast_match, find_candidates_parallel
+
+__all__ = [
+    "BACKEND_ENV",
+    "CtypesEcb",
+    "EcbBackend",
+    "KeyArrays",
+    "ParsedExport",
+    "Prefilter",
+    "PublicEcb",
+    "default_workers",
+    "derive_rpik_fast",
+    "ecb_backend",
+    "fast_match",
+    "find_candidates",
+    "find_candidates_parallel",
+    "read_export_keys",
+    "read_verified_key_arrays",
+]

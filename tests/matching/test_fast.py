@@ -1,0 +1,189 @@
+"""The fast matcher gives exactly the reference matcher's result (performance.md designs 4-6)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent import crypto
+from agent.clock import en_interval_number, interval_start_seconds
+from agent.constants import TEK_ROLLING_PERIOD
+from agent.matching import SightingIndex, dedupe_keys, match_keys, reference_candidates
+from agent.matching_fast import (
+    CtypesEcb,
+    KeyArrays,
+    Prefilter,
+    PublicEcb,
+    derive_rpik_fast,
+    ecb_backend,
+    fast_match,
+    find_candidates,
+    find_candidates_parallel,
+)
+from agent.models import ReportType, TemporaryExposureKey
+from tests.matching.dataset import make_dataset, observed, random_key, sighting_of
+from tests.vectors import en_v1_2
+
+DAY_START = 2_833_344
+
+
+def _backends() -> list[str]:
+    names = ["public"]
+    try:
+        CtypesEcb()
+        names.append("ctypes")
+    except OSError:
+        pass
+    return names
+
+
+BACKENDS = _backends()
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_rpik_by_midstates_equals_hkdf(tek: bytes) -> None:
+    assert derive_rpik_fast(tek) == crypto.derive_rpik(tek)
+
+
+def test_rpik_by_midstates_matches_the_official_vector() -> None:
+    assert derive_rpik_fast(bytes.fromhex(en_v1_2.TEK)).hex() == en_v1_2.RPIK
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_backends_reproduce_the_official_rpis(name: str) -> None:
+    """All 144 official RPIs, written at an offset inside a chunk buffer."""
+    backend = ecb_backend(name)
+    assert backend.name == name
+    rpik = bytes.fromhex(en_v1_2.RPIK)
+    data = crypto.padded_data_blocks(en_v1_2.START_INTERVAL, TEK_ROLLING_PERIOD)
+    import ctypes
+
+    buffer = bytearray(64 + len(data))
+    address = ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
+    backend.encrypt_into(rpik, data, memoryview(buffer)[64:], address + 64)
+    got = [buffer[64 + 16 * i : 64 + 16 * (i + 1)].hex() for i in range(TEK_ROLLING_PERIOD)]
+    assert got == [rpi for _, rpi, _ in en_v1_2.ADVERTISED]
+    assert bytes(buffer[:64]) == bytes(64)
+
+
+def test_unknown_backend_name_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown AES backend"):
+        ecb_backend("rot13")
+    assert isinstance(ecb_backend("public"), PublicEcb)
+
+
+# --- random data with planted matches --------------------------------------------------------
+
+planted_sighting = st.fixed_dictionaries(
+    {
+        "key": st.integers(0, 39),
+        "offset": st.integers(0, TEK_ROLLING_PERIOD - 1),
+        "drift": st.integers(-14, 14),
+        "tx": st.sampled_from([-60, -51, -50, -8, 0, 20, 21, 40]),
+        "rssi": st.integers(-100, 0),
+        "extra_seconds": st.sampled_from([0, 300, 1199, 1200, 1201, 2400]),
+    }
+)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[list[TemporaryExposureKey], list, frozenset[bytes]]:
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    keys = []
+    for _ in range(40):
+        keys.append(
+            random_key(
+                rng,
+                DAY_START - TEK_ROLLING_PERIOD * draw(st.integers(0, 3)),
+                rolling_period=draw(st.sampled_from([1, 71, 144])),
+                report_type=draw(st.sampled_from(list(ReportType))),
+                days_since_onset_of_symptoms=draw(st.one_of(st.none(), st.integers(-14, 14))),
+                transmission_risk_level=draw(st.integers(0, 8)),
+            )
+        )
+    keys += draw(st.lists(st.sampled_from(keys), max_size=5))  # duplicates across "files"
+    scans = [observed(rng.randbytes(16), rng.randbytes(4), 1.7e9 + i) for i in range(50)]
+    for plant in draw(st.lists(planted_sighting, max_size=25)):
+        key = keys[plant["key"]]
+        j = key.rolling_start_interval_number + plant["offset"]
+        t = interval_start_seconds(j - plant["drift"]) + 17 + plant["extra_seconds"]
+        scans.append(sighting_of(key, t, interval=j, tx_power=plant["tx"], rssi=plant["rssi"]))
+    own = frozenset(k.key_data for k in draw(st.lists(st.sampled_from(keys), max_size=3)))
+    return keys, scans, own
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario=scenarios())
+def test_fast_equals_reference(backend: str, scenario: tuple) -> None:
+    keys, scans, own = scenario
+    index = SightingIndex(scans)
+    reference = match_keys(keys, index, own)
+    fast = fast_match(keys, index, own, backend=backend, workers=1)
+    assert fast.matches == reference.matches
+    assert fast.revoked == reference.revoked
+    assert fast.counters == reference.counters
+
+
+def test_fast_finds_exactly_the_planted_candidates() -> None:
+    data = make_dataset(5000, 3000, planted=25, seed=3)
+    prefilter = Prefilter(SightingIndex(data.scans).rpi_blob())
+    found = find_candidates(data.keys.key_data, data.keys.rolling_start, prefilter)
+    assert sorted(found) == data.planted
+    assert len(fast_match(data.keys, SightingIndex(data.scans)).matches) == 25
+
+
+def test_worker_processes_give_the_same_candidates() -> None:
+    data = make_dataset(3000, 2000, planted=12, seed=5)
+    blob = SightingIndex(data.scans).rpi_blob()
+    seen: list[int] = []
+    found = find_candidates_parallel(
+        data.keys, blob, workers=2, task_keys=700, progress=seen.append
+    )
+    assert sorted(found) == data.planted
+    assert seen == [700, 1400, 2100, 2800, 3000]
+
+
+def test_reference_candidates_match_the_kernel_on_real_data() -> None:
+    data = make_dataset(400, 500, planted=10, seed=9)
+    keys = [data.keys[i] for i in range(len(data.keys))]
+    index = SightingIndex(data.scans)
+    assert sorted(reference_candidates(keys, index)) == data.planted
+
+
+# --- flat key arrays ---------------------------------------------------------------------------
+
+
+def test_key_arrays_round_trip_and_dedupe() -> None:
+    rng = random.Random(1)
+    a = random_key(rng, DAY_START, days_since_onset_of_symptoms=-3, transmission_risk_level=5)
+    b = random_key(rng, DAY_START, rolling_period=12, report_type=ReportType.SELF_REPORT)
+    a_revoked = TemporaryExposureKey(a.key_data, DAY_START, report_type=ReportType.REVOKED)
+    arrays = KeyArrays.from_keys([a, b, a_revoked, b])
+    assert [arrays[i] for i in range(len(arrays))] == [a, b, a_revoked, b]
+    unique, removed = arrays.dedupe()
+    assert [unique[i] for i in range(len(unique))] == [a_revoked, b]
+    assert dedupe_keys([a, b, a_revoked, b]) == ([a_revoked, b], 2)
+    assert removed == 2
+    assert len(KeyArrays.concat([unique, KeyArrays.from_keys([a])])) == 3
+    picked = arrays.select(np.array([False, True, False, False]))
+    assert [picked[i] for i in range(len(picked))] == [b]
+
+
+def test_no_sightings_means_no_crypto_and_no_match() -> None:
+    data = make_dataset(100, 0, planted=0)
+    result = fast_match(data.keys, SightingIndex([]))
+    assert result.matched_keys == 0
+
+
+def test_time_of_a_planted_dataset_match_is_inside_the_key_day() -> None:
+    data = make_dataset(50, 10, planted=5, seed=2)
+    result = fast_match(data.keys, SightingIndex(data.scans))
+    for match in result.matches:
+        start = match.key.rolling_start_interval_number
+        for scan in match.scans:
+            assert start <= en_interval_number(scan.first_seen) < start + TEK_ROLLING_PERIOD

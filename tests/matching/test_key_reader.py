@@ -1,0 +1,136 @@
+"""The lean flat reader agrees with the export package's readers, bad keys included."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from agent.constants import EXPORT_BIN_NAME, EXPORT_HEADER, EXPORT_SIG_NAME
+from agent.errors import SignatureError
+from agent.export import (
+    PublicKeyRing,
+    build_export_sig,
+    generate_signing_key,
+    public_key_pem,
+    read_verified_export_arrays,
+    zip_entries,
+)
+from agent.export import export_pb2 as pb
+from agent.matching_fast import read_export_keys, read_verified_key_arrays
+from agent.models import ReportType
+from tests.shared import shared_path
+
+NOW = 2_833_344 + 100  # an afternoon interval
+TODAY = NOW - NOW % 144
+COLUMNS = (
+    "rolling_start",
+    "rolling_period",
+    "transmission_risk",
+    "report_type",
+    "days_since_onset",
+    "has_days_since_onset",
+    "valid",
+)
+
+
+def _key(**fields: object) -> pb.TemporaryExposureKey:
+    values: dict[str, object] = {
+        "key_data": os.urandom(16),
+        "rolling_start_interval_number": TODAY - 144,
+        "transmission_risk_level": 4,
+        "report_type": 1,
+    }
+    values.update(fields)
+    return pb.TemporaryExposureKey(**values)  # type: ignore[arg-type]
+
+
+def _odd_export(signing_key: object) -> bytes:
+    twin = os.urandom(16)
+    keys = [
+        _key(),
+        _key(key_data=os.urandom(15)),  # dropped: length
+        _key(rolling_period=0),  # dropped: period
+        _key(rolling_period=200),  # dropped: period
+        _key(rolling_start_interval_number=-5),  # dropped: negative start
+        _key(transmission_risk_level=12),  # kept, TR -> 0
+        _key(days_since_onset_of_symptoms=20),  # invalid: dso
+        _key(days_since_onset_of_symptoms=-3, rolling_period=30),
+        _key(rolling_start_interval_number=TODAY + 144),  # invalid: future
+        _key(rolling_start_interval_number=TODAY - 16 * 144),  # invalid: too old
+        _key(key_data=twin),
+        _key(key_data=twin),  # invalid: duplicate
+    ]
+    revised = [_key(report_type=int(ReportType.REVOKED)), _key(rolling_period=0)]
+    message = pb.TemporaryExposureKeyExport(
+        start_timestamp=TODAY * 600,
+        end_timestamp=TODAY * 600 + 3600,
+        region="ZZ",
+        batch_num=1,
+        batch_size=1,
+        signature_infos=[
+            pb.SignatureInfo(
+                verification_key_id="310",
+                verification_key_version="v1",
+                signature_algorithm="1.2.840.10045.4.3.2",
+            )
+        ],
+        keys=keys,
+        revised_keys=revised,
+    )
+    export_bin = EXPORT_HEADER + message.SerializeToString()
+    export_sig = build_export_sig(export_bin, [(signing_key, "310", "v1")])  # type: ignore[list-item]
+    return zip_entries([(EXPORT_BIN_NAME, export_bin), (EXPORT_SIG_NAME, export_sig)])
+
+
+def test_lean_reader_equals_the_export_reader() -> None:
+    signing_key = generate_signing_key()
+    ring = PublicKeyRing.from_pem(public_key_pem(signing_key), "310", "v1")
+    content = _odd_export(signing_key)
+    lean = read_verified_key_arrays(content, ring, now_interval=NOW)
+    full = read_verified_export_arrays(content, ring, now_interval=NOW)
+    assert lean.key_data == full.key_data
+    for name in COLUMNS:
+        assert np.array_equal(getattr(lean, name), getattr(full, name)), name
+    assert dict(lean.dropped) == dict(full.dropped)
+    assert lean.revised_keys == full.revised_keys
+    assert lean.sha256 == full.sha256
+    assert int(lean.valid.sum()) == 4
+    assert lean.transmission_risk.tolist().count(0) == 1
+
+
+def test_parsed_export_keeps_valid_keys_then_revisions_and_pickles() -> None:
+    signing_key = generate_signing_key()
+    ring = functools.partial(PublicKeyRing.from_pem, public_key_pem(signing_key), "310", "v1")
+    parsed = read_export_keys(_odd_export(signing_key), ring, NOW)
+    parsed = pickle.loads(pickle.dumps(parsed))
+    assert len(parsed.keys) == 5
+    assert parsed.keys[4].report_type == ReportType.REVOKED
+    assert parsed.key_count == 8 + 1  # parsed keys and revised keys
+    assert parsed.dropped["rolling_period"] == 3  # two keys, one revised key
+
+
+def test_foreign_signature_returns_no_key() -> None:
+    content = _odd_export(generate_signing_key())
+    ring = PublicKeyRing.from_pem(public_key_pem(generate_signing_key()), "310", "v1")
+    with pytest.raises(SignatureError):
+        read_export_keys(content, ring, NOW)
+
+
+def test_google_sample_through_the_lean_reader() -> None:
+    sample = shared_path("testdata/google-sample-diagnosis-key-file.zip").read_bytes()
+    ring = PublicKeyRing.from_pem(
+        b"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE49JY6kekDgxj3Crm4y6kEHdfoKQFSNDM4mV9cgDb+e5nOAw0"
+        b"GeRoRThCu9/wX5wDT2QloFoOjl2pGZHI0f3C3w==",
+        "310",
+        "v1",
+    )
+    arrays = read_verified_key_arrays(sample, ring)
+    assert len(arrays) == 140
+    assert arrays.key_data[:16].hex() == "0003d60b188f19856e8b3dd29a0c463b"
+    assert int(arrays.rolling_start[0]) == 2653920
+    assert int(arrays.transmission_risk[0]) == 3
+    assert set(arrays.rolling_period.tolist()) == {144}
