@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
+import os
+from pathlib import Path
+from typing import Any
 
 import click
 
 from agent import crypto
+from agent.cli import CliContext, pass_cli
 from agent.cli._common import parse_hex
-from agent.constants import METADATA_LENGTH, TEK_LENGTH, TEK_ROLLING_PERIOD
-from agent.errors import MalformedInputError
+from agent.clock import SystemClock, en_interval_number
+from agent.constants import (
+    EN_INTERVAL_SECONDS,
+    METADATA_LENGTH,
+    RETENTION_DAYS,
+    TEK_LENGTH,
+    TEK_ROLLING_PERIOD,
+)
+from agent.errors import AgentError, ExportFileError, MalformedInputError
+from agent.export import (
+    MAX_EXPORT_BYTES,
+    ExportFile,
+    PublicKeyRing,
+    generate_signing_key,
+    inspect_export,
+    load_signing_key,
+    public_key_pem,
+    read_verified_export,
+    write_export,
+)
+from agent.models import ReportType, TemporaryExposureKey
+from agent.store import DB_FILENAME, Store
 
 
 @click.group()
@@ -73,5 +99,260 @@ def derive(tek: str, start: int, count: int, metadata: str | None, as_json: bool
             line += f" {row['aem']}"
         click.echo(line)
 
+
+# --- diagnosis-key exports -------------------------------------------------------------
+def _read_file(path: Path, what: str, cap: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > cap:
+            raise MalformedInputError(f"{what} {path} is {size} bytes, over the cap of {cap}")
+        return path.read_bytes()
+    except OSError as exc:
+        raise MalformedInputError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _ring(public_key: Path, key_id: str, key_version: str) -> PublicKeyRing:
+    data = _read_file(public_key, "--public-key", 64 * 1024)
+    try:
+        return PublicKeyRing.from_pem(data, key_id, key_version)
+    except MalformedInputError as exc:
+        raise MalformedInputError(f"--public-key {public_key}: {exc}") from None
+
+
+def _read_export(path: Path, ring: PublicKeyRing | None) -> ExportFile:
+    data = _read_file(path, "export", MAX_EXPORT_BYTES)
+    try:
+        return read_verified_export(data, ring) if ring else inspect_export(data)
+    except ExportFileError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def _key_json(key: TemporaryExposureKey) -> dict[str, Any]:
+    return {
+        "key_data": key.key_data.hex(),
+        "rolling_start_interval_number": key.rolling_start_interval_number,
+        "rolling_period": key.rolling_period,
+        "transmission_risk_level": key.transmission_risk_level,
+        "report_type": key.report_type.name,
+        "days_since_onset_of_symptoms": key.days_since_onset_of_symptoms,
+    }
+
+
+def export_json(path: Path, export: ExportFile) -> dict[str, Any]:
+    """The ``keys show --json`` object."""
+    return {
+        "file": str(path),
+        "sha256": export.sha256.hex(),
+        "verified": export.verified,
+        "verified_by": export.verified_by.label if export.verified_by else None,
+        "region": export.region,
+        "batch_num": export.batch_num,
+        "batch_size": export.batch_size,
+        "start_timestamp": export.start_timestamp,
+        "end_timestamp": export.end_timestamp,
+        "signature_infos": [
+            {"key_id": i.key_id, "key_version": i.key_version, "algorithm": i.algorithm}
+            for i in export.signature_infos
+        ],
+        "signature_count": export.signature_count,
+        "key_count": len(export.keys),
+        "keys": [_key_json(k) for k in export.keys],
+        "revised_keys": [_key_json(k) for k in export.revised_keys],
+        "dropped": dict(export.dropped),
+    }
+
+
+def _utc(seconds: int) -> str:
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return "out of range"
+
+
+def _print_keys(title: str, keys: tuple[TemporaryExposureKey, ...]) -> None:
+    click.echo(f"{title}: {len(keys)}")
+    if keys:
+        click.echo("  key_data                          start    period tr report_type   dso")
+    for k in keys:
+        dso = "-" if k.days_since_onset_of_symptoms is None else k.days_since_onset_of_symptoms
+        click.echo(
+            f"  {k.key_data.hex()}  {k.rolling_start_interval_number:<8d} {k.rolling_period:<6d} "
+            f"{k.transmission_risk_level:<2d} {k.report_type.name.lower():<13s} {dso}"
+        )
+
+
+def _print_export(path: Path, export: ExportFile) -> None:
+    if export.verified_by is not None:
+        click.echo(f"{path}: VERIFIED (signature {export.verified_by.label})")
+    else:
+        click.echo(f"{path}: UNVERIFIED (not checked; give --public-key to verify)")
+    click.echo(f"sha256: {export.sha256.hex()}")
+    click.echo(f"region: {export.region or '-'}  batch {export.batch_num}/{export.batch_size}")
+    click.echo(
+        f"window: {_utc(export.start_timestamp)} .. {_utc(export.end_timestamp)} "
+        f"({export.start_timestamp}..{export.end_timestamp})"
+    )
+    infos = ", ".join(
+        f"{i.label} ({i.algorithm or 'no algorithm'})" for i in export.signature_infos
+    )
+    click.echo(f"signature infos: {infos or 'none'}")
+    click.echo(f"signatures in export.sig: {export.signature_count}")
+    if export.dropped:
+        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(export.dropped.items()))
+        click.echo(f"unreadable keys dropped: {dropped}")
+    _print_keys("keys", export.keys)
+    if export.revised_keys:
+        _print_keys("revised keys", export.revised_keys)
+
+
+_public_key_option = click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Signing public key: PEM, or base64 of the DER SubjectPublicKeyInfo.",
+)
+_key_id_option = click.option("--key-id", default="", help="Pin the key id (e.g. 310).")
+_key_version_option = click.option("--key-version", default="", help="Pin the key version.")
+
+
+@click.command("show")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_public_key_option
+@_key_id_option
+@_key_version_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def show(file: Path, public_key: Path | None, key_id: str, key_version: str, as_json: bool) -> None:
+    """Header, signature infos and keys of a diagnosis-key export.
+
+    Without --public-key nothing is verified and the output says UNVERIFIED.
+    """
+    ring = _ring(public_key, key_id, key_version) if public_key else None
+    export = _read_export(file, ring)
+    if as_json:
+        click.echo(json.dumps(export_json(file, export), indent=1))
+    else:
+        _print_export(file, export)
+
+
+@click.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--public-key",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Signing public key: PEM, or base64 of the DER SubjectPublicKeyInfo.",
+)
+@_key_id_option
+@_key_version_option
+def verify(file: Path, public_key: Path, key_id: str, key_version: str) -> None:
+    """Verify an export's signature: exit 0 and the key count, or exit 1 and why."""
+    export = _read_export(file, _ring(public_key, key_id, key_version))
+    signer = export.verified_by.label if export.verified_by else "?"
+    extra = f", {len(export.revised_keys)} revised" if export.revised_keys else ""
+    click.echo(
+        f"verified {len(export.keys)} keys{extra} (region {export.region or '-'}, "
+        f"signature {signer}, sha256 {export.sha256.hex()[:16]}...)"
+    )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (mode 0600) via a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as stream:
+        stream.write(data)
+    os.replace(tmp, path)
+
+
+async def _own_keys(data_dir: Path, now_interval: int) -> list[TemporaryExposureKey]:
+    if not (data_dir / DB_FILENAME).exists():
+        raise AgentError(f"no database in {data_dir}: no own keys to export")
+    store = await Store.open(data_dir)
+    try:
+        teks = await store.load_own_teks()
+    finally:
+        await store.close()
+    oldest = now_interval - RETENTION_DAYS * TEK_ROLLING_PERIOD
+    return [
+        TemporaryExposureKey(
+            key_data=t.key_data,
+            rolling_start_interval_number=t.rolling_start_interval_number,
+            rolling_period=t.rolling_period,
+            report_type=ReportType.CONFIRMED_TEST,
+        )
+        for t in teks
+        if t.end_interval_number > oldest and t.rolling_start_interval_number <= now_interval
+    ]
+
+
+@click.command("export-own")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("own-keys.zip"),
+    show_default=True,
+    help="Export file to write.",
+)
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="P-256 private key (PEM); default: a throwaway key whose public PEM is written "
+    "next to the export.",
+)
+@click.option("--key-id", default="310", show_default=True, help="Signature key id.")
+@click.option("--key-version", default="v1", show_default=True, help="Signature key version.")
+@click.option("--region", default="ZZ", show_default=True, help="Region written in the export.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_cli
+def export_own(
+    cli: CliContext,
+    output: Path,
+    signing_key: Path | None,
+    key_id: str,
+    key_version: str,
+    region: str,
+    yes: bool,
+) -> None:
+    """Own keys of the last 14 days as a signed GAEN export (FIELD TESTS ONLY)."""
+    if not yes:
+        click.confirm(
+            "This writes your own Temporary Exposure Keys of the last 14 days, including "
+            "today's key that is still on air, to a file. Anyone holding it can recognise "
+            "this device's broadcasts of those days. Only for field tests. Continue?",
+            abort=True,
+        )
+    private = (
+        load_signing_key(_read_file(signing_key, "--signing-key", 64 * 1024))
+        if signing_key
+        else generate_signing_key()
+    )
+    now = SystemClock().wall()
+    own = asyncio.run(_own_keys(cli.data_dir, en_interval_number(now)))
+    if not own:
+        raise AgentError(f"no own keys of the last {RETENTION_DAYS} days in {cli.data_dir}")
+    data = write_export(
+        own,
+        private,
+        key_id=key_id,
+        key_version=key_version,
+        region=region,
+        start_timestamp=min(k.rolling_start_interval_number for k in own) * EN_INTERVAL_SECONDS,
+        end_timestamp=int(now),
+    )
+    try:
+        _write_private(output, data)
+        message = f"wrote {len(own)} own keys to {output} (signature {key_id}-{key_version})"
+        if signing_key is None:
+            pub = output.with_name(output.stem + ".pub.pem")
+            pub.write_bytes(public_key_pem(private))
+            message += f"; verify with: contact-agent keys verify {output} --public-key {pub}"
+    except OSError as exc:
+        raise AgentError(f"cannot write {exc.filename}: {exc.strerror}") from None
+    click.echo(message)
+
+
+keys.add_command(show)
+keys.add_command(verify)
+keys.add_command(export_own)
 
 COMMANDS = [keys]

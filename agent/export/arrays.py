@@ -37,7 +37,7 @@ def read_verified_export_arrays(
     Raises:
         ExportFileError, SignatureError: exactly as :func:`read_verified_export`.
     """
-    message = verified_message(zip_bytes, ring, max_bytes=max_bytes)
+    message, _ = verified_message(zip_bytes, ring, max_bytes=max_bytes)
     dropped: Counter[str] = Counter()
     rows = list(iter_rows(message.keys, dropped))
     key_blob = b"".join([r[0] for r in rows])

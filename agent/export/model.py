@@ -78,6 +78,8 @@ class ExportFile:
     by reason; the file itself stays valid (threats doc, bad input 33-35)."""
     signature_count: int = 0
     """Signatures in export.sig (0 when it was absent or unreadable; only shown)."""
+    verified_by: SignatureInfo | None = None
+    """The signature that a pinned key verified (None when not verified)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from agent.errors import ExportFileError, SignatureError
 from agent.export import export_pb2 as pb
 from agent.export.container import open_export_zip
-from agent.export.model import MAX_EXPORT_BYTES, ExportFile
+from agent.export.model import MAX_EXPORT_BYTES, ExportFile, SignatureInfo
 from agent.export.parse import (
     check_consistency,
     check_header,
@@ -27,14 +27,14 @@ from agent.export.parse import (
     signature_infos,
     to_keys,
 )
-from agent.export.signature import PublicKeyRing, verify_signatures
+from agent.export.signature import PublicKeyRing, Signature, verify_signatures
 
 _LOGGER = logging.getLogger(__name__)
 
 
 def verified_message(
     zip_bytes: bytes, ring: PublicKeyRing, *, max_bytes: int = MAX_EXPORT_BYTES
-) -> pb.TemporaryExposureKeyExport:
+) -> tuple[pb.TemporaryExposureKeyExport, Signature]:
     """The parsed ``export.bin`` of a file whose signature a pinned key verifies.
 
     Raises:
@@ -49,15 +49,15 @@ def verified_message(
     used = verify_signatures(entries.export_bin, signatures, ring)
     message = parse_export_bin(entries.export_bin)  # the very bytes just verified
     check_consistency(message, signatures, used)
-    return message
+    return message, used
 
 
 def _export_file(
     zip_bytes: bytes,
     message: pb.TemporaryExposureKeyExport,
     *,
-    verified: bool,
     signature_count: int,
+    verified_by: SignatureInfo | None = None,
 ) -> ExportFile:
     dropped: Counter[str] = Counter()
     keys = to_keys(iter_rows(message.keys, dropped))
@@ -74,9 +74,10 @@ def _export_file(
         keys=keys,
         revised_keys=revised,
         sha256=hashlib.sha256(zip_bytes).digest(),
-        verified=verified,
+        verified=verified_by is not None,
         dropped=MappingProxyType(dict(dropped)),
         signature_count=signature_count,
+        verified_by=verified_by,
     )
 
 
@@ -92,9 +93,9 @@ def read_verified_export(
         ExportFileError: a bad container, header or protobuf.
         SignatureError: unsigned, unknown signer, invalid signature, inconsistent claims.
     """
-    message = verified_message(zip_bytes, ring, max_bytes=max_bytes)
+    message, used = verified_message(zip_bytes, ring, max_bytes=max_bytes)
     return _export_file(
-        zip_bytes, message, verified=True, signature_count=len(message.signature_infos)
+        zip_bytes, message, signature_count=len(message.signature_infos), verified_by=used.info
     )
 
 
@@ -112,7 +113,7 @@ def inspect_export(zip_bytes: bytes, *, max_bytes: int = MAX_EXPORT_BYTES) -> Ex
             count = len(parse_export_sig(entries.export_sig))
         except SignatureError:
             count = 0
-    return _export_file(zip_bytes, message, verified=False, signature_count=count)
+    return _export_file(zip_bytes, message, signature_count=count)
 
 
 __all__ = ["ExportFileError", "inspect_export", "read_verified_export", "verified_message"]
