@@ -39,6 +39,10 @@ class SdNotifier:
         return self._address is not None
 
     @property
+    def last_status(self) -> str:
+        return self._last_status
+
+    @property
     def watchdog_seconds(self) -> float | None:
         """The watchdog period systemd expects (``WatchdogSec``), or None when off."""
         return None if self._watchdog_usec is None else self._watchdog_usec / 1e6

@@ -1,0 +1,87 @@
+"""``contact-agent run | status | enable | disable``: the daemon and its consent switch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import click
+
+from agent.cli import CliContext, pass_cli
+from agent.clock import SystemClock
+from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
+from agent.daemon.offline import offline_status, set_consent_offline
+from agent.daemon.service import AgentService
+from agent.daemon.status import render
+
+_ADAPTER = re.compile(r"hci[0-9]{1,3}")
+
+
+def _check_adapter(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not _ADAPTER.fullmatch(value):
+        raise click.BadParameter(f"must look like hci0, got {value!r}")
+    return value
+
+
+@click.command("run")
+@click.option(
+    "--adapter",
+    callback=_check_adapter,
+    metavar="hciN",
+    help="Bluetooth adapter (overrides radio.adapter).",
+)
+@pass_cli
+def run(cli: CliContext, adapter: str | None) -> None:
+    """Run the agent in the foreground (systemd runs this)."""
+    config = cli.config
+    service = AgentService(
+        config,
+        cli.data_dir,
+        config_path=cli.config_path if cli.config_path.exists() else None,
+        adapter=adapter,
+    )
+    asyncio.run(service.run())
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_cli
+def status(cli: CliContext, as_json: bool) -> None:
+    """State of the running daemon, or of the data directory when none runs."""
+    try:
+        result = request(client_socket_paths(cli.data_dir), "status")
+    except DaemonNotRunningError:
+        result = asyncio.run(offline_status(cli.data_dir, cli.config, SystemClock()))
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        click.echo(render(result))
+
+
+def _set_consent(cli: CliContext, enabled: bool) -> None:
+    word = "enabled" if enabled else "disabled"
+    try:
+        request(client_socket_paths(cli.data_dir), "enable" if enabled else "disable")
+    except DaemonNotRunningError:
+        asyncio.run(set_consent_offline(cli.data_dir, enabled, SystemClock()))
+        click.echo(f"contact detection {word}; the daemon is not running, it applies this at start")
+        return
+    click.echo(f"contact detection {word} (applied by the running daemon)")
+
+
+@click.command("enable")
+@pass_cli
+def enable(cli: CliContext) -> None:
+    """Consent to contact detection: advertise and scan."""
+    _set_consent(cli, True)
+
+
+@click.command("disable")
+@pass_cli
+def disable(cli: CliContext) -> None:
+    """Withdraw consent: no advertising and no scanning within 2 s (data is kept)."""
+    _set_consent(cli, False)
+
+
+COMMANDS = [run, status, enable, disable]

@@ -1,0 +1,242 @@
+"""The daemon's key schedule: download + verify + match every ``fetch_interval_hours``.
+
+Each cycle is :func:`agent.pipeline.fetch_and_match`; its new qualifying exposures go to
+the :class:`~agent.daemon.notify.Notifier` once (the pipeline marks them notified after
+the notifier returns). Nothing is fetched or matched without consent or while the clock
+is untrusted (Appendix A); such a cycle is skipped and retried a minute later. A failed
+cycle is retried with exponential backoff (1 min doubling up to the fetch interval), so a
+broken server never causes a download loop. Download times are jittered by +-10 %.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from agent.clock import Clock
+from agent.config import Config
+from agent.daemon.clockwatch import ClockWatch
+from agent.daemon.metrics import Metrics
+from agent.daemon.notify import Notice, Notifier
+from agent.daemon.radio import Sleep
+from agent.daemon.sdnotify import Heartbeats
+from agent.errors import AgentError, ClockUntrustedError, ConfigError
+from agent.pipeline import (
+    LAST_FETCH_STATE_KEY,
+    QualifyingExposure,
+    RingSource,
+    config_ring,
+    fetch_and_match,
+    refresh_results,
+)
+from agent.store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+FIRST_FETCH_DELAY = 5.0
+"""Seconds after start before the first cycle (lets the clock check settle)."""
+SKIP_RECHECK_SECONDS = 60.0
+RETRY_FIRST_SECONDS = 60.0
+JITTER = 0.1
+CHUNK_SECONDS = 1.0
+HEARTBEAT_MAX_AGE = 600.0
+"""A cycle beats on every download and matching progress report; 10 min of silence in
+one step (a stuck download past its own deadlines) stops the watchdog."""
+SESSION_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+
+
+def notice_for(exposures: Sequence[QualifyingExposure]) -> Notice:
+    """One notice for all new qualifying days: about the newest, listing every day."""
+    newest = max(exposures, key=lambda e: e.day)
+    return Notice(
+        day=newest.day,
+        minutes=max(1, round(newest.minutes)),
+        windows=sum(len(e.window_ids) for e in exposures),
+        risk_level="high",
+        days=tuple(sorted(e.day for e in exposures)),
+    )
+
+
+class FetchScheduler:
+    """Runs fetch cycles on schedule, on request (``fetch`` command) and after sync."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        clock: Clock,
+        clockwatch: ClockWatch,
+        *,
+        consent: Callable[[], bool],
+        notifier: Notifier,
+        sleep: Sleep,
+        metrics: Metrics,
+        heartbeats: Heartbeats,
+        base_dir: Path | None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._clockwatch = clockwatch
+        self._consent = consent
+        self._sleep = sleep
+        self._metrics = metrics
+        self._heartbeats = heartbeats
+        self._base_dir = base_dir
+        self._rng = rng or random.SystemRandom()
+        self._lock = asyncio.Lock()
+        self._wake = False
+        self._failures = 0
+        self._due = clock.monotonic() + FIRST_FETCH_DELAY
+        self.last_skip: str | None = None
+        self.notifications = 0
+        self.cycles = 0
+        self.reconfigure(config, notifier)
+
+    def reconfigure(self, config: Config, notifier: Notifier) -> None:
+        """Apply a new configuration; raises ConfigError when keys cannot be verified."""
+        ring: RingSource | None = None
+        if config.keys.sources:
+            ring = config_ring(config, self._base_dir)
+        self._config = config
+        self._ring = ring
+        self._notifier = notifier
+
+    def wake(self) -> None:
+        """Run a cycle at the next chance (the clock just became trusted)."""
+        self._wake = True
+
+    def skip_reason(self) -> str | None:
+        if not self._consent():
+            return "consent not given"
+        if not self._clockwatch.trusted:
+            return f"clock not trusted ({self._clockwatch.decision.reason})"
+        if self._ring is None:
+            return "no key sources configured"
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "interval_hours": self._config.keys.fetch_interval_hours,
+            "next_in_seconds": max(0, round(self._due - self._clock.monotonic())),
+            "skipped": self.last_skip,
+            "consecutive_failures": self._failures,
+            "cycles": self.cycles,
+            "notifications": self.notifications,
+        }
+
+    def status_line(self) -> str:
+        if self.last_skip:
+            return f"key fetch skipped: {self.last_skip}"
+        if self._failures:
+            return f"key fetch failing ({self._failures}x)"
+        if self.cycles == 0:
+            return "no key fetch yet"
+        return "key fetch ok"
+
+    async def run(self) -> None:
+        self._heartbeats.register("fetch", HEARTBEAT_MAX_AGE)
+        try:
+            await self._notify_pending()
+            while True:
+                while not self._wake and self._clock.monotonic() < self._due:
+                    self._heartbeats.beat("fetch")
+                    remaining = self._due - self._clock.monotonic()
+                    await self._sleep(min(CHUNK_SECONDS, max(0.0, remaining)))
+                self._wake = False
+                await self.fetch_now()
+        finally:
+            self._heartbeats.unregister("fetch")
+
+    async def fetch_now(self) -> dict[str, Any]:
+        """One cycle now (or a skip with its reason); returns the fetch summary."""
+        async with self._lock:
+            reason = self.skip_reason()
+            if reason is not None:
+                if self._ring is None and self._consent() and self._clockwatch.trusted:
+                    await self._notify_pending()  # windows from `match` run by hand
+                if reason != self.last_skip:
+                    _LOGGER.info("key fetch skipped: %s", reason)
+                self.last_skip = reason
+                self._due = self._clock.monotonic() + SKIP_RECHECK_SECONDS
+                return {"skipped": reason}
+            self.last_skip = None
+            return await self._cycle()
+
+    async def _cycle(self) -> dict[str, Any]:
+        assert self._ring is not None
+        started = self._clock.monotonic()
+        now = self._clock.wall()
+        self._metrics.inc("key_fetches_total")
+        self.cycles += 1
+
+        def progress(stage: str, done: int, total: int) -> None:
+            self._heartbeats.beat("fetch")
+
+        try:
+            async with aiohttp.ClientSession(timeout=SESSION_TIMEOUT) as session:
+                report = await fetch_and_match(
+                    self._store,
+                    self._config,
+                    session,
+                    clock=self._clock,
+                    trust=self._clockwatch.decision,
+                    ring=self._ring,
+                    notifier=self._notify,
+                    progress=progress,
+                )
+        except ClockUntrustedError as exc:
+            self.last_skip = str(exc)
+            self._due = self._clock.monotonic() + SKIP_RECHECK_SECONDS
+            return {"skipped": str(exc)}
+        except ConfigError:
+            raise
+        except (AgentError, aiohttp.ClientError, OSError) as exc:
+            summary = {"at": now, "ok": False, "error": str(exc) or type(exc).__name__}
+            await self._store.set_state(LAST_FETCH_STATE_KEY, json.dumps(summary))
+            self._finish(started, ok=False)
+            _LOGGER.warning("key fetch failed: %s", summary["error"])
+            return summary
+        summary = report.summary(now)
+        self._finish(started, ok=bool(summary["ok"]))
+        if not summary["ok"]:
+            _LOGGER.warning(
+                "key fetch had problems: %s", summary.get("refused") or summary["failed"]
+            )
+        return summary
+
+    def _finish(self, started: float, *, ok: bool) -> None:
+        duration = self._clock.monotonic() - started
+        interval = self._config.keys.fetch_interval_hours * 3600
+        self._metrics.set("last_fetch_success", ok)
+        self._metrics.set("last_fetch_duration_seconds", round(duration, 3))
+        self._metrics.set("last_fetch_timestamp_seconds", round(self._clock.wall()))
+        if ok:
+            self._failures = 0
+            delay = interval * self._rng.uniform(1 - JITTER, 1 + JITTER)
+        else:
+            self._metrics.inc("key_fetch_failures_total")
+            delay = min(interval, RETRY_FIRST_SECONDS * 2**self._failures)
+            delay *= self._rng.uniform(1 - JITTER, 1 + JITTER)
+            self._failures += 1
+        self._due = self._clock.monotonic() + delay
+
+    async def _notify_pending(self) -> None:
+        """Windows stored while no daemon ran (``match`` by hand, a crash before marking)."""
+        if self._consent() and self._clockwatch.trusted:
+            await refresh_results(self._store, self._config.risk, self._clock.wall(), self._notify)
+
+    async def _notify(self, exposures: Sequence[QualifyingExposure]) -> None:
+        notice = notice_for(exposures)
+        results = await self._notifier.notify(notice, now=self._clock.wall())
+        self.notifications += 1
+        self._metrics.inc("notifications_total")
+        delivered = ", ".join(name for name, ok in results.items() if ok)
+        _LOGGER.info("exposure notification delivered via %s", delivered or "nothing")

@@ -1,0 +1,76 @@
+"""``status``, ``enable`` and ``disable`` when no daemon runs: straight to the data dir.
+
+Opening the store as root in a directory owned by the service user would leave -wal/-shm
+files root can write and the daemon cannot; :func:`~agent.daemon.consent.match_owner`
+hands them back afterwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agent.clock import Clock, decide_clock_trust, en_interval_number
+from agent.clocksync import system_synchronized
+from agent.config import Config
+from agent.daemon.consent import ConsentState, match_owner, write_consent
+from agent.daemon.status import stored_status
+from agent.store import Store
+
+
+async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[str, Any]:
+    """The status of a data dir with no daemon running (nothing is created if absent)."""
+    wall = clock.wall()
+    synchronized, source = await system_synchronized()
+    result: dict[str, Any] = {
+        "daemon": {"running": False},
+        "consent": ConsentState.UNSET.value,
+        "sightings": {"today": 0, "last_14_days": 0},
+        "unique_rpis_10min": 0,
+        "last_fetch": None,
+        "exposures": 0,
+        "risk_level": "none",
+        "clock_lower_bound": None,
+    }
+    if (data_dir / "contact-agent.db").exists():
+        store = await Store.open(data_dir, clock=clock)
+        try:
+            result.update(await stored_status(store, wall, config.risk))
+        finally:
+            await store.close()
+            match_owner(data_dir)
+    decision = decide_clock_trust(
+        require_sync=config.clock.require_sync,
+        system_synchronized=synchronized,
+        wall=wall,
+        lower_bound=result["clock_lower_bound"],
+    )
+    result.update(
+        {
+            "clock": {
+                "trust": decision.state.value,
+                "trusted": decision.state.trusted,
+                "reason": decision.reason,
+                "source": source if config.clock.require_sync else "config",
+                "require_sync": config.clock.require_sync,
+                "lower_bound": result["clock_lower_bound"],
+            },
+            "advertising": False,
+            "advertising_reason": "the daemon is not running",
+            "scanning": False,
+            "scanning_reason": "the daemon is not running",
+            "adapter": config.radio.adapter,
+            "current_interval": en_interval_number(wall) if wall >= 0 else None,
+        }
+    )
+    return result
+
+
+async def set_consent_offline(data_dir: Path, enabled: bool, clock: Clock) -> ConsentState:
+    """Persist consent for the next daemon start."""
+    store = await Store.open(data_dir, clock=clock)
+    try:
+        return await write_consent(store, enabled, clock.wall())
+    finally:
+        await store.close()
+        match_owner(data_dir)

@@ -1,0 +1,163 @@
+"""What ``contact-agent status`` shows: from the running daemon, or from the data dir.
+
+:func:`stored_status` reads what the store knows (consent, counts, last key fetch,
+exposures, risk level); the daemon adds its live view (clock trust, radio, metrics).
+:func:`render` turns either into a table a person can read. Nothing here is an
+identifier: counts, times and states only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.config import RiskConfig
+from agent.constants import RETENTION_SECONDS
+from agent.daemon.consent import read_consent
+from agent.models import ExposureWindow
+from agent.pipeline import LAST_FETCH_STATE_KEY
+from agent.risk import counts_for_notification, qualifying_days, score_window
+from agent.store import QUARANTINE_STATE_KEY, Store
+
+LOWER_BOUND_STATE_KEY = "clock.lower_bound"
+"""Persisted last-good wall time (Appendix A): true time is at least this."""
+UNIQUE_RPI_WINDOW_SECONDS = 600
+
+
+def risk_level(windows: Sequence[ExposureWindow], risk: RiskConfig) -> str:
+    """``high``: a day qualifies for a notification; ``low``: contacts that count but
+    stay under the threshold; ``none`` otherwise (last 14 days)."""
+    scored = [score_window(w, risk) for w in windows]
+    if qualifying_days(scored, risk):
+        return "high"
+    if any(counts_for_notification(w, risk) for w in scored):
+        return "low"
+    return "none"
+
+
+def _json_state(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str, Any]:
+    """Everything ``status`` shows that the database knows."""
+    today = wall - wall % 86_400
+    since = wall - RETENTION_SECONDS
+    windows = await store.exposure_windows(since)
+    scored = [score_window(w, risk) for w in windows]
+    days = qualifying_days(scored, risk)
+    bound = _json_state(await store.get_state(LOWER_BOUND_STATE_KEY))
+    return {
+        "consent": (await read_consent(store)).value,
+        "sightings": {
+            "today": await store.sighting_counts(today),
+            "last_14_days": await store.sighting_counts(since),
+        },
+        "unique_rpis_10min": await store.unique_rpis(wall - UNIQUE_RPI_WINDOW_SECONDS),
+        "last_fetch": _json_state(await store.get_state(LAST_FETCH_STATE_KEY)),
+        "exposures": len([w for w in scored if counts_for_notification(w, risk)]),
+        "exposure_days": [_day(d) for d in days],
+        "risk_level": risk_level(windows, risk),
+        "database_bytes": await store.database_bytes(),
+        "quarantined": _json_state(await store.get_state(QUARANTINE_STATE_KEY)),
+        "clock_lower_bound": bound if isinstance(bound, int | float) else None,
+    }
+
+
+def _day(day: float) -> str:
+    return datetime.fromtimestamp(day, UTC).strftime("%Y-%m-%d")
+
+
+def _when(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "never"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _yes(value: Any) -> str:
+    return "yes" if value else "no"
+
+
+def _fetch_line(fetch: Any) -> str:
+    if not isinstance(fetch, Mapping):
+        return "never"
+    if fetch.get("ok"):
+        result = (
+            f"ok, {fetch.get('downloaded', 0)} downloaded, "
+            f"{fetch.get('matched_keys', 0)} keys matched, "
+            f"{fetch.get('new_windows', 0)} new windows"
+        )
+    else:
+        reasons = fetch.get("failed") or []
+        why = fetch.get("refused") or (reasons[0] if reasons else fetch.get("error", "failed"))
+        result = f"failed: {why}"
+    return f"{_when(fetch.get('at'))}: {result}"
+
+
+def _size(count: Any) -> str:
+    if not isinstance(count, int | float):
+        return "?"
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def render(status: Mapping[str, Any]) -> str:
+    """A readable table of a status dict (live or offline)."""
+    daemon = status.get("daemon") or {}
+    if daemon.get("running"):
+        uptime = int(daemon.get("uptime_seconds", 0))
+        head = (
+            f"contact-agent {daemon.get('version', '')}: daemon running "
+            f"(pid {daemon.get('pid')}, up {uptime // 3600}h {uptime % 3600 // 60:02d}m)"
+        )
+    else:
+        head = "contact-agent: daemon not running (state of the data directory)"
+    clock = status.get("clock") or {}
+    sightings = status.get("sightings") or {}
+    rows: list[tuple[str, str]] = [
+        ("consent", str(status.get("consent"))),
+        ("clock", f"{clock.get('trust', '?')} ({clock.get('reason', 'unknown')})"),
+    ]
+    advertising = _yes(status.get("advertising"))
+    if not status.get("advertising") and status.get("advertising_reason"):
+        advertising += f" ({status['advertising_reason']})"
+    scanning = _yes(status.get("scanning"))
+    if not status.get("scanning") and status.get("scanning_reason"):
+        scanning += f" ({status['scanning_reason']})"
+    rows += [
+        ("advertising", advertising),
+        ("scanning", scanning),
+        ("adapter", str(status.get("adapter") or "-")),
+    ]
+    interval = status.get("current_interval")
+    if isinstance(interval, int):
+        rows.append(("current interval", f"{interval} (from {_when(interval * 600)})"))
+    rows += [
+        (
+            "sightings",
+            f"{sightings.get('today', 0)} today, {sightings.get('last_14_days', 0)} in 14 days",
+        ),
+        ("unique RPIs, 10 min", str(status.get("unique_rpis_10min", 0))),
+        ("last key fetch", _fetch_line(status.get("last_fetch"))),
+        ("exposures", str(status.get("exposures", 0))),
+        ("risk level", str(status.get("risk_level", "none"))),
+        ("database", _size(status.get("database_bytes"))),
+    ]
+    if status.get("quarantined"):
+        rows.append(("WARNING", "a damaged database was moved aside; see the log"))
+    if status.get("degraded"):
+        rows.append(("degraded", str(status["degraded"])))
+    width = max(len(name) for name, _ in rows)
+    lines = [head] + [f"  {name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines)

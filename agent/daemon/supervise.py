@@ -1,0 +1,91 @@
+"""Restart-with-backoff for the daemon's long-running parts.
+
+A part that fails is logged and restarted after an exponentially growing, jittered delay
+(1 s, 2 s, 4 s ... at most 5 min); a part that ran for a while before failing starts
+again from the shortest delay. Unrecoverable errors (a bad configuration, D-Bus access
+denied: exit status 78) are not retried: they end the daemon, so systemd's
+``RestartPreventExitStatus=78`` stops a restart loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from agent.errors import EXIT_CONFIG, AgentError
+
+_LOGGER = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class Backoff:
+    """Delays for successive failures: ``first * 2**n`` capped at ``cap``, +-``jitter``."""
+
+    first: float = 1.0
+    cap: float = 300.0
+    jitter: float = 0.2
+    healthy_after: float = 60.0
+    """A run longer than this resets the delay."""
+    rng: random.Random = field(default_factory=random.SystemRandom)
+    failures: int = 0
+
+    def next_delay(self) -> float:
+        base = min(self.cap, self.first * (2**self.failures))
+        self.failures += 1
+        return float(base * self.rng.uniform(1 - self.jitter, 1 + self.jitter))
+
+    def ran_for(self, seconds: float) -> None:
+        if seconds >= self.healthy_after:
+            self.failures = 0
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Errors restarting cannot fix: configuration and permission problems (exit 78)."""
+    return isinstance(exc, AgentError) and exc.exit_code == EXIT_CONFIG
+
+
+async def supervise(
+    name: str,
+    part: Callable[[], Awaitable[None]],
+    *,
+    sleep: Sleep,
+    monotonic: Callable[[], float],
+    on_restart: Callable[[str, BaseException], None] | None = None,
+    backoff: Backoff | None = None,
+) -> None:
+    """Run ``part()`` until cancelled, restarting it after failures.
+
+    A part that returns normally is finished (not restarted). Fatal errors propagate.
+    """
+    backoff = backoff or Backoff()
+    while True:
+        started = monotonic()
+        try:
+            await part()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the supervisor is the one place allowed a blind except
+            if is_fatal(exc):
+                raise
+            backoff.ran_for(monotonic() - started)
+            delay = backoff.next_delay()
+            if isinstance(exc, AgentError):
+                _LOGGER.warning("%s failed: %s; restarting in %.0f s", name, exc, delay)
+            else:
+                _LOGGER.warning(
+                    "%s failed: %s: %s; restarting in %.0f s",
+                    name,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                _LOGGER.debug("%s traceback", name, exc_info=exc)
+            if on_restart is not None:
+                on_restart(name, exc)
+            await sleep(delay)
