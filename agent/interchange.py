@@ -17,7 +17,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final, TextIO
 
 from agent.constants import AEM_LENGTH, CALIBRATED_RSSI_MAX, CALIBRATED_RSSI_MIN, RPI_LENGTH
@@ -67,23 +67,24 @@ def exposure_record(window: ExposureWindow) -> dict[str, Any]:
     }
 
 
-def write_records(
-    out: TextIO, fmt: str, fields: tuple[str, ...], records: Iterable[Mapping[str, Any]]
-) -> int:
-    """Write records as jsonl or csv (with a header); returns how many were written."""
-    check_format(fmt)
-    written = 0
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for record in records:
-            writer.writerow(record)
-            written += 1
-        return written
-    for record in records:
-        out.write(json.dumps(record, separators=(",", ":")) + "\n")
-        written += 1
-    return written
+class RecordWriter:
+    """Writes records as jsonl, or csv with a header row, to a text stream."""
+
+    def __init__(self, out: TextIO, fmt: str, fields: tuple[str, ...]) -> None:
+        self._fmt = check_format(fmt)
+        self._out = out
+        self.count = 0
+        self._csv: csv.DictWriter[str] | None = None
+        if fmt == "csv":
+            self._csv = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+            self._csv.writeheader()
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if self._csv is not None:
+            self._csv.writerow(record)
+        else:
+            self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.count += 1
 
 
 def check_format(fmt: str) -> str:
@@ -108,7 +109,8 @@ def parse_sightings(data: bytes, fmt: str) -> list[Sighting]:
     """Every sighting of a file, or MalformedInputError naming the first bad line."""
     check_format(fmt)
     text = _decode(data)
-    lines = _csv_records(text) if fmt == "csv" else _jsonl_records(text)
+    text_values = fmt == "csv"
+    lines = _csv_records(text) if text_values else _jsonl_records(text)
     sightings: list[Sighting] = []
     first_error: str | None = None
     bad = 0
@@ -116,13 +118,13 @@ def parse_sightings(data: bytes, fmt: str) -> list[Sighting]:
         try:
             if isinstance(record, _BadLine):
                 raise record
-            sightings.append(_sighting(record))
+            sightings.append(_sighting(record, text_values))
         except _BadLine as exc:
             bad += 1
             if first_error is None:
                 first_error = f"line {line_no}: {exc}"
     if first_error is not None:
-        more = f" ({bad} bad lines in all; nothing imported)" if bad > 1 else ""
+        more = f" ({bad} bad lines in all)" if bad > 1 else ""
         raise MalformedInputError(first_error + more)
     return sightings
 
@@ -159,42 +161,46 @@ def _jsonl_records(text: str) -> Records:
 def _csv_records(text: str) -> Records:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
-    try:
-        for row in reader:
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if header is None:
-                header = [cell.strip().lower() for cell in row]
-                missing = [f for f in SIGHTING_FIELDS if f not in header]
-                if missing or len(set(header)) != len(header):
-                    problem = (
-                        f"header lacks {', '.join(missing)}" if missing else "duplicate names"
-                    )
-                    yield reader.line_num, _BadLine(f"bad CSV header: {problem}")
-                    return
-                continue
-            if len(row) != len(header):
-                yield reader.line_num, _BadLine(f"{len(row)} fields, the header has {len(header)}")
-                continue
-            yield reader.line_num, dict(zip(header, row, strict=True))
-    except csv.Error as exc:
-        yield reader.line_num, _BadLine(f"bad CSV ({exc})")
+    while True:
+        start = reader.line_num + 1  # where the next record begins
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, _BadLine(f"bad CSV ({exc}; is a quote left open?)")
+            return
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if header is None:
+            header = [cell.strip().lower() for cell in row]
+            missing = [f for f in SIGHTING_FIELDS if f not in header]
+            if missing or len(set(header)) != len(header):
+                problem = f"header lacks {', '.join(missing)}" if missing else "duplicate names"
+                yield start, _BadLine(f"bad CSV header: {problem}")
+                return
+            continue
+        if len(row) != len(header):
+            yield start, _BadLine(f"{len(row)} fields, the header has {len(header)}")
+            continue
+        yield start, dict(zip(header, row, strict=True))
 
 
-def _sighting(record: Mapping[str, Any]) -> Sighting:
+def _sighting(record: Mapping[str, Any], text_values: bool) -> Sighting:
+    """A record's sighting; ``text_values``: numbers come as text (CSV), else JSON types."""
     missing = [f for f in SIGHTING_FIELDS if f not in record or record[f] in (None, "")]
     if missing:
         raise _BadLine(f"missing field {', '.join(missing)}")
     return Sighting(
-        time=_time(record["time"]),
+        time=_time(record["time"], text_values),
         rpi=_hex(record["rpi"], "rpi", RPI_LENGTH),
         aem=_hex(record["aem"], "aem", AEM_LENGTH),
-        rssi=_rssi(record["rssi"]),
+        rssi=_rssi(record["rssi"], text_values),
     )
 
 
-def _time(value: Any) -> float:
-    if isinstance(value, str):
+def _time(value: Any, text_values: bool) -> float:
+    if text_values:
         try:
             value = float(value)
         except ValueError:
@@ -221,8 +227,8 @@ def _hex(value: Any, name: str, length: int) -> bytes:
     return raw
 
 
-def _rssi(value: Any) -> int:
-    if isinstance(value, str):
+def _rssi(value: Any, text_values: bool) -> int:
+    if text_values:
         try:
             value = int(value.strip())
         except ValueError:

@@ -50,11 +50,19 @@ from __future__ import annotations
 
 from agent.store.records import Encounter, PurgeResult
 from agent.store.schema import DB_FILENAME
-from agent.store.store import PENDING_STATE_KEY, QUARANTINE_STATE_KEY, Store
+from agent.store.store import (
+    CONSENT_STATE_KEY,
+    LOWER_BOUND_STATE_KEY,
+    PENDING_STATE_KEY,
+    QUARANTINE_STATE_KEY,
+    Store,
+)
 from agent.store.writer import SightingWriter, WriterStats
 
 __all__ = [
+    "CONSENT_STATE_KEY",
     "DB_FILENAME",
+    "LOWER_BOUND_STATE_KEY",
     "PENDING_STATE_KEY",
     "QUARANTINE_STATE_KEY",
     "Encounter",

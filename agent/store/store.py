@@ -40,6 +40,10 @@ QUARANTINE_STATE_KEY: Final = "store.quarantined"
 """State key set when a damaged database was moved aside (JSON: path, at, reason)."""
 PENDING_STATE_KEY: Final = "store.pending"
 """``forget`` or ``checkpoint``: a deletion to finish at the next open after a crash."""
+CONSENT_STATE_KEY: Final = "consent"
+"""``on`` / ``off``: the user's consent to contact detection."""
+LOWER_BOUND_STATE_KEY: Final = "clock.lower_bound"
+"""Unix seconds that true time is known to be at or after (Appendix A), as text."""
 SHA256_LENGTH: Final = 32
 
 
