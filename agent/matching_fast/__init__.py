@@ -31,7 +31,6 @@ from agent.matching_fast.keys import (
     KeyArrays,
     ParsedExport,
     read_export_keys,
-    read_verified_key_arrays,
 )
 from agent.matching_fast.parallel import default_workers, fast_match, find_candidates_parallel
 
@@ -50,5 +49,4 @@ __all__ = [
     "find_candidates",
     "find_candidates_parallel",
     "read_export_keys",
-    "read_verified_key_arrays",
 ]

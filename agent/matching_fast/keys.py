@@ -1,23 +1,22 @@
-"""Diagnosis keys as flat arrays (24 bytes per key), and a lean verified reader for them."""
+"""Diagnosis keys as flat arrays (24 bytes per key), read from verified exports."""
 
 from __future__ import annotations
 
-import hashlib
-import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
 
-from agent.constants import TEK_LENGTH, TEK_ROLLING_PERIOD
-from agent.export import ExportArrays, PublicKeyRing, validate_arrays, validate_keys
-from agent.export import export_pb2 as pb
+from agent.constants import TEK_LENGTH
+from agent.export import (
+    ExportArrays,
+    PublicKeyRing,
+    read_verified_export_arrays,
+    validate_keys,
+)
 from agent.export.model import MAX_EXPORT_BYTES
-from agent.export.parse import TR_MAX, TR_MIN, iter_rows, signature_infos, to_keys
-from agent.export.reader import verified_message
 from agent.models import ReportType, TemporaryExposureKey
 
 I32 = npt.NDArray[np.int32]
@@ -128,107 +127,7 @@ _COLUMNS = (
 )
 
 
-# --- A lean verified reader ------------------------------------------------------------------
-
-
-_KEY_DATA = operator.attrgetter("key_data")
-
-
-def _column(keys: Sequence[pb.TemporaryExposureKey], attribute: str) -> I32:
-    get = operator.attrgetter(attribute)
-    return np.fromiter((get(k) for k in keys), dtype=np.int32, count=len(keys))
-
-
-def read_verified_key_arrays(
-    zip_bytes: bytes,
-    ring: PublicKeyRing,
-    *,
-    now_interval: int | None = None,
-    max_bytes: int = MAX_EXPORT_BYTES,
-) -> ExportArrays:
-    """:func:`agent.export.read_verified_export_arrays` with a small memory peak.
-
-    Same verification (:func:`agent.export.reader.verified_message`), the same parse-level
-    drops (key length, rolling period, negative start; TR outside 0..8 becomes 0) and the
-    same validation (:func:`agent.export.validate_arrays`), but the columns are filled
-    straight from the protobuf message without a Python tuple per key: a 1 M-key file
-    peaks at ~190 MB instead of ~480 MB.
-    """
-    message, _ = verified_message(zip_bytes, ring, max_bytes=max_bytes)
-    keys = message.keys
-    n = len(keys)
-    blob = bytearray(TEK_LENGTH * n)
-    length_ok = np.ones(n, dtype=bool)
-    for i, data in enumerate(map(_KEY_DATA, keys)):
-        if len(data) == TEK_LENGTH:
-            blob[TEK_LENGTH * i : TEK_LENGTH * (i + 1)] = data
-        else:
-            length_ok[i] = False
-    columns = {
-        "rolling_start": _column(keys, "rolling_start_interval_number"),
-        "rolling_period": _column(keys, "rolling_period"),
-        "transmission_risk": _column(keys, "transmission_risk_level"),
-        "report_type": _column(keys, "report_type"),
-        "days_since_onset": _column(keys, "days_since_onset_of_symptoms"),
-    }
-    has_dso = np.fromiter(
-        (k.HasField("days_since_onset_of_symptoms") for k in keys), dtype=bool, count=n
-    )
-    dropped: Counter[str] = Counter()
-    ok = np.ones(n, dtype=bool)
-    period = columns["rolling_period"]
-    for reason, bad in (
-        ("key_length", ~length_ok),
-        ("rolling_period", (period < 1) | (period > TEK_ROLLING_PERIOD)),
-        ("rolling_start_negative", columns["rolling_start"] < 0),
-    ):
-        hit = bad & ok
-        if hit.any():
-            dropped[reason] += int(np.count_nonzero(hit))
-            ok &= ~hit
-    risk = columns["transmission_risk"]
-    risk[(risk < TR_MIN) | (risk > TR_MAX)] = 0
-    revised = to_keys(iter_rows(message.revised_keys, dropped))
-    header = (
-        message.start_timestamp,
-        message.end_timestamp,
-        message.region,
-        message.batch_num,
-        message.batch_size,
-        signature_infos(message),
-    )
-    del message, keys
-    rows = np.flatnonzero(ok)
-    if len(rows) == n:
-        key_data = bytes(blob)
-    else:
-        key_data = np.frombuffer(blob, dtype=f"V{TEK_LENGTH}")[rows].tobytes()
-    del blob
-    picked = {name: column[rows] for name, column in columns.items()}
-    has_dso = has_dso[rows]
-    valid, invalid = validate_arrays(
-        key_data, picked["rolling_start"], picked["days_since_onset"], has_dso, now_interval
-    )
-    dropped.update(invalid)
-    return ExportArrays(
-        start_timestamp=header[0],
-        end_timestamp=header[1],
-        region=header[2],
-        batch_num=header[3],
-        batch_size=header[4],
-        signature_infos=header[5],
-        sha256=hashlib.sha256(zip_bytes).digest(),
-        key_data=key_data,
-        has_days_since_onset=has_dso,
-        valid=valid,
-        revised_keys=revised,
-        dropped=MappingProxyType(dict(dropped)),
-        rolling_start=picked["rolling_start"],
-        rolling_period=picked["rolling_period"],
-        transmission_risk=picked["transmission_risk"],
-        report_type=picked["report_type"],
-        days_since_onset=picked["days_since_onset"],
-    )
+# --- Verified exports as flat keys ----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -260,7 +159,7 @@ def read_export_keys(
         ExportFileError, SignatureError: the file is rejected; no key of it is returned.
     """
     pinned = ring if isinstance(ring, PublicKeyRing) else ring()
-    export = read_verified_key_arrays(
+    export = read_verified_export_arrays(
         zip_bytes, pinned, now_interval=now_interval, max_bytes=max_bytes
     )
     revised, dropped_revised = validate_keys(export.revised_keys, now_interval)

@@ -54,7 +54,7 @@ def find_candidates_parallel(
     workers: int | None = None,
     backend: str | None = None,
     progress: Callable[[int], None] | None = None,
-    task_keys: int = TASK_KEYS,
+    task_keys: int | None = None,
 ) -> list[Candidate]:
     """:func:`find_candidates` over all keys, in worker processes when it pays off.
 
@@ -64,6 +64,7 @@ def find_candidates_parallel(
     """
     n = len(keys)
     workers = workers or default_workers()
+    task_keys = task_keys or TASK_KEYS
     found: list[Candidate] = []
     if workers <= 1 or n < 2 * task_keys:
         prefilter, aes = Prefilter(rpi_blob), ecb_backend(backend)

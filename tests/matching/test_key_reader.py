@@ -1,4 +1,4 @@
-"""The lean flat reader agrees with the export package's readers, bad keys included."""
+"""Verified exports as flat keys for the matcher: valid keys, revisions last, picklable."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import functools
 import os
 import pickle
 
-import numpy as np
 import pytest
 
 from agent.constants import EXPORT_BIN_NAME, EXPORT_HEADER, EXPORT_SIG_NAME
@@ -16,11 +15,10 @@ from agent.export import (
     build_export_sig,
     generate_signing_key,
     public_key_pem,
-    read_verified_export_arrays,
     zip_entries,
 )
 from agent.export import export_pb2 as pb
-from agent.matching_fast import read_export_keys, read_verified_key_arrays
+from agent.matching_fast import read_export_keys
 from agent.models import ReportType
 from tests.shared import shared_path
 
@@ -86,22 +84,6 @@ def _odd_export(signing_key: object) -> bytes:
     return zip_entries([(EXPORT_BIN_NAME, export_bin), (EXPORT_SIG_NAME, export_sig)])
 
 
-def test_lean_reader_equals_the_export_reader() -> None:
-    signing_key = generate_signing_key()
-    ring = PublicKeyRing.from_pem(public_key_pem(signing_key), "310", "v1")
-    content = _odd_export(signing_key)
-    lean = read_verified_key_arrays(content, ring, now_interval=NOW)
-    full = read_verified_export_arrays(content, ring, now_interval=NOW)
-    assert lean.key_data == full.key_data
-    for name in COLUMNS:
-        assert np.array_equal(getattr(lean, name), getattr(full, name)), name
-    assert dict(lean.dropped) == dict(full.dropped)
-    assert lean.revised_keys == full.revised_keys
-    assert lean.sha256 == full.sha256
-    assert int(lean.valid.sum()) == 4
-    assert lean.transmission_risk.tolist().count(0) == 1
-
-
 def test_parsed_export_keeps_valid_keys_then_revisions_and_pickles() -> None:
     signing_key = generate_signing_key()
     ring = functools.partial(PublicKeyRing.from_pem, public_key_pem(signing_key), "310", "v1")
@@ -120,7 +102,7 @@ def test_foreign_signature_returns_no_key() -> None:
         read_export_keys(content, ring, NOW)
 
 
-def test_google_sample_through_the_lean_reader() -> None:
+def test_google_sample_through_the_flat_reader() -> None:
     sample = shared_path("testdata/google-sample-diagnosis-key-file.zip").read_bytes()
     ring = PublicKeyRing.from_pem(
         b"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE49JY6kekDgxj3Crm4y6kEHdfoKQFSNDM4mV9cgDb+e5nOAw0"
@@ -128,9 +110,9 @@ def test_google_sample_through_the_lean_reader() -> None:
         "310",
         "v1",
     )
-    arrays = read_verified_key_arrays(sample, ring)
-    assert len(arrays) == 140
-    assert arrays.key_data[:16].hex() == "0003d60b188f19856e8b3dd29a0c463b"
-    assert int(arrays.rolling_start[0]) == 2653920
-    assert int(arrays.transmission_risk[0]) == 3
-    assert set(arrays.rolling_period.tolist()) == {144}
+    parsed = read_export_keys(sample, ring, 2653920 + 144)  # the day after the keys' day
+    assert parsed.key_count == 140
+    first = parsed.keys[0]
+    assert first.key_data.hex() == "0003d60b188f19856e8b3dd29a0c463b"
+    assert (first.rolling_start_interval_number, first.transmission_risk_level) == (2653920, 3)
+    assert {parsed.keys[i].rolling_period for i in range(len(parsed.keys))} == {144}

@@ -1,0 +1,139 @@
+"""match_exports: fail-closed strict mode, idempotent reruns, worker processes, notifier."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+
+import pytest
+
+from agent.config import RiskConfig
+from agent.errors import SignatureError
+from agent.export import PublicKeyRing, generate_signing_key, public_key_pem
+from agent.matching_fast import parallel
+from agent.pipeline import ExportInput, cycle, match_exports
+from agent.store import Store
+from tests.pipeline.conftest import CONTACT, NOW, Authority, Notifications, Radio, new_key
+
+
+def _ring(authority: Authority) -> functools.partial[PublicKeyRing]:
+    return functools.partial(
+        PublicKeyRing.from_pem, public_key_pem(authority.signing_key), "310", "v1"
+    )
+
+
+async def test_strict_mode_rejects_everything_when_one_file_is_bad(
+    store: Store, authority: Authority
+) -> None:
+    key = new_key()
+    radio = Radio()
+    radio.heard(key.key_data, CONTACT, scans=3)
+    await radio.store_into(store)
+    good = ExportInput("good.zip", authority.export([key]))
+    other = Authority(generate_signing_key(), authority.pem_file)
+    bad = ExportInput("bad.zip", other.export([new_key()]))
+    with pytest.raises(SignatureError, match=r"^bad\.zip: "):
+        await match_exports(
+            store, [good, bad], ring=_ring(authority), risk=RiskConfig(), now=NOW, strict=True
+        )
+    assert await store.exposure_windows() == []
+    assert not await store.is_file_processed(hashlib.sha256(good.content).digest())
+
+
+async def test_rerun_after_a_crash_before_marking_is_idempotent(
+    store: Store, authority: Authority, notifications: Notifications
+) -> None:
+    """F6: the same file processed again finds the same windows and notifies nothing new."""
+    key = new_key()
+    radio = Radio()
+    radio.heard(key.key_data, CONTACT, scans=4)
+    await radio.store_into(store)
+    export = ExportInput("1.zip", authority.export([key, key]))  # a padding clone too
+    for _ in range(2):
+        report = await match_exports(
+            store,
+            [export],
+            ring=_ring(authority),
+            risk=RiskConfig(),
+            now=NOW,
+            skip_processed=False,
+            notifier=notifications,
+        )
+        assert report.matched_keys == 1
+    assert len(await store.exposure_windows()) == 1
+    assert len(notifications.calls) == 1
+    assert report.new_window_ids == []
+
+
+async def test_failed_notifier_leaves_windows_for_the_next_cycle(
+    store: Store, authority: Authority, notifications: Notifications
+) -> None:
+    key = new_key()
+    radio = Radio()
+    radio.heard(key.key_data, CONTACT, scans=4)
+    await radio.store_into(store)
+
+    async def broken(exposures: object) -> None:
+        raise OSError("no session bus")
+
+    export = ExportInput("1.zip", authority.export([key]))
+    with pytest.raises(OSError, match="no session bus"):
+        await match_exports(
+            store, [export], ring=_ring(authority), risk=RiskConfig(), now=NOW, notifier=broken
+        )
+    assert len(await store.unnotified_windows()) == 1
+    later = await match_exports(
+        store, [export], ring=_ring(authority), risk=RiskConfig(), now=NOW, notifier=notifications
+    )
+    assert later.files_skipped == ["1.zip"]
+    assert [len(e.window_ids) for e in notifications.calls[0]] == [1]
+
+
+async def test_below_threshold_is_stored_but_not_notified(
+    store: Store, authority: Authority, notifications: Notifications
+) -> None:
+    key = new_key()
+    radio = Radio()
+    radio.heard(key.key_data, CONTACT, scans=2)  # 10 minutes < 15
+    await radio.store_into(store)
+    report = await match_exports(
+        store,
+        [ExportInput("1.zip", authority.export([key]))],
+        ring=_ring(authority),
+        risk=RiskConfig(),
+        now=NOW,
+        notifier=notifications,
+    )
+    assert len(report.windows) == 1 and report.new_exposures == []
+    assert notifications.calls == []
+    assert len(await store.unnotified_windows()) == 1
+
+
+async def test_big_inputs_use_worker_processes_with_the_same_result(
+    store: Store, authority: Authority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cycle, "PROCESS_PARSE_BYTES", 1000)
+    monkeypatch.setattr(parallel, "TASK_KEYS", 64)
+    keys = [new_key() for _ in range(300)]
+    radio = Radio()
+    for i in (5, 150, 299):
+        radio.heard(keys[i].key_data, CONTACT + 3600 * (i % 7), scans=2)
+    await radio.store_into(store)
+    exports = [ExportInput(f"{n}.zip", authority.export(keys[n::2])) for n in range(2)]
+    assert all(len(e.content) >= 1000 for e in exports)
+    progress: list[tuple[str, int, int]] = []
+    report = await match_exports(
+        store,
+        exports,
+        ring=_ring(authority),
+        risk=RiskConfig(),
+        now=NOW,
+        workers=2,
+        progress=lambda *step: progress.append(step),
+    )
+    assert report.keys == 300
+    assert {w.key_data for w in report.windows} == {keys[i].key_data for i in (5, 150, 299)}
+    assert ("verify", 2, 2) in progress
+    assert [p for p in progress if p[0] == "match"] == [
+        ("match", done, 300) for done in (64, 128, 192, 256, 300)
+    ]
