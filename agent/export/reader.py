@@ -34,8 +34,9 @@ _LOGGER = logging.getLogger(__name__)
 
 def verified_message(
     zip_bytes: bytes, ring: PublicKeyRing, *, max_bytes: int = MAX_EXPORT_BYTES
-) -> tuple[pb.TemporaryExposureKeyExport, Signature]:
-    """The parsed ``export.bin`` of a file whose signature a pinned key verifies.
+) -> tuple[pb.TemporaryExposureKeyExport, Signature, bytes]:
+    """The parsed ``export.bin`` of a file whose signature a pinned key verifies, the
+    signature that verified, and the verified ``export.bin`` bytes themselves.
 
     Raises:
         ExportFileError: a bad container, header or protobuf.
@@ -49,7 +50,7 @@ def verified_message(
     used = verify_signatures(entries.export_bin, signatures, ring)
     message = parse_export_bin(entries.export_bin)  # the very bytes just verified
     check_consistency(message, signatures, used)
-    return message, used
+    return message, used, entries.export_bin
 
 
 def _export_file(
@@ -93,7 +94,7 @@ def read_verified_export(
         ExportFileError: a bad container, header or protobuf.
         SignatureError: unsigned, unknown signer, invalid signature, inconsistent claims.
     """
-    message, used = verified_message(zip_bytes, ring, max_bytes=max_bytes)
+    message, used, _ = verified_message(zip_bytes, ring, max_bytes=max_bytes)
     return _export_file(
         zip_bytes, message, signature_count=len(message.signature_infos), verified_by=used.info
     )
