@@ -64,6 +64,10 @@ def _version_tuple(version: str | None) -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
+_ACCESS_DENIED_HINTS = ("accessdenied", "access denied", "rejected send message", "not allowed")
+"""How dbus-daemon and busctl word a policy refusal."""
+
+
 def check_adapter(facts: probes.AdapterFacts, wanted: str) -> Check:
     """The configured adapter exists in org.bluez and is powered."""
     details: dict[str, object] = {
@@ -75,6 +79,15 @@ def check_adapter(facts: probes.AdapterFacts, wanted: str) -> Check:
     start_bluez = "sudo systemctl enable --now bluetooth"
     if not facts.bluez_reachable:
         details["bluez_error"] = facts.bluez_error
+        if any(hint in facts.bluez_error.lower() for hint in _ACCESS_DENIED_HINTS):
+            return Check(
+                "adapter",
+                Status.FAIL,
+                f"org.bluez refused access ({facts.bluez_error})",
+                "add this user to the bluetooth group (sudo usermod -aG bluetooth $USER) "
+                "and log in again",
+                details,
+            )
         if not facts.kernel_adapters:
             return Check(
                 "adapter",
@@ -83,15 +96,6 @@ def check_adapter(facts: probes.AdapterFacts, wanted: str) -> Check:
                 f"({facts.bluez_error})",
                 "attach or enable a Bluetooth adapter (Pi: is the onboard radio disabled by "
                 f"a dtoverlay?), then {start_bluez}",
-                details,
-            )
-        if "denied" in facts.bluez_error.lower():
-            return Check(
-                "adapter",
-                Status.FAIL,
-                f"org.bluez refused access ({facts.bluez_error})",
-                "add this user to the bluetooth group (sudo usermod -aG bluetooth $USER) "
-                "and log in again",
                 details,
             )
         return Check(

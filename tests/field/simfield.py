@@ -97,12 +97,12 @@ def _heard(
     return rng.random() < (0.55 if wall else 0.9)
 
 
-def simulate(seed: int = 7, stranger: bool = False) -> FieldRun:
-    """Both logs of one run; ``stranger`` adds a third phone that only A hears."""
+def simulate(seed: int = 7, stranger: bool = False, t0: float = T0) -> FieldRun:
+    """Both logs of one run from ``t0``; ``stranger`` adds a third phone only A hears."""
     rng = random.Random(seed)
     a = Device("A", _rng_bytes(rng, 16), tx_power_dbm=-6)
     b = Device("B", _rng_bytes(rng, 16), tx_power_dbm=-10)
-    first = T0 + LEAD_SECONDS
+    first = t0 + LEAD_SECONDS
     marks = [
         new_mark(distance_m=d, time=first + i * SEGMENT_SECONDS, note=note, wall=wall)
         for i, (d, wall, note) in enumerate(SCHEDULE)
@@ -110,9 +110,9 @@ def simulate(seed: int = 7, stranger: bool = False) -> FieldRun:
     marks.append(new_mark(distance_m=None, time=first + len(SCHEDULE) * SEGMENT_SECONDS))
     run = FieldRun(a, b, marks)
     settles = {(name, i): rng.uniform(2.0, 25.0) for name in "AB" for i in range(len(SCHEDULE))}
-    for second in range(int(run.end - T0)):
+    for second in range(int(run.end - t0)):
         for receiver, transmitter, log in (("A", b, run.log_a), ("B", a, run.log_b)):
-            t = T0 + second + rng.uniform(0.0, 0.99)
+            t = t0 + second + rng.uniform(0.0, 0.99)
             segment = None if t < first else min(int((t - first) // SEGMENT_SECONDS), 2)
             distance, wall = (1.0, False) if segment is None else SCHEDULE[segment][:2]
             since = 0.0 if segment is None else t - marks[segment].time

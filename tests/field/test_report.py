@@ -42,7 +42,7 @@ def test_detection_latency_per_mark_is_the_first_sighting_after_it(
             expected = simfield.expected_latency(
                 logs[direction.receiver], stats.segment.mark, stats.segment.end
             )
-            assert expected is not None
+            assert expected is not None and stats.latency_seconds is not None
             assert stats.latency_seconds == pytest.approx(expected)
             assert 2.0 <= stats.latency_seconds < 27.0  # the simulated settling time
 
@@ -67,13 +67,14 @@ def test_segment_counts_and_attenuation_follow_the_logs(
 ) -> None:
     logs = {"A": run.log_a, "B": run.log_b}
     for direction in report.directions:
-        medians = []
+        medians: list[float] = []
         for stats in direction.segments:
             seg = stats.segment
             inside = [s for s in logs[direction.receiver] if seg.start <= s.time < seg.end]
             assert stats.count == len(inside)
             atts = [max(-8 - s.rssi, 0) for s in inside]
             assert (stats.attenuation_min, stats.attenuation_max) == (min(atts), max(atts))
+            assert stats.attenuation_median is not None
             medians.append(stats.attenuation_median)
         assert medians == sorted(medians)  # farther and behind a wall: more attenuation
 
