@@ -1,4 +1,4 @@
-"""The sightings interchange format (``docs/interface.md``) and the exposure export rows.
+"""The sightings interchange format (``docs/interface.md``): parse and write records.
 
 Pure functions: bytes in, values out (parse), values in, text out (format). Two formats:
 ``jsonl`` (one JSON object per line) and ``csv`` (a header row with the field names).
@@ -22,11 +22,11 @@ from typing import Any, Final, TextIO
 
 from agent.constants import AEM_LENGTH, CALIBRATED_RSSI_MAX, CALIBRATED_RSSI_MIN, RPI_LENGTH
 from agent.errors import MalformedInputError
-from agent.models import ExposureWindow, Sighting
+from agent.models import Sighting
 
 FORMATS: Final = ("jsonl", "csv")
 SIGHTING_FIELDS: Final = ("time", "rpi", "aem", "rssi")
-EXPOSURE_FIELDS: Final = (
+EXPOSURE_FIELDS: Final = (  # the keys of ``agent.cli.match.window_json``
     "start",
     "duration_seconds",
     "min_attenuation_db",
@@ -53,17 +53,6 @@ def sighting_record(sighting: Sighting) -> dict[str, Any]:
         "rpi": sighting.rpi.hex(),
         "aem": sighting.aem.hex(),
         "rssi": sighting.rssi,
-    }
-
-
-def exposure_record(window: ExposureWindow) -> dict[str, Any]:
-    return {
-        "start": window.start,
-        "duration_seconds": window.duration_seconds,
-        "min_attenuation_db": window.min_attenuation_db,
-        "typical_attenuation_db": window.typical_attenuation_db,
-        "report_type": window.report_type.name.lower(),
-        "score": window.score,
     }
 
 

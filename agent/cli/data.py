@@ -18,6 +18,7 @@ from typing import TextIO, TypeVar
 import click
 
 from agent.cli import CliContext, pass_cli
+from agent.cli.match import window_json
 from agent.clock import SystemClock, decide_clock_trust
 from agent.clocksync import system_synchronized
 from agent.constants import RETENTION_SECONDS
@@ -27,7 +28,6 @@ from agent.interchange import (
     FORMATS,
     SIGHTING_FIELDS,
     RecordWriter,
-    exposure_record,
     guess_format,
     parse_sightings,
     sighting_record,
@@ -167,7 +167,7 @@ def export_exposures(cli: CliContext, fmt: str, since: str | None, output: Path 
     with _output(output) as out:
         writer = RecordWriter(out, fmt, EXPOSURE_FIELDS)
         for window in windows:
-            writer.write(exposure_record(window))
+            writer.write(window_json(window))
     if output is not None:
         click.echo(f"exported {writer.count} exposure windows to {output}", err=True)
 

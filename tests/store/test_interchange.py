@@ -9,16 +9,13 @@ import pytest
 
 from agent.errors import MalformedInputError
 from agent.interchange import (
-    EXPOSURE_FIELDS,
     SIGHTING_FIELDS,
     RecordWriter,
-    exposure_record,
     guess_format,
     parse_sightings,
     sighting_record,
 )
 from agent.models import Sighting
-from tests.store.test_records import window
 
 RPI = "00112233445566778899aabbccddeeff"
 GOOD = {"time": 1700000000.5, "rpi": RPI, "aem": "40080000", "rssi": -61}
@@ -117,18 +114,8 @@ def test_bad_csv_header_and_bad_utf8_and_count_of_bad_lines() -> None:
         parse_sightings(b"", "xml")
 
 
-def test_format_guess_and_exposure_records() -> None:
+def test_format_guess() -> None:
     assert guess_format("log.CSV", b"{") == "csv"
     assert guess_format("log.jsonl", b"time") == "jsonl"
     assert guess_format("log.txt", b"  \n{") == "jsonl"
     assert guess_format("log.txt", b"time,rpi") == "csv"
-    record = exposure_record(window(b"\xaa" * 16, 1000))
-    assert list(record) == list(EXPOSURE_FIELDS)
-    assert record == {
-        "start": 1000,
-        "duration_seconds": 900,
-        "min_attenuation_db": 50,
-        "typical_attenuation_db": 58,
-        "report_type": "confirmed_test",
-        "score": 12.5,
-    }
