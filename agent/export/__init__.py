@@ -13,6 +13,7 @@ from agent.export.model import (
     MAX_EXPORT_BYTES,
     ExportArrays,
     ExportFile,
+    ExportHeader,
     SignatureInfo,
 )
 from agent.export.reader import inspect_export, read_verified_export
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_EXPORT_BYTES",
     "ExportArrays",
     "ExportFile",
+    "ExportHeader",
     "PublicKeyRing",
     "SignatureInfo",
     "build_export_bin",

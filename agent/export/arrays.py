@@ -20,7 +20,7 @@ from agent.constants import EXPORT_HEADER, TEK_ROLLING_PERIOD
 from agent.export import export_pb2 as pb
 from agent.export.fastparse import KeyColumns, decode_key_run
 from agent.export.model import MAX_EXPORT_BYTES, ExportArrays
-from agent.export.parse import TR_MAX, TR_MIN, iter_rows, signature_infos, to_keys
+from agent.export.parse import TR_MAX, TR_MIN, header_fields, iter_rows, to_keys
 from agent.export.reader import verified_message
 from agent.export.signature import PublicKeyRing
 from agent.export.validation import validate_arrays
@@ -104,12 +104,7 @@ def read_verified_export_arrays(
     )
     dropped.update(invalid)
     return ExportArrays(
-        start_timestamp=message.start_timestamp,
-        end_timestamp=message.end_timestamp,
-        region=message.region,
-        batch_num=message.batch_num,
-        batch_size=message.batch_size,
-        signature_infos=signature_infos(message),
+        **header_fields(message),
         sha256=hashlib.sha256(zip_bytes).digest(),
         key_data=key_blob,
         rolling_start=np.ascontiguousarray(columns.rolling_start),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Final, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -57,9 +57,9 @@ def _empty_counts() -> Mapping[str, int]:
     return MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class ExportFile:
-    """A parsed export. Keys are for matching only when ``verified`` is true."""
+@dataclass(frozen=True, slots=True, eq=False)
+class ExportHeader:
+    """What ``export.bin`` says about itself (gaen-spec §4.2)."""
 
     start_timestamp: int
     end_timestamp: int
@@ -67,6 +67,23 @@ class ExportFile:
     batch_num: int
     batch_size: int
     signature_infos: tuple[SignatureInfo, ...]
+
+
+class HeaderFields(TypedDict):
+    """:class:`ExportHeader`'s fields, for building the classes that extend it."""
+
+    start_timestamp: int
+    end_timestamp: int
+    region: str
+    batch_num: int
+    batch_size: int
+    signature_infos: tuple[SignatureInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile(ExportHeader):
+    """A parsed export. Keys are for matching only when ``verified`` is true."""
+
     keys: tuple[TemporaryExposureKey, ...]
     revised_keys: tuple[TemporaryExposureKey, ...]
     sha256: bytes
@@ -83,19 +100,13 @@ class ExportFile:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class ExportArrays:
+class ExportArrays(ExportHeader):
     """A verified export as flat arrays (performance.md §1e): 24 bytes per key.
 
     Row ``i`` is key ``i`` of :attr:`ExportFile.keys` of the same file, in the same order,
     with the same parse-level drops and the transmission risk already normalised.
     """
 
-    start_timestamp: int
-    end_timestamp: int
-    region: str
-    batch_num: int
-    batch_size: int
-    signature_infos: tuple[SignatureInfo, ...]
     sha256: bytes
     key_data: bytes
     """All keys concatenated, 16 bytes each."""

@@ -18,6 +18,7 @@ from agent.export.model import (
     MAX_BATCH_SIZE,
     MAX_KEYS_PER_FILE,
     MAX_SIGNATURE_INFOS,
+    HeaderFields,
     SignatureInfo,
 )
 from agent.export.signature import Signature
@@ -70,6 +71,17 @@ def _info(message: pb.SignatureInfo) -> SignatureInfo:
 
 def signature_infos(message: pb.TemporaryExposureKeyExport) -> tuple[SignatureInfo, ...]:
     return tuple(_info(i) for i in message.signature_infos)
+
+
+def header_fields(message: pb.TemporaryExposureKeyExport) -> HeaderFields:
+    return HeaderFields(
+        start_timestamp=message.start_timestamp,
+        end_timestamp=message.end_timestamp,
+        region=message.region,
+        batch_num=message.batch_num,
+        batch_size=message.batch_size,
+        signature_infos=signature_infos(message),
+    )
 
 
 def parse_export_sig(export_sig: bytes) -> list[Signature]:

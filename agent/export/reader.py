@@ -21,10 +21,10 @@ from agent.export.model import MAX_EXPORT_BYTES, ExportFile, SignatureInfo
 from agent.export.parse import (
     check_consistency,
     check_header,
+    header_fields,
     iter_rows,
     parse_export_bin,
     parse_export_sig,
-    signature_infos,
     to_keys,
 )
 from agent.export.signature import PublicKeyRing, Signature, verify_signatures
@@ -66,12 +66,7 @@ def _export_file(
     if dropped:
         _LOGGER.info("export: dropped unrepresentable keys: %s", dict(dropped))
     return ExportFile(
-        start_timestamp=message.start_timestamp,
-        end_timestamp=message.end_timestamp,
-        region=message.region,
-        batch_num=message.batch_num,
-        batch_size=message.batch_size,
-        signature_infos=signature_infos(message),
+        **header_fields(message),
         keys=keys,
         revised_keys=revised,
         sha256=hashlib.sha256(zip_bytes).digest(),
