@@ -20,7 +20,7 @@ from agent.field import plots
 from agent.field.files import load_log, write_report
 from agent.field.marks import append_mark
 from agent.field.render import seconds_text
-from agent.field.report import FieldReport, ReportSettings, analyse
+from agent.field.report import FieldReport
 from agent.interchange import SIGHTING_FIELDS, RecordWriter, sighting_record
 from agent.models import Sighting
 from tests.field import simfield
@@ -48,16 +48,6 @@ def write_log(path: Path, sightings: list[Sighting]) -> None:
         writer = RecordWriter(out, fmt, SIGHTING_FIELDS)
         for sighting in sightings:
             writer.write(sighting_record(sighting))
-
-
-@pytest.fixture(scope="module")
-def run() -> simfield.FieldRun:
-    return simfield.simulate(seed=7)
-
-
-@pytest.fixture(scope="module")
-def report(run: simfield.FieldRun) -> FieldReport:
-    return analyse(run.log_a, run.log_b, run.marks, ReportSettings(tx_power_dbm=-8))
 
 
 def table_rows(text: str, first_cell: str) -> list[list[str]]:

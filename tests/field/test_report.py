@@ -21,16 +21,6 @@ from agent.models import ReportType, TemporaryExposureKey
 from tests.field import simfield
 
 
-@pytest.fixture(scope="module")
-def run() -> simfield.FieldRun:
-    return simfield.simulate(seed=7)
-
-
-@pytest.fixture(scope="module")
-def report(run: simfield.FieldRun) -> FieldReport:
-    return analyse(run.log_a, run.log_b, run.marks, ReportSettings(tx_power_dbm=-8))
-
-
 def test_detection_latency_per_mark_is_the_first_sighting_after_it(
     run: simfield.FieldRun, report: FieldReport
 ) -> None:
