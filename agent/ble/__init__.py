@@ -19,8 +19,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+from agent.models import ScanPeriod, Sighting
+
 Sleep = Callable[[float], Awaitable[None]]
 """``asyncio.sleep`` or a test's / simulator's replacement driving a fake clock."""
+
+
+class SightingSink(Protocol):
+    """Where sightings go: an ``asyncio.Queue`` (may also carry other items)."""
+
+    def put_nowait(self, item: Sighting, /) -> None:
+        """Raises ``asyncio.QueueFull`` when the consumer fell behind."""
+        ...
+
+
+class ScanPeriodSink(Protocol):
+    """Where finished scan instances go: an ``asyncio.Queue`` (may be the sighting queue)."""
+
+    def put_nowait(self, item: ScanPeriod, /) -> None: ...
 
 
 class Advertiser(Protocol):
@@ -90,4 +106,4 @@ class Scanner(Protocol):
     async def stop(self) -> None: ...
 
 
-__all__ = ["Advertiser", "ScanCounters", "Scanner", "Sleep"]
+__all__ = ["Advertiser", "ScanCounters", "ScanPeriodSink", "Scanner", "SightingSink", "Sleep"]

@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from agent.ble import Sleep
+from agent.ble import ScanPeriodSink, SightingSink, Sleep
 from agent.ble.advertiser import BlessAdvertiser
 from agent.ble.errors import ACCESS_DENIED_MESSAGE, Action, Backoff, classify_agent_error
 from agent.ble.health import BluezHealth
@@ -45,7 +45,6 @@ from agent.constants import (
 )
 from agent.errors import BluetoothAccessDeniedError, BluetoothError
 from agent.keyschedule import KeySchedule, RotationPlanner
-from agent.models import ScanPeriod, Sighting
 from agent.payload import Metadata
 
 _LOGGER = logging.getLogger(__name__)
@@ -99,9 +98,9 @@ class RadioService:
         clock: Clock,
         schedule: KeySchedule,
         metadata: Metadata,
-        sighting_queue: asyncio.Queue[Sighting],
+        sighting_queue: SightingSink,
         *,
-        scan_periods: asyncio.Queue[ScanPeriod] | None = None,
+        scan_periods: ScanPeriodSink | None = None,
         persist_teks: PersistTeks | None = None,
         sleep: Sleep = asyncio.sleep,
         tuning: RadioTuning | None = None,
@@ -162,6 +161,7 @@ class RadioService:
         self._allowed = {ADVERTISING: advertise, SCANNING: scan}
         self.heartbeat: float | None = None
         """Monotonic time of the supervisor's latest round (for the daemon's watchdog)."""
+        self._found = asyncio.Event()
 
     def _backoff(self, rng: random.Random | None) -> Backoff:
         return Backoff(self.tuning.backoff_initial, self.tuning.backoff_max, rng=rng)
@@ -177,9 +177,16 @@ class RadioService:
         self._allowed[SCANNING] = allowed
         self._wake.set()
 
-    def rotate_now(self) -> None:
+    def request_rotation(self) -> None:
         """Rotate address and RPI at the next check (e.g. after a clock step)."""
         self.rotation.request_rotation()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """True once BlueZ answered and the adapter was found; False after ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._found.wait()
+        return self._found.is_set()
 
     def status(self) -> dict[str, Any]:
         """A snapshot for ``status --json``; no identifiers."""
@@ -216,6 +223,8 @@ class RadioService:
                 if self.health.fatal is not None:
                     raise self.health.fatal
                 self._wake.clear()
+                if self.health.present:
+                    self._found.set()
                 for part in self._parts.values():
                     await self._reconcile(part)
                 self.heartbeat = self._clock.monotonic()

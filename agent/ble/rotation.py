@@ -6,11 +6,16 @@ changed to ``persist`` *before* the new RPI goes on air, and rotates the adverti
 (new address and RPI together). The next rotation follows after a random 10-20 min delay
 (:class:`~agent.keyschedule.RotationPlanner`), so no RPI stays on air for 20 minutes.
 
-It rotates early when asked (:meth:`RotationLoop.request_rotation`), when the wall clock
-steps (:class:`~agent.clock.StepDetector`), and when bluetoothd dropped the
-advertisement. When the schedule refuses to broadcast (every allowed key of the day has
-already used this interval after a backward clock step) advertising pauses until the
-next interval. Time comes from the injected clock and sleep function only.
+It rotates early when asked (:meth:`RotationLoop.request_rotation`) and when the wall
+clock steps (:class:`~agent.clock.StepDetector`). Re-registering is not rotating: after
+bluetoothd restarted, the adapter came back, an attempt failed or bluetoothd dropped the
+advertisement, the loop puts the *same* broadcast on air again until its deadline, since
+asking the schedule twice for one interval would end the key and burn one of the day's
+three. (The new registration gets a new address, so one RPI may be seen on two addresses
+around a bluetoothd restart; rotations never do that.) When the schedule refuses to
+broadcast (every allowed key of the day already used this interval after a backward clock
+step) advertising pauses until the next interval. Time comes from the injected clock and
+sleep function only.
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ class RotationLoop:
         self._persist = persist
         self._check = check_interval
         self._requested = False
+        self._current: Broadcast | None = None
+        self._aired: Broadcast | None = None
+        self._deadline: float | None = None
 
     def request_rotation(self) -> None:
         """Rotate at the next check (a clock step seen by the caller, for instance)."""
@@ -65,11 +73,13 @@ class RotationLoop:
     async def run(self) -> None:
         """Advertise and rotate until cancelled; the advertisement is stopped on exit."""
         steps = StepDetector(self._clock)
+        fresh = False
         try:
             while True:
-                broadcast = await self._next_broadcast()
+                broadcast = await self._choose(fresh=fresh)
                 if broadcast is None:
                     await self._pause(steps)
+                    fresh = True
                     continue
                 self.paused_reason = None
                 payload = bytes(broadcast.service_data)
@@ -77,21 +87,44 @@ class RotationLoop:
                     await self.advertiser.rotate(payload)
                 else:
                     await self.advertiser.start(payload)
-                self.rotations += 1
-                self.last_rotation = self._clock.wall()
-                _LOGGER.debug(
-                    "advertising interval %d (rotation %d)", broadcast.en_interval, self.rotations
-                )
-                deadline = self._clock.monotonic() + self._planner.next_delay()
-                await self._wait(deadline, steps)
+                if broadcast is not self._aired:
+                    self._aired = broadcast
+                    self.rotations += 1
+                    self.last_rotation = self._clock.wall()
+                    _LOGGER.debug(
+                        "advertising interval %d (rotation %d)",
+                        broadcast.en_interval,
+                        self.rotations,
+                    )
+                assert self._deadline is not None
+                fresh = await self._wait(self._deadline, steps)
         finally:
             await self.advertiser.stop()
 
-    async def _next_broadcast(self) -> Broadcast | None:
-        broadcast = self.schedule.broadcast(en_interval_number(self._clock.wall()), self.metadata)
+    async def _choose(self, *, fresh: bool) -> Broadcast | None:
+        """The broadcast to put on air now.
+
+        Re-registering (after bluetoothd restarted, the adapter came back or a failed
+        attempt) keeps the current broadcast and its deadline while its interval lasts:
+        asking the schedule again for the same interval would end the key early and burn
+        one of the day's three keys. Only a rotation takes a new broadcast.
+        """
+        interval = en_interval_number(self._clock.wall())
+        current = self._current
+        if (
+            not fresh
+            and current is not None
+            and current.en_interval == interval
+            and self._deadline is not None
+            and self._clock.monotonic() < self._deadline
+        ):
+            return current
+        broadcast = self.schedule.broadcast(interval, self.metadata)
         dirty = self.schedule.pop_dirty()
         if dirty and self._persist is not None:
             await self._persist(dirty)
+        self._current = broadcast
+        self._deadline = self._clock.monotonic() + self._planner.next_delay()
         return broadcast
 
     async def _pause(self, steps: StepDetector) -> None:
@@ -105,19 +138,23 @@ class RotationLoop:
         next_start = interval_start_seconds(en_interval_number(wall) + 1)
         await self._wait(self._clock.monotonic() + (next_start - wall), steps)
 
-    async def _wait(self, deadline: float, steps: StepDetector) -> None:
-        """Sleep until ``deadline`` (monotonic) or a reason to rotate earlier."""
+    async def _wait(self, deadline: float, steps: StepDetector) -> bool:
+        """Sleep until ``deadline`` (monotonic) or a reason to act earlier.
+
+        Returns True to rotate, False to register the current payload again (bluetoothd
+        dropped the advertisement).
+        """
         while True:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
-                return
+                return True
             await self._sleep(min(remaining, self._check))
             if self._requested:
                 self._requested = False
-                return
+                return True
             if steps.check():
                 _LOGGER.info("wall clock stepped: rotating address and RPI now")
-                return
+                return True
             if self.paused_reason is None and not self.advertiser.advertising:
                 _LOGGER.info("bluetoothd dropped the advertisement: registering again")
-                return
+                return False

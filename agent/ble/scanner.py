@@ -24,12 +24,11 @@ from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from agent.ble import ScanCounters
+from agent.ble import ScanCounters, SightingSink
 from agent.ble.detection import Verdict, parse_report
 from agent.ble.errors import Action, classify, to_agent_error
 from agent.clock import Clock
 from agent.constants import DBUS_CALL_TIMEOUT_SECONDS, EN_SERVICE_UUID, EN_SERVICE_UUID16
-from agent.models import Sighting
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class BleakEnScanner:
         self,
         adapter: str,
         clock: Clock,
-        queue: asyncio.Queue[Sighting],
+        queue: SightingSink,
         *,
         rssi_correction: int = 0,
         passive: bool = True,

@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.ble import Scanner, Sleep
+from agent.ble import Scanner, ScanPeriodSink, Sleep
 from agent.clock import Clock
 from agent.constants import (
     DUTY_SCAN_JITTER_FRACTION,
@@ -66,7 +66,7 @@ class ScanLoop:
         clock: Clock,
         schedule: ScanSchedule,
         *,
-        periods: asyncio.Queue[ScanPeriod] | None = None,
+        periods: ScanPeriodSink | None = None,
         sleep: Sleep = asyncio.sleep,
         discovering: Callable[[], bool | None] = lambda: None,
         rng: random.Random | None = None,

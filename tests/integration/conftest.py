@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from agent import crypto
 from agent.ble.radio import RadioService, RadioTuning
 from agent.clock import Clock, SystemClock
 from agent.config import RadioConfig
@@ -92,22 +93,34 @@ class Agent:
     radio: RadioService
     schedule: KeySchedule
     metadata: Metadata
-    sightings: asyncio.Queue[Sighting]
-    periods: asyncio.Queue[ScanPeriod]
+    queue: asyncio.Queue[Sighting | ScanPeriod]
+    """Sightings and scan periods, in the order the radio produced them."""
     persisted: list[OwnTek] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    _sightings: list[Sighting] = field(default_factory=list)
+    _periods: list[ScanPeriod] = field(default_factory=list)
 
-    def drain(self) -> list[Sighting]:
-        out = []
-        while not self.sightings.empty():
-            out.append(self.sightings.get_nowait())
-        return out
+    def _pull(self) -> None:
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            (self._sightings if isinstance(item, Sighting) else self._periods).append(item)
 
-    def drain_periods(self) -> list[ScanPeriod]:
-        out = []
-        while not self.periods.empty():
-            out.append(self.periods.get_nowait())
-        return out
+    def sightings(self) -> list[Sighting]:
+        """Everything heard so far (the queue is drained into this list)."""
+        self._pull()
+        return list(self._sightings)
+
+    def periods(self) -> list[ScanPeriod]:
+        self._pull()
+        return list(self._periods)
+
+    def heard(self) -> int:
+        return len(self.sightings())
+
+    def clear(self) -> None:
+        self._pull()
+        self._sightings.clear()
+        self._periods.clear()
 
 
 @pytest.fixture
@@ -122,6 +135,7 @@ async def make_agent() -> AsyncIterator[Any]:
         tuning: RadioTuning = FAST,
         start: bool = True,
         tx_power: int = -8,
+        queue: asyncio.Queue[Sighting | ScanPeriod] | None = None,
         **config: Any,
     ) -> Agent:
         config.setdefault("passive", False)
@@ -129,8 +143,7 @@ async def make_agent() -> AsyncIterator[Any]:
             radio=None,  # type: ignore[arg-type]
             schedule=KeySchedule(),
             metadata=Metadata(tx_power_dbm=tx_power),
-            sightings=asyncio.Queue(),
-            periods=asyncio.Queue(),
+            queue=queue if queue is not None else asyncio.Queue(),
         )
 
         async def persist(teks: list[OwnTek]) -> None:
@@ -141,8 +154,8 @@ async def make_agent() -> AsyncIterator[Any]:
             clock or SystemClock(),
             agent.schedule,
             agent.metadata,
-            agent.sightings,
-            scan_periods=agent.periods,
+            agent.queue,
+            scan_periods=agent.queue,
             persist_teks=persist,
             tuning=tuning,
             planner=RotationPlanner(random.Random(7)),
@@ -169,3 +182,13 @@ async def eventually(predicate: Any, timeout: float = 5.0, interval: float = 0.0
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def expected_service_data(schedule: KeySchedule, metadata: Metadata) -> bytes:
+    """RPI || AEM the schedule's latest broadcast must have put on air, from its TEK."""
+    on_air = [t for t in schedule.teks if t.max_broadcast_interval is not None]
+    assert on_air, "nothing was broadcast yet"
+    tek = max(on_air, key=lambda t: t.max_broadcast_interval or 0)
+    assert tek.max_broadcast_interval is not None
+    rpi = crypto.rpi(crypto.derive_rpik(tek.key_data), tek.max_broadcast_interval)
+    return rpi + crypto.encrypt_aem(crypto.derive_aemk(tek.key_data), rpi, bytes(metadata))
