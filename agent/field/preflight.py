@@ -98,6 +98,15 @@ def check_adapter(facts: probes.AdapterFacts, wanted: str) -> Check:
                 f"a dtoverlay?), then {start_bluez}",
                 details,
             )
+        if facts.bluez_error.startswith(probes.BUSCTL_MISSING):
+            return Check(
+                "adapter",
+                Status.WARN,
+                f"the kernel has {', '.join(facts.kernel_adapters)}, but busctl is missing, "
+                "so org.bluez could not be asked",
+                "sudo apt install systemd (busctl) and run the preflight again",
+                details,
+            )
         return Check(
             "adapter",
             Status.FAIL,

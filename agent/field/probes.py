@@ -24,6 +24,8 @@ from agent.clocksync import marker_synchronized
 
 Runner = Callable[[Sequence[str]], "RunResult"]
 
+BUSCTL_MISSING = "busctl: not found"
+
 _BLUETOOTHD_CANDIDATES = (
     "usr/libexec/bluetooth/bluetoothd",
     "usr/lib/bluetooth/bluetoothd",
@@ -135,6 +137,8 @@ def probe_adapters(root: Path = Path("/"), run: Runner = run_tool) -> AdapterFac
             "GetManagedObjects",
         ]
     )
+    if result.returncode == 127:
+        return AdapterFacts(kernel, blocked, False, BUSCTL_MISSING)
     if result.returncode != 0:
         error = (result.stderr or result.stdout).strip().splitlines()
         return AdapterFacts(kernel, blocked, False, error[-1] if error else "busctl failed")

@@ -52,10 +52,10 @@ def test_preflight_without_bluetooth_fails_clearly(tmp_path: Path) -> None:
 # --- against the project's fake bluetoothd on a private bus, through the real busctl -----
 @pytest.fixture
 def system_bus(monkeypatch: pytest.MonkeyPatch) -> object:
+    if find_dbus_daemon() is None and os.environ.get("CI"):
+        pytest.fail("CI needs dbus-daemon (Debian package dbus-daemon)")
     if find_dbus_daemon() is None or shutil.which("busctl") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs dbus-daemon and busctl")
-        pytest.skip("dbus-daemon or busctl missing")
+        pytest.skip("dbus-daemon or busctl (systemd) missing")
     with PrivateBus() as bus:
         monkeypatch.setenv(SYSTEM_BUS_ENV, bus.address)
         yield bus
@@ -191,6 +191,9 @@ def test_kernel_adapter_and_rfkill_are_read(tmp_path: Path) -> None:
     check = pf.check_adapter(facts, "hci0")
     assert check.status is pf.Status.FAIL
     assert check.summary.startswith("no adapter via org.bluez: bluetoothd is not reachable")
+    no_busctl = probes.probe_adapters(root, run=lambda argv: probes.run_tool(["no-such-tool"]))
+    assert no_busctl.bluez_error == probes.BUSCTL_MISSING
+    assert pf.check_adapter(no_busctl, "hci0").status is pf.Status.WARN
     powered_off = probes.AdapterFacts(("hci0",), True, True, "", {"hci0": {"Powered": False}})
     assert "rfkill unblock bluetooth" in pf.check_adapter(powered_off, "hci0").fix
 
