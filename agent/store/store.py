@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -182,8 +182,9 @@ class Store:
         )
         return [OwnTek(*row) for row in rows]
 
-    async def save_own_teks(self, teks: Sequence[OwnTek]) -> None:
+    async def save_own_teks(self, teks: Iterable[OwnTek]) -> None:
         """Insert or update keys (a changed period or broadcast high-water mark)."""
+        teks = list(teks)
         if not teks:
             return
         async with self._db.transaction("saving own keys failed", durable=True) as tx:

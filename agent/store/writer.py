@@ -181,7 +181,6 @@ class SightingWriter:
         self._closing = True
         self._wake.set()
         if self._task is not None:
-            await self._task
-        else:
-            self._drain_queue()
-            await self.flush()
+            await asyncio.wait([self._task])  # its end (even a cancellation) is not ours
+        self._drain_queue()
+        await self.flush()

@@ -114,3 +114,15 @@ async def test_full_database_keeps_a_bounded_buffer_and_recovers(
         assert await store.integrity_ok()
     finally:
         await store.close()
+
+
+async def test_close_after_the_task_was_cancelled_still_flushes(store: Store) -> None:
+    writer = SightingWriter(store, flush_interval=3600)
+    task = writer.start()
+    await asyncio.sleep(0)
+    writer.add(sighting(T0, random_rpis(1)[0]))
+    task.cancel()
+    await asyncio.wait([task])
+    writer.add(sighting(T0 + 1, random_rpis(1)[0]))  # arrives after the task ended
+    await writer.close()  # must not raise the task's cancellation
+    assert await store.sighting_counts(0) == 2
