@@ -4,40 +4,43 @@
 # source: agent/export/export.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "agent/export/export.proto"
+    _runtime_version.Domain.PUBLIC,
+    7,
+    35,
+    1,
+    '',
+    'agent/export/export.proto'
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n\x19\x61gent/export/export.proto\x12\x14\x63ontact_agent.export"\xbd\x02\n\x1aTemporaryExposureKeyExport\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x06\x12\x15\n\rend_timestamp\x18\x02 \x01(\x06\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x11\n\tbatch_num\x18\x04 \x01(\x05\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\x12<\n\x0fsignature_infos\x18\x06 \x03(\x0b\x32#.contact_agent.export.SignatureInfo\x12\x38\n\x04keys\x18\x07 \x03(\x0b\x32*.contact_agent.export.TemporaryExposureKey\x12@\n\x0crevised_keys\x18\x08 \x03(\x0b\x32*.contact_agent.export.TemporaryExposureKey"w\n\rSignatureInfo\x12 \n\x18verification_key_version\x18\x03 \x01(\t\x12\x1b\n\x13verification_key_id\x18\x04 \x01(\t\x12\x1b\n\x13signature_algorithm\x18\x05 \x01(\tJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03"\xfd\x02\n\x14TemporaryExposureKey\x12\x10\n\x08key_data\x18\x01 \x01(\x0c\x12\x1f\n\x17transmission_risk_level\x18\x02 \x01(\x05\x12%\n\x1drolling_start_interval_number\x18\x03 \x01(\x05\x12\x1b\n\x0erolling_period\x18\x04 \x01(\x05:\x03\x31\x34\x34\x12J\n\x0breport_type\x18\x05 \x01(\x0e\x32\x35.contact_agent.export.TemporaryExposureKey.ReportType\x12$\n\x1c\x64\x61ys_since_onset_of_symptoms\x18\x06 \x01(\x11"|\n\nReportType\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x12\n\x0e\x43ONFIRMED_TEST\x10\x01\x12 \n\x1c\x43ONFIRMED_CLINICAL_DIAGNOSIS\x10\x02\x12\x0f\n\x0bSELF_REPORT\x10\x03\x12\r\n\tRECURSIVE\x10\x04\x12\x0b\n\x07REVOKED\x10\x05"J\n\x10TEKSignatureList\x12\x36\n\nsignatures\x18\x01 \x03(\x0b\x32".contact_agent.export.TEKSignature"\x85\x01\n\x0cTEKSignature\x12;\n\x0esignature_info\x18\x01 \x01(\x0b\x32#.contact_agent.export.SignatureInfo\x12\x11\n\tbatch_num\x18\x02 \x01(\x05\x12\x12\n\nbatch_size\x18\x03 \x01(\x05\x12\x11\n\tsignature\x18\x04 \x01(\x0c'
-)
+
+
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gent/export/export.proto\x12\x14\x63ontact_agent.export\"\xbd\x02\n\x1aTemporaryExposureKeyExport\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x06\x12\x15\n\rend_timestamp\x18\x02 \x01(\x06\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x11\n\tbatch_num\x18\x04 \x01(\x05\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\x12<\n\x0fsignature_infos\x18\x06 \x03(\x0b\x32#.contact_agent.export.SignatureInfo\x12\x38\n\x04keys\x18\x07 \x03(\x0b\x32*.contact_agent.export.TemporaryExposureKey\x12@\n\x0crevised_keys\x18\x08 \x03(\x0b\x32*.contact_agent.export.TemporaryExposureKey\"w\n\rSignatureInfo\x12 \n\x18verification_key_version\x18\x03 \x01(\t\x12\x1b\n\x13verification_key_id\x18\x04 \x01(\t\x12\x1b\n\x13signature_algorithm\x18\x05 \x01(\tJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03\"\xfd\x02\n\x14TemporaryExposureKey\x12\x10\n\x08key_data\x18\x01 \x01(\x0c\x12\x1f\n\x17transmission_risk_level\x18\x02 \x01(\x05\x12%\n\x1drolling_start_interval_number\x18\x03 \x01(\x05\x12\x1b\n\x0erolling_period\x18\x04 \x01(\x05:\x03\x31\x34\x34\x12J\n\x0breport_type\x18\x05 \x01(\x0e\x32\x35.contact_agent.export.TemporaryExposureKey.ReportType\x12$\n\x1c\x64\x61ys_since_onset_of_symptoms\x18\x06 \x01(\x11\"|\n\nReportType\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x12\n\x0e\x43ONFIRMED_TEST\x10\x01\x12 \n\x1c\x43ONFIRMED_CLINICAL_DIAGNOSIS\x10\x02\x12\x0f\n\x0bSELF_REPORT\x10\x03\x12\r\n\tRECURSIVE\x10\x04\x12\x0b\n\x07REVOKED\x10\x05\"J\n\x10TEKSignatureList\x12\x36\n\nsignatures\x18\x01 \x03(\x0b\x32\".contact_agent.export.TEKSignature\"\x85\x01\n\x0cTEKSignature\x12;\n\x0esignature_info\x18\x01 \x01(\x0b\x32#.contact_agent.export.SignatureInfo\x12\x11\n\tbatch_num\x18\x02 \x01(\x05\x12\x12\n\nbatch_size\x18\x03 \x01(\x05\x12\x11\n\tsignature\x18\x04 \x01(\x0c')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "agent.export.export_pb2", _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agent.export.export_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-    DESCRIPTOR._loaded_options = None
-    _globals["_TEMPORARYEXPOSUREKEYEXPORT"]._serialized_start = 52
-    _globals["_TEMPORARYEXPOSUREKEYEXPORT"]._serialized_end = 369
-    _globals["_SIGNATUREINFO"]._serialized_start = 371
-    _globals["_SIGNATUREINFO"]._serialized_end = 490
-    _globals["_TEMPORARYEXPOSUREKEY"]._serialized_start = 493
-    _globals["_TEMPORARYEXPOSUREKEY"]._serialized_end = 874
-    _globals["_TEMPORARYEXPOSUREKEY_REPORTTYPE"]._serialized_start = 750
-    _globals["_TEMPORARYEXPOSUREKEY_REPORTTYPE"]._serialized_end = 874
-    _globals["_TEKSIGNATURELIST"]._serialized_start = 876
-    _globals["_TEKSIGNATURELIST"]._serialized_end = 950
-    _globals["_TEKSIGNATURE"]._serialized_start = 953
-    _globals["_TEKSIGNATURE"]._serialized_end = 1086
+  DESCRIPTOR._loaded_options = None
+  _globals['_TEMPORARYEXPOSUREKEYEXPORT']._serialized_start=52
+  _globals['_TEMPORARYEXPOSUREKEYEXPORT']._serialized_end=369
+  _globals['_SIGNATUREINFO']._serialized_start=371
+  _globals['_SIGNATUREINFO']._serialized_end=490
+  _globals['_TEMPORARYEXPOSUREKEY']._serialized_start=493
+  _globals['_TEMPORARYEXPOSUREKEY']._serialized_end=874
+  _globals['_TEMPORARYEXPOSUREKEY_REPORTTYPE']._serialized_start=750
+  _globals['_TEMPORARYEXPOSUREKEY_REPORTTYPE']._serialized_end=874
+  _globals['_TEKSIGNATURELIST']._serialized_start=876
+  _globals['_TEKSIGNATURELIST']._serialized_end=950
+  _globals['_TEKSIGNATURE']._serialized_start=953
+  _globals['_TEKSIGNATURE']._serialized_end=1086
 # @@protoc_insertion_point(module_scope)
