@@ -91,7 +91,10 @@ def test_report_files_hold_the_numbers_and_the_pngs_open(
         labels = list(hist.counts)
         for i in range(len(hist.edges) - 1):
             (row,) = table_rows(section, f"{hist.bin_label(i)} dB")
-            assert row[1:] == [str(hist.counts[label][i]) for label in labels]
+            counts = [str(hist.counts[label][i]) for label in labels]
+            assert row[1:] == counts
+            cells = "".join(f"<td>{c}</td>" for c in [f"{hist.bin_label(i)} dB", *counts])
+            assert f"<tr>{cells}</tr>" in page
         total = sum(sum(c) for c in hist.counts.values())
         assert total == sum(s.count for s in direction.segments)
     document = json.loads(files.json.read_text(encoding="utf-8"))
