@@ -40,8 +40,8 @@ _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 13, 14, 26
 Params = Sequence[Any] | Mapping[str, Any]
 
 
-class CorruptDatabaseError(Exception):
-    """Internal: the file failed the integrity check or is not a database."""
+class CorruptDatabaseError(StoreError):
+    """The file failed the integrity check or is not a database (Store.open quarantines)."""
 
 
 def _primary_code(exc: sqlite3.Error) -> int | None:

@@ -17,7 +17,7 @@ from typing import Final
 
 from agent.clock import Clock, SystemClock
 from agent.constants import EN_INTERVAL_SECONDS, RETENTION_SECONDS
-from agent.errors import MalformedInputError
+from agent.errors import MalformedInputError, StoreError
 from agent.keyschedule import OwnTek
 from agent.models import DailySummary, ExposureWindow, ObservedScan, ScanPeriod, Sighting
 from agent.paths import ensure_private_dir
@@ -75,22 +75,25 @@ class Store:
         size (writes beyond it fail with "database or disk is full").
         """
         clock = clock or SystemClock()
-        ensure_private_dir(data_dir)
         path = data_dir / schema.DB_FILENAME
         moved: Path | None = None
         reason = ""
         try:
-            db = await Database.open(path)
-        except CorruptDatabaseError as exc:
-            reason = str(exc)
-            moved = quarantine(path, clock.wall())
-            _LOGGER.error(
-                "database %s is damaged (%s); moved it to %s and started an empty one",
-                path,
-                reason,
-                moved.name,
-            )
-            db = await Database.open(path)
+            ensure_private_dir(data_dir)
+            try:
+                db = await Database.open(path)
+            except CorruptDatabaseError as exc:
+                reason = str(exc)
+                moved = quarantine(path, clock.wall())
+                _LOGGER.error(
+                    "database %s is damaged (%s); moved it to %s and started an empty one",
+                    path,
+                    reason,
+                    moved.name,
+                )
+                db = await Database.open(path)
+        except OSError as exc:
+            raise StoreError(f"cannot open the database in {data_dir}: {exc}") from exc
         store = cls(db, data_dir, moved)
         try:
             if max_bytes is not None:
@@ -318,7 +321,10 @@ class Store:
         sets it off). Quarantined copies are deleted too. Resumed at the next open if the
         process dies half-way.
         """
-        await self.set_state(PENDING_STATE_KEY, "forget")
+        try:
+            await self.set_state(PENDING_STATE_KEY, "forget")
+        except StoreError as exc:  # e.g. a full database: deleting must still work
+            _LOGGER.warning("forget cannot be resumed after a crash: %s", exc)
         async with self._db.transaction("forget failed", durable=True) as tx:
             for table in schema.TABLES:
                 await tx.execute(f"DELETE FROM {table}")  # noqa: S608 -- constant names

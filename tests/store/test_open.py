@@ -155,3 +155,13 @@ async def test_quarantined_copies_go_with_retention_and_with_forget(data_dir: Pa
         await store.forget()
         assert not store.quarantined.exists()
     assert sorted(p.name for p in data_dir.iterdir()) == [DB_FILENAME]
+
+
+async def test_an_unusable_data_dir_is_a_clear_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot open the database in"):
+        await Store.open(blocker / "data")
+    (tmp_path / "data" / DB_FILENAME).mkdir(parents=True)
+    with pytest.raises(StoreError, match="cannot open the database in"):
+        await Store.open(tmp_path / "data")

@@ -6,7 +6,10 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from agent.constants import RETENTION_SECONDS
+from agent.errors import StoreError
 from agent.keyschedule import OwnTek
 from agent.models import DailySummary, ScanPeriod
 from agent.store import PENDING_STATE_KEY, Store
@@ -129,3 +132,19 @@ async def test_an_interrupted_checkpoint_finishes_at_the_next_open(data_dir: Pat
         assert await store.get_state(PENDING_STATE_KEY) is None
         assert await store.sighting_counts(0) == 5
     assert os.path.getsize(data_dir / "contact-agent.db") > 0
+
+
+async def test_forget_works_on_a_full_database(data_dir: Path) -> None:
+    store = await Store.open(data_dir, max_bytes=128 * 1024)
+    try:
+        rpis: list[bytes] = []
+        with pytest.raises(StoreError, match="full"):
+            while True:
+                batch = random_rpis(100)
+                await store.add_sightings([sighting(NOW, r) for r in batch])
+                rpis += batch
+        await store.forget()
+        assert await store.sighting_counts(0) == 0
+        assert found_in_files(data_dir, rpis) == []
+    finally:
+        await store.close()
