@@ -6,8 +6,9 @@ changed to ``persist`` *before* the new RPI goes on air, and rotates the adverti
 (new address and RPI together). The next rotation follows after a random 10-20 min delay
 (:class:`~agent.keyschedule.RotationPlanner`), so no RPI stays on air for 20 minutes.
 
-It rotates early when asked (:meth:`RotationLoop.request_rotation`) and when the wall
-clock steps (:class:`~agent.clock.StepDetector`). Re-registering is not rotating: after
+It rotates early when asked (:meth:`RotationLoop.request_rotation`) or when the wall clock
+steps (:class:`~agent.clock.StepDetector`), if the EN interval is no longer the one on air
+(a small step within the interval changes nothing). Re-registering is not rotating: after
 bluetoothd restarted, the adapter came back, an attempt failed or bluetoothd dropped the
 advertisement, the loop puts the *same* broadcast on air again until its deadline, since
 asking the schedule twice for one interval would end the key and burn one of the day's
@@ -67,7 +68,7 @@ class RotationLoop:
         self._deadline: float | None = None
 
     def request_rotation(self) -> None:
-        """Rotate at the next check (a clock step seen by the caller, for instance)."""
+        """Rotate at the next check if the EN interval changed (e.g. after a clock step)."""
         self._requested = True
 
     async def run(self) -> None:
@@ -149,12 +150,19 @@ class RotationLoop:
             if remaining <= 0:
                 return True
             await self._sleep(min(remaining, self._check))
+            reason = None
             if self._requested:
                 self._requested = False
-                return True
-            if steps.check():
-                _LOGGER.info("wall clock stepped: rotating address and RPI now")
-                return True
+                reason = "rotation requested"
+            elif steps.check():
+                reason = "wall clock stepped"
+            if reason is not None:
+                current = self._current
+                if current is None or current.en_interval != en_interval_number(self._clock.wall()):
+                    _LOGGER.info("%s: rotating address and RPI now", reason)
+                    return True
+                # same interval: the RPI on air is still right; a new one would need a new key
+                _LOGGER.debug("%s within the interval on air: no rotation", reason)
             if self.paused_reason is None and not self.advertiser.advertising:
                 _LOGGER.info("bluetoothd dropped the advertisement: registering again")
                 return False
