@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,8 @@ class FetchScheduler:
         metrics: Metrics,
         heartbeats: Heartbeats,
         base_dir: Path | None,
+        before_cycle: Callable[[], Awaitable[object]] | None = None,
+        first_delay: float = FIRST_FETCH_DELAY,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
@@ -90,11 +92,12 @@ class FetchScheduler:
         self._metrics = metrics
         self._heartbeats = heartbeats
         self._base_dir = base_dir
+        self._before_cycle = before_cycle
         self._rng = rng or random.SystemRandom()
         self._lock = asyncio.Lock()
         self._wake = False
         self._failures = 0
-        self._due = clock.monotonic() + FIRST_FETCH_DELAY
+        self._due = clock.monotonic() + first_delay
         self.last_skip: str | None = None
         self.notifications = 0
         self.cycles = 0
@@ -168,6 +171,8 @@ class FetchScheduler:
                 self._due = self._clock.monotonic() + SKIP_RECHECK_SECONDS
                 return {"skipped": reason}
             self.last_skip = None
+            if self._before_cycle is not None:
+                await self._before_cycle()  # match what was heard up to now
             return await self._cycle()
 
     async def _cycle(self) -> dict[str, Any]:

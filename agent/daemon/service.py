@@ -24,6 +24,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,29 @@ from agent.store import SightingWriter, Store
 
 _LOGGER = logging.getLogger(__name__)
 
-TICK_SECONDS = 1.0
-"""Clock watch cadence: steps are seen within a second."""
-SYNC_PROBE_SECONDS = 30.0
-"""How often timedate1 (or the marker) is asked while untrusted; 10x that once trusted."""
-HOUSEKEEPING_SECONDS = 15.0
-"""Metrics refresh and textfile cadence."""
-PURGE_SECONDS = 86_400.0
-READY_TIMEOUT_SECONDS = 30.0
-"""How long READY waits for BlueZ before it is sent with a degraded status."""
-HEARTBEAT_MAX_AGE = 60.0
-"""Real seconds a loop may stay silent before the watchdog stops being fed."""
+
+@dataclass(frozen=True, slots=True)
+class ServiceTiming:
+    """Cadences of the daemon's loops (seconds of the injected clock unless noted).
+
+    The defaults are the production values; tests and the demo shrink them.
+    """
+
+    tick: float = 1.0
+    """Clock watch cadence: steps are seen within a tick."""
+    sync_probe: float = 30.0
+    """How often timedate1 (or the marker) is asked while untrusted; 10x once trusted."""
+    housekeeping: float = 15.0
+    """Gauges, status line and the metrics textfile."""
+    purge: float = 86_400.0
+    first_fetch_delay: float = 5.0
+    """After start, before the first key fetch (the clock check settles first)."""
+    writer_flush: float = 10.0
+    """Sighting batches: at most this long in memory (kill -9 loses at most this)."""
+    ready_timeout: float = 30.0
+    """Real seconds READY waits for BlueZ before it is sent with a degraded status."""
+    heartbeat_max_age: float = 60.0
+    """Real seconds a loop may stay silent before the watchdog stops being fed."""
 
 
 class AgentService:
@@ -88,6 +101,7 @@ class AgentService:
         sync_probe: SyncProbe | None = None,
         environ: Mapping[str, str] | None = None,
         handle_signals: bool = True,
+        timing: ServiceTiming | None = None,
         name: str = "contact-agent",
     ) -> None:
         self.config = config
@@ -102,6 +116,7 @@ class AgentService:
         self._session_bus = session_bus
         self._environ = dict(os.environ if environ is None else environ)
         self._handle_signals = handle_signals
+        self.timing = timing or ServiceTiming()
         self._probe = sync_probe or (lambda: system_synchronized(self._system_bus))
         self.sd = SdNotifier(self._environ)
         self.metrics = metrics_mod.Metrics()
@@ -176,7 +191,7 @@ class AgentService:
         await self._refresh_gauges()
         result = await stored_status(self.store, wall, self.config.risk)
         radio = dict(self._radio.status()) if self._radio is not None else {}
-        advertising, scanning = bool(radio.get("advertising")), bool(radio.get("scanning"))
+        advertising, scanning = bool(radio.get("advertising")), _scanning(radio)
         result.update(
             {
                 "daemon": {
@@ -273,7 +288,7 @@ class AgentService:
         await self._clockwatch.check()
         teks = await store.load_own_teks()
         self._schedule = KeySchedule(teks)
-        self._writer = SightingWriter(store, self.queue)
+        self._writer = SightingWriter(store, self.queue, flush_interval=self.timing.writer_flush)
         self._fetcher = FetchScheduler(
             store,
             self.config,
@@ -285,6 +300,8 @@ class AgentService:
             metrics=self.metrics,
             heartbeats=self.heartbeats,
             base_dir=self._config_path.parent if self._config_path else None,
+            before_cycle=self._writer.flush,
+            first_delay=self.timing.first_fetch_delay,
         )
         self._radio = self._new_radio()
         path = daemon_socket_path(self.data_dir, self._environ)
@@ -333,8 +350,8 @@ class AgentService:
         return radio
 
     async def _send_ready(self, radio_task: asyncio.Task[None]) -> None:
-        """READY once BlueZ answered (or, degraded, after READY_TIMEOUT_SECONDS)."""
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        """READY once BlueZ answered (or, degraded, after ``timing.ready_timeout``)."""
+        deadline = time.monotonic() + self.timing.ready_timeout
         while not (self._radio is not None and self._radio.ready):
             if radio_task.done() or time.monotonic() >= deadline:
                 break
@@ -404,7 +421,7 @@ class AgentService:
 
     async def _radio_loop(self) -> None:
         """Run the radio; a reload that changed ``[radio]`` builds a new one."""
-        self.heartbeats.register("radio", HEARTBEAT_MAX_AGE)
+        self.heartbeats.register("radio", self.timing.heartbeat_max_age)
         while True:
             radio = self._radio if self._radio is not None else self._new_radio()
             self._radio_restart.clear()
@@ -416,23 +433,22 @@ class AgentService:
                 restart.cancel()
                 if not task.done():
                     task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                self._radio = None  # rebuilt on restart by the supervisor
+                    await asyncio.wait({task})  # stopped: advertisement off air
+            if not task.cancelled() and task.exception() is not None:
+                self._radio = None  # the supervisor's restart builds a fresh one
                 raise task.exception()  # type: ignore[misc]
             _LOGGER.info("radio configuration changed: restarting the radio")
             self._radio = None
 
     async def _clock_loop(self) -> None:
         """Steps, trust and the persisted lower bound of true time."""
-        self.heartbeats.register("clock", HEARTBEAT_MAX_AGE)
+        self.heartbeats.register("clock", self.timing.heartbeat_max_age)
         try:
             last_probe = self.clock.monotonic()
             while True:
-                await self._sleep(TICK_SECONDS)
+                await self._sleep(self.timing.tick)
                 watch = self.clockwatch
-                every = SYNC_PROBE_SECONDS * (10 if watch.trusted else 1)
+                every = self.timing.sync_probe * (10 if watch.trusted else 1)
                 probe = self.clock.monotonic() - last_probe >= every
                 if probe:
                     last_probe = self.clock.monotonic()
@@ -464,18 +480,18 @@ class AgentService:
 
     async def _housekeeping_loop(self) -> None:
         """Daily purge; gauges and the metrics textfile every few seconds."""
-        self.heartbeats.register("housekeeping", HEARTBEAT_MAX_AGE)
+        self.heartbeats.register("housekeeping", self.timing.heartbeat_max_age)
         try:
             next_purge = self.clock.monotonic()
             while True:
                 if self.clock.monotonic() >= next_purge:
                     await self._purge()
-                    next_purge = self.clock.monotonic() + PURGE_SECONDS
+                    next_purge = self.clock.monotonic() + self.timing.purge
                 await self._refresh_gauges()
                 await self._write_textfile()
                 self._update_status_line()
                 self.heartbeats.beat("housekeeping")
-                await self._sleep(HOUSEKEEPING_SECONDS)
+                await self._sleep(self.timing.housekeeping)
         finally:
             self.heartbeats.unregister("housekeeping")
 
@@ -518,7 +534,7 @@ class AgentService:
         radio = dict(self._radio.status()) if self._radio is not None else {}
         counters = radio.get("counters") or {}
         self.metrics.set("advertising", bool(radio.get("advertising")))
-        self.metrics.set("scanning", bool(radio.get("scanning")))
+        self.metrics.set("scanning", _scanning(radio))
         restarts = sum(int(counters.get(k, 0)) for k in ("scanner_restarts", "watchdog_restarts"))
         for counter, value in (
             ("adverts_heard_total", counters.get("accepted")),
@@ -618,6 +634,14 @@ class AgentService:
 
     async def _cmd_reload(self, request: Mapping[str, Any], peer: Peer) -> Mapping[str, Any]:
         return await self._reload()
+
+
+def _scanning(radio: Mapping[str, Any]) -> bool:
+    """Scanning now, or duty-cycled scanning that is switched on (between two scans)."""
+    if radio.get("scanning"):
+        return True
+    duty = radio.get("scan_schedule") == "duty"
+    return bool(duty and radio.get("scanning_allowed") and radio.get("bluetoothd"))
 
 
 class _StopRequested(Exception):

@@ -1,51 +1,14 @@
-"""Private dbus-daemons and small D-Bus services (desktop notifications, timedate1) for tests.
+"""Small D-Bus services for tests: desktop notifications and timedate1.
 
 No `from __future__ import annotations` here: dbus-fast reads the D-Bus signatures from
 the annotations at class creation.
 """
 
-import contextlib
-import shutil
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from dbus_fast import Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
-
-DBUS_DAEMON = shutil.which("dbus-daemon")
-
-
-@contextlib.contextmanager
-def dbus_daemon(directory: Path) -> Iterator[str]:
-    """A private message bus listening in ``directory``; yields its address."""
-    if DBUS_DAEMON is None:
-        raise RuntimeError("dbus-daemon is not installed")
-    directory.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            DBUS_DAEMON,
-            "--session",
-            f"--address=unix:path={directory / 'bus'}",
-            "--nofork",
-            "--nopidfile",
-            "--print-address=1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    address = proc.stdout.readline().decode().strip()
-    try:
-        if not address:
-            raise RuntimeError("dbus-daemon did not start")
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        proc.stdout.close()
 
 
 class FakeNotifications(ServiceInterface):
@@ -102,4 +65,4 @@ async def serve(address: str, name: str, path: str, interface: ServiceInterface)
     return bus
 
 
-__all__ = ["FakeNotifications", "FakeTimedate", "Variant", "dbus_daemon", "serve"]
+__all__ = ["FakeNotifications", "FakeTimedate", "Variant", "serve"]
