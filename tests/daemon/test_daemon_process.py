@@ -234,7 +234,7 @@ async def test_daemon_end_to_end(short_dir: Path, buses: tuple[PrivateBus, Priva
     system, session = buses
     beacon = Beacon()
     now = time.time()
-    fake = await FakeBluez(["hci0"], tick=0.05, stale_timeout=2.0, bus_address=system.address)
+    fake = FakeBluez(["hci0"], tick=0.05, stale_timeout=2.0, bus_address=system.address)
     await fake.start()
     add_phone(fake, beacon.payload(now))
     desktop = FakeNotifications()
