@@ -420,8 +420,21 @@ async def test_untrusted_clock_scans_only_and_says_why(
             assert "advertising          no (clock not trusted" in table
             ready = next(m for m in daemon.drain() if "READY=1" in m)
             assert "clock not synchronised: scanning only" in ready
-            assert await daemon.stop() == 0
             assert fake.advertisements("hci0") == []
+            # SIGHUP reloads the config: a device with a trusted RTC may advertise
+            (short_dir / "config.toml").write_text(
+                _radio_config() + "[clock]\nrequire_sync = false\n"
+            )
+            assert daemon.proc is not None
+            daemon.proc.send_signal(signal.SIGHUP)
+            await daemon.wait_for(
+                _true_when(lambda: bool(fake.advertisements("hci0"))),
+                10,
+                "advertising after reload",
+            )
+            assert (await daemon.status())["clock"]["trust"] == "assumed"
+            assert any("RELOADING=1" in m for m in daemon.drain())
+            assert await daemon.stop() == 0
     finally:
         await fake.stop()
 
