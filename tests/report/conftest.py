@@ -131,17 +131,17 @@ async def served_exports(
 NOW_INTERVAL = en_interval_number(NOW)
 
 
-def broadcast_history(days: int = 15) -> KeySchedule:
+def broadcast_history(now_interval: int = NOW_INTERVAL, days: int = 15) -> KeySchedule:
     """Own keys as a daemon leaves them: one per day, each broadcast for a while.
 
-    Today's key is on air now (its high-water mark is the current interval).
+    Today's key is on air now (its high-water mark is ``now_interval``).
     """
+    today = rolling_start_interval_number(now_interval)
     schedule = KeySchedule()
-    for day in range(days - 1, -1, -1):
-        start = TODAY - day * 144
+    for day in range(days - 1, 0, -1):
         for offset in (60, 61, 62):
-            schedule.broadcast(start + offset, META)
-    schedule.broadcast(NOW_INTERVAL, META)
+            schedule.broadcast(today - day * 144 + offset, META)
+    schedule.broadcast(now_interval, META)
     return schedule
 
 
