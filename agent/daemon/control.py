@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import grp
 import json
 import logging
 import os
+import pwd
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -76,6 +78,21 @@ def client_socket_paths(data_dir: Path, environ: Mapping[str, str] | None = None
         if path not in unique:
             unique.append(path)
     return unique
+
+
+def in_group(peer: Peer, gid: int) -> bool:
+    """The peer's primary group is ``gid``, or its user is listed in that group.
+
+    SO_PEERCRED carries only the primary group, and the sandbox hides other users'
+    /proc entries, so supplementary membership is looked up in the group database.
+    """
+    if peer.gid == gid:
+        return True
+    try:
+        user = pwd.getpwuid(peer.uid).pw_name
+        return user in grp.getgrgid(gid).gr_mem
+    except KeyError:
+        return False
 
 
 def _peer(writer: asyncio.StreamWriter) -> Peer:
@@ -141,7 +158,7 @@ class ControlServer:
             return True
         if peer.uid in (0, os.getuid()):
             return True
-        return self._group_access and peer.gid == os.getgid()
+        return self._group_access and in_group(peer, os.getgid())
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)

@@ -32,7 +32,7 @@ from agent import __version__
 from agent.clock import Clock, SystemClock, en_interval_number
 from agent.clocksync import system_synchronized
 from agent.config import Config, load_config
-from agent.constants import EN_INTERVAL_SECONDS
+from agent.constants import EN_INTERVAL_SECONDS, RETENTION_SECONDS
 from agent.daemon import metrics as metrics_mod
 from agent.daemon.clockwatch import ClockWatch, SyncProbe
 from agent.daemon.consent import ConsentState, read_consent, write_consent
@@ -54,6 +54,7 @@ from agent.daemon.supervise import supervise
 from agent.errors import AgentError
 from agent.keyschedule import KeySchedule, OwnTek
 from agent.payload import Metadata
+from agent.risk import counts_for_notification, score_window
 from agent.store import SightingWriter, Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ class AgentService:
             {
                 "daemon": {
                     "running": True,
+                    "name": self.name,
                     "pid": os.getpid(),
                     "version": __version__,
                     "uptime_seconds": round(time.monotonic() - self._started_mono),
@@ -208,6 +210,7 @@ class AgentService:
                 "scanning": scanning,
                 "scanning_reason": None if scanning else self._scanning_reason(),
                 "adapter": self.adapter,
+                "scan_mode": radio.get("scan_mode"),
                 "radio": radio,
                 "current_interval": en_interval_number(wall) if wall >= 0 else None,
                 "degraded": self.degraded,
@@ -324,7 +327,8 @@ class AgentService:
                 loop.add_signal_handler(sig, self.stop)
             loop.add_signal_handler(signal.SIGHUP, self._reload_from_signal)
         _LOGGER.info(
-            "contact-agent %s started (data %s, adapter %s, consent %s, clock %s)",
+            "%s %s started (data %s, adapter %s, consent %s, clock %s)",
+            self.name,
             __version__,
             self.data_dir,
             self.adapter,
@@ -528,6 +532,10 @@ class AgentService:
         store = self.store
         self.metrics.set("unique_rpis_10min", await store.unique_rpis(wall - 600))
         self.metrics.set("database_bytes", await store.database_bytes())
+        windows = await store.exposure_windows(wall - RETENTION_SECONDS)
+        risk = self.config.risk
+        counting = [w for w in windows if counts_for_notification(score_window(w, risk), risk)]
+        self.metrics.set("exposures_total", len(counting))
         if self._writer is not None:
             stats = self._writer.stats
             self._set_counter("sightings_stored_total", stats.flushed_rows)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import grp
 import os
+import pwd
 import socket
 import stat
 from collections.abc import Mapping
@@ -19,6 +22,7 @@ from agent.daemon.control import (
     Peer,
     client_socket_paths,
     daemon_socket_path,
+    in_group,
     request,
 )
 from agent.errors import ConsentError
@@ -144,3 +148,15 @@ def test_socket_locations(tmp_path: Path) -> None:
     assert paths == [Path("/x.sock"), data / "control.sock"]
     system = client_socket_paths(Path("/var/lib/contact-agent"), {})
     assert system[-1] == Path("/run/contact-agent/control.sock")
+
+
+def test_group_membership_from_the_group_database() -> None:
+    assert in_group(Peer(1, 12345, 0), 0)  # primary group
+    assert not in_group(Peer(1, 2_000_000_000, 65534), 0)  # no such user
+    for group in grp.getgrall():  # supplementary membership, when the system has one
+        for name in group.gr_mem:
+            with contextlib.suppress(KeyError):
+                user = pwd.getpwnam(name)
+                if user.pw_gid != group.gr_gid:
+                    assert in_group(Peer(1, user.pw_uid, user.pw_gid), group.gr_gid)
+                    return

@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from agent.clock import SystemClock
-from agent.config import ClockConfig, Config
+from agent.config import ClockConfig, Config, KeysConfig, KeySource, load_config
 from agent.daemon.control import ControlError, daemon_socket_path, request
 from agent.daemon.offline import set_consent_offline
 from agent.daemon.service import AgentService, ServiceTiming
 from agent.daemon.status import LOWER_BOUND_STATE_KEY
+from agent.daemon.timebase import AcceleratedClock
 from agent.errors import AgentError, BluetoothAccessDeniedError
 from agent.models import Sighting
 from agent.store import Store
@@ -265,8 +266,6 @@ async def test_reload_applies_a_new_config_and_keeps_the_old_on_error(short_dir:
     path = short_dir / "config.toml"
     path.write_text("[clock]\nrequire_sync = false\n")
     probe = Probe(synchronized=False)
-    from agent.config import load_config
-
     service = make(data, RadioFactory(), load_config(path), config_path=path, sync_probe=probe)
     async with running(service):
         assert (await ask(data, "status"))["clock"]["trust"] == "assumed"
@@ -280,3 +279,33 @@ async def test_reload_applies_a_new_config_and_keeps_the_old_on_error(short_dir:
             await ask(data, "reload")
         assert service.config.clock.require_sync is True
         assert service.config.notify.language == "kk"
+
+
+async def test_two_agents_in_one_process_on_an_accelerated_clock(short_dir: Path) -> None:
+    clock = AcceleratedClock(scale=50.0)
+    factories = [RadioFactory(), RadioFactory()]
+    services = [
+        make(short_dir / name, factory, clock=clock, sleep=clock.sleep, name=name)
+        for name, factory in zip(("alice", "bob"), factories, strict=True)
+    ]
+    for service in services:
+        await set_consent_offline(service.data_dir, True, clock)
+    async with running(services[0]), running(services[1]):
+        await asyncio.sleep(0.2)  # 10 s of agent time
+        for name, service in zip(("alice", "bob"), services, strict=True):
+            status = await ask(service.data_dir, "status")
+            assert status["daemon"]["name"] == name
+            assert status["advertising"] is True
+        start = clock.wall()
+        await asyncio.sleep(0.1)
+        assert 4.0 < clock.wall() - start < 15.0  # ~5 agent seconds per 0.1 s
+    payloads = {f.last.payloads[0] for f in factories}
+    assert len(payloads) == 2  # each agent its own key
+
+
+async def test_key_sources_without_a_pinned_key_refuse_to_start(short_dir: Path) -> None:
+    config = replace(TRUSTED, keys=KeysConfig(sources=(KeySource(kind="dir", path="/srv"),)))
+    service = make(short_dir / "data", RadioFactory(), config)
+    with pytest.raises(AgentError, match="public_keys is empty") as caught:
+        await service.run()
+    assert caught.value.exit_code == 78
