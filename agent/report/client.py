@@ -31,6 +31,7 @@ import aiohttp
 from agent.clock import Clock, decide_clock_trust, rolling_start_interval_number
 from agent.config import Config, ReportConfig
 from agent.constants import RETENTION_SECONDS
+from agent.daemon.consent import read_consent
 from agent.errors import (
     AgentError,
     ClockUntrustedError,
@@ -59,7 +60,6 @@ from agent.report.wire import b64encode, key_to_json
 
 _LOGGER = logging.getLogger(__name__)
 
-CONSENT_STATE_KEY = "consent"
 LOWER_BOUND_STATE_KEY = "clock.lower_bound"
 """Persisted last-good time (Appendix A), written by the daemon's clock watch."""
 REVISION_STATE_KEY = "report.revision_token"
@@ -133,7 +133,7 @@ async def check_ready(
 ) -> None:
     """Config complete, consent on and clock trusted; otherwise a clear error, nothing sent."""
     check_report_config(config.report)
-    if (await store.get_state(CONSENT_STATE_KEY)) != "on":
+    if not (await read_consent(store)).enabled:
         raise ConsentError("consent is off: run `contact-agent enable` first; nothing was sent")
     trust = decide_clock_trust(
         require_sync=config.clock.require_sync,

@@ -10,6 +10,7 @@ directly (synchronous=FULL), and the daemon's next start begins a fresh key.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,7 +31,16 @@ from agent.models import TemporaryExposureKey
 _LOGGER = logging.getLogger(__name__)
 
 RELEASE_COMMAND = "release_keys"
-"""Control-socket command: end the key on air, rotate, persist; answers when done."""
+"""Control-socket command: end the key on air, rotate, persist; answers when done.
+
+A daemon without it answers "unknown command"; then only the keys that already ended
+are published (the original, pre-v1.5 behaviour) and today's key is left out."""
+
+
+class _Daemon(enum.Enum):
+    NOT_RUNNING = "not running"
+    RELEASED = "ended its key"
+    UNSUPPORTED = "has no release command"
 
 
 class OwnKeyStore(Protocol):
@@ -79,24 +89,32 @@ class StoreKeyRelease:
 
     async def release(self) -> list[TemporaryExposureKey]:
         en_interval = en_interval_number(self._clock.wall())
-        if not await self._ask_daemon():
+        answer = await self._ask_daemon()
+        if answer is _Daemon.NOT_RUNNING:
             schedule = KeySchedule(await self._store.load_own_teks())
             schedule.end_current_key(en_interval)
             changed = schedule.pop_dirty()
             if changed:
                 await self._store.save_own_teks(changed)
+        elif answer is _Daemon.UNSUPPORTED:
+            # The daemon owns the schedule, so the store must not be changed behind its
+            # back; the key on air is simply left out (it ends at midnight as usual).
+            _LOGGER.warning(
+                "the running daemon cannot end its current key; today's key is not published"
+            )
         return publishable(await self._store.load_own_teks(), en_interval)
 
-    async def _ask_daemon(self) -> bool:
-        """True when a running daemon ended and rotated its key; False when none runs."""
+    async def _ask_daemon(self) -> _Daemon:
         paths = client_socket_paths(self._data_dir)
         try:
             await asyncio.to_thread(request, paths, RELEASE_COMMAND)
         except DaemonNotRunningError:
-            return False
+            return _Daemon.NOT_RUNNING
         except ControlError as exc:
+            if "unknown command" in str(exc):
+                return _Daemon.UNSUPPORTED
             raise AgentError(
                 f"the running daemon could not end its current key ({exc}); nothing was published"
             ) from exc
         _LOGGER.info("the daemon ended its current key for same-day release")
-        return True
+        return _Daemon.RELEASED

@@ -13,12 +13,13 @@ import pytest
 
 from agent.clock import FakeClock, en_interval_number, rolling_start_interval_number
 from agent.config import ReportConfig
+from agent.daemon.consent import write_consent
 from agent.export import PublicKeyRing, read_verified_export
 from agent.keyschedule import KeySchedule
 from agent.keyserver import LocalKeyServer
 from agent.models import TemporaryExposureKey
 from agent.payload import Metadata
-from agent.report.client import CONSENT_STATE_KEY, Reporter
+from agent.report.client import Reporter
 from agent.report.hmac import tek_hmac_b64
 from agent.report.release import StoreKeyRelease
 from agent.report.wire import key_to_json
@@ -150,7 +151,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     """A real store in tmp_path with consent on and 15 days of own keys."""
     st = await Store.open(tmp_path / "agent")
     await st.save_own_teks(broadcast_history().pop_dirty())
-    await st.set_state(CONSENT_STATE_KEY, "on")
+    await write_consent(st, True, 0.0)
     try:
         yield st
     finally:

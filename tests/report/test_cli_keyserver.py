@@ -18,7 +18,6 @@ import pytest
 
 from agent.clock import en_interval_number
 from agent.export import PublicKeyRing, read_verified_export
-from agent.report.client import CONSENT_STATE_KEY
 from agent.store import Store
 from tests.report.conftest import broadcast_history
 
@@ -91,12 +90,16 @@ def test_keyserver_and_report_as_processes(keyserver: ServerProcess, tmp_path: P
             await store.save_own_teks(
                 broadcast_history(en_interval_number(time.time())).pop_dirty()
             )
-            await store.set_state(CONSENT_STATE_KEY, "on")
             return {t.key_data for t in await store.load_own_teks()}
 
     own = asyncio.run(setup())
     config = tmp_path / "agent.toml"
     config.write_text("\n".join(snippet) + "\n[clock]\nrequire_sync = false\n", encoding="utf-8")
+    consent_off = run_cli("--data-dir", str(data_dir), "--config", str(config), "report",
+                          "--code", code, "--yes")  # fmt: skip
+    assert consent_off.returncode == 1 and "consent is off" in consent_off.stderr
+    enable = run_cli("--data-dir", str(data_dir), "--config", str(config), "enable")
+    assert enable.returncode == 0, enable.stderr
 
     result = run_cli("--data-dir", str(data_dir), "--config", str(config), "report",
                      "--code", code, "--yes")  # fmt: skip

@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 
 from agent.cli import main
 from agent.clock import en_interval_number
+from agent.daemon.consent import write_consent
 from agent.keyserver import LocalKeyServer
-from agent.report.client import CONSENT_STATE_KEY
 from agent.report.pending import PendingUpload, load_pending, save_pending
 from agent.store import Store
 from tests.report.conftest import API_KEY, broadcast_history
@@ -54,7 +54,7 @@ def data_dir(tmp_path: Path) -> Path:
         async with await Store.open(tmp_path / "data") as store:
             now_interval = en_interval_number(time.time())
             await store.save_own_teks(broadcast_history(now_interval).pop_dirty())
-            await store.set_state(CONSENT_STATE_KEY, "on")
+            await write_consent(store, True, 0.0)
 
     asyncio.run(setup())
     return tmp_path / "data"
@@ -161,7 +161,7 @@ def test_untrusted_clock_and_consent_off_send_nothing(
 
     async def consent_off() -> None:
         async with await Store.open(data_dir) as store:
-            await store.set_state(CONSENT_STATE_KEY, "off")
+            await write_consent(store, False, 0.0)
 
     asyncio.run(consent_off())
     line = one_line_error(invoke(data_dir, strict, "--code", threaded.issue_code(), "--yes"))

@@ -5,18 +5,23 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import tempfile
 from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from agent.clock import FakeClock
 from agent.config import ClockConfig, Config
+from agent.daemon.consent import write_consent
+from agent.daemon.control import SOCKET_NAME, ControlServer, Peer
 from agent.errors import AgentError, ClockUntrustedError, ConsentError, MalformedInputError
 from agent.keyserver import LocalKeyServer
 from agent.models import TemporaryExposureKey
 from agent.report.client import (
-    CONSENT_STATE_KEY,
     LAST_REPORT_STATE_KEY,
     REVISION_STATE_KEY,
     check_ready,
@@ -36,6 +41,7 @@ from agent.report.pending import (
     purge_stale_pending,
     save_pending,
 )
+from agent.report.release import RELEASE_COMMAND
 from agent.store import Store
 from tests.report.conftest import (
     NOW_INTERVAL,
@@ -196,7 +202,7 @@ async def test_consent_off_or_untrusted_clock_refuse_before_anything(
         await check_ready(config, store, clock, synchronized=True, lower_bound=clock.wall() + 60)
     relaxed = Config(report=config.report, clock=ClockConfig(require_sync=False))
     await check_ready(relaxed, store, clock, synchronized=False, lower_bound=None)
-    await store.set_state(CONSENT_STATE_KEY, "off")
+    await write_consent(store, False, 0.0)
     with pytest.raises(ConsentError, match="consent is off"):
         await check_ready(config, store, clock, synchronized=True, lower_bound=None)
     assert server.requests == []
@@ -273,3 +279,56 @@ async def test_stale_or_unreadable_records_are_purged(store: Store, clock: FakeC
     assert await store.get_state(PENDING_STATE_KEY) is None
     await store.set_state(PENDING_STATE_KEY, json.dumps({"version": 99}))
     assert await purge_stale_pending(store, 0)
+
+
+# --- a running daemon owns the key schedule ----------------------------------------------
+
+
+@pytest.fixture
+def socket_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A short control-socket path (Unix socket paths are limited to 107 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="ca-", dir="/tmp") as tmp:
+        path = Path(tmp) / SOCKET_NAME
+        monkeypatch.setenv("CONTACT_AGENT_SOCKET", str(path))
+        yield path
+
+
+async def test_a_daemon_without_the_release_command_keeps_todays_key_out(
+    server: LocalKeyServer,
+    store: Store,
+    clock: FakeClock,
+    http: aiohttp.ClientSession,
+    socket_path: Path,
+) -> None:
+    async def status(request: Mapping[str, Any], peer: Peer) -> Mapping[str, Any]:
+        return {}
+
+    control = ControlServer(socket_path, {"status": status})
+    await control.start()
+    try:
+        before = await own_identities(store)
+        code = server.issue_code()
+        result = await reporter(server, store, clock).run(code, release(store, clock))
+    finally:
+        await control.close()
+    assert result.keys_published == 14
+    assert await own_identities(store) == before  # the store was left to the daemon
+    [export] = await served_exports(http, server)
+    assert TODAY not in {k.rolling_start_interval_number for k in export}
+
+
+async def test_a_daemon_that_fails_to_release_stops_the_upload(
+    server: LocalKeyServer, store: Store, clock: FakeClock, socket_path: Path
+) -> None:
+    async def refuse(request: Mapping[str, Any], peer: Peer) -> Mapping[str, Any]:
+        raise AgentError("the radio is restarting")
+
+    control = ControlServer(socket_path, {RELEASE_COMMAND: refuse})
+    await control.start()
+    try:
+        with pytest.raises(AgentError, match=r"radio is restarting.*nothing was published"):
+            await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    finally:
+        await control.close()
+    assert server.requests_to("/api/certificate") == []
+    assert await load_pending(store) is None
