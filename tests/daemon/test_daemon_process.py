@@ -188,6 +188,17 @@ def buses() -> Iterator[tuple[PrivateBus, PrivateBus]]:
         yield system, session
 
 
+@pytest.fixture
+async def fake(buses: tuple[PrivateBus, PrivateBus]) -> AsyncIterator[FakeBluez]:
+    """The fake bluetoothd with one adapter, hci0, on the private system bus."""
+    bluez = FakeBluez(["hci0"], tick=0.05, stale_timeout=2.0, bus_address=buses[0].address)
+    await bluez.start()
+    try:
+        yield bluez
+    finally:
+        await bluez.stop()
+
+
 @contextlib.asynccontextmanager
 async def daemon_setup(
     short_dir: Path, system: PrivateBus, session: PrivateBus, config: str
@@ -230,12 +241,12 @@ def _radio_config(extra: str = "") -> str:
     )
 
 
-async def test_daemon_end_to_end(short_dir: Path, buses: tuple[PrivateBus, PrivateBus]) -> None:
+async def test_daemon_end_to_end(
+    short_dir: Path, buses: tuple[PrivateBus, PrivateBus], fake: FakeBluez
+) -> None:
     system, session = buses
     beacon = Beacon()
     now = time.time()
-    fake = FakeBluez(["hci0"], tick=0.05, stale_timeout=2.0, bus_address=system.address)
-    await fake.start()
     add_phone(fake, beacon.payload(now))
     desktop = FakeNotifications()
     desktop_bus = await serve(
@@ -364,7 +375,6 @@ async def test_daemon_end_to_end(short_dir: Path, buses: tuple[PrivateBus, Priva
     finally:
         desktop_bus.disconnect()
         await server.stop()
-        await fake.stop()
 
 
 def _true_when(check: Any) -> Any:
@@ -394,49 +404,40 @@ def _identifiers(own: list[OwnTek], beacon: Beacon, now: float, fake: FakeBluez)
 
 
 async def test_untrusted_clock_scans_only_and_says_why(
-    short_dir: Path, buses: tuple[PrivateBus, PrivateBus]
+    short_dir: Path, buses: tuple[PrivateBus, PrivateBus], fake: FakeBluez
 ) -> None:
-    system, session = buses
-    fake = await FakeBluez(["hci0"], tick=0.05, bus_address=system.address).start()
     add_phone(fake, Beacon().payload(time.time()))
     config = _radio_config() + "[clock]\nrequire_sync = true\n"
-    try:
-        async with daemon_setup(short_dir, system, session, config) as daemon:
-            await daemon.cli("enable")
-            await daemon.start()
-            await daemon.wait_for(daemon.ready, 30, "READY=1")
-            status = await daemon.wait_for(
-                _scanning(daemon), 10, "scanning with an untrusted clock"
-            )
-            assert status["clock"]["trust"] == "untrusted"
-            assert status["clock"]["reason"] == "system clock not synchronised (NTP)"
-            assert status["advertising"] is False
-            assert "clock not trusted" in status["advertising_reason"]
-            assert fake.advertisements("hci0") == []
-            fetch = await daemon.control("fetch")
-            assert "clock not trusted" in fetch["skipped"]
-            _, table, _ = await daemon.cli("status")
-            assert "untrusted (system clock not synchronised (NTP))" in table
-            assert "advertising          no (clock not trusted" in table
-            ready = next(m for m in daemon.drain() if "READY=1" in m)
-            assert "clock not synchronised: scanning only" in ready
-            assert fake.advertisements("hci0") == []
-            # SIGHUP reloads the config: a device with a trusted RTC may advertise
-            (short_dir / "config.toml").write_text(
-                _radio_config() + "[clock]\nrequire_sync = false\n"
-            )
-            assert daemon.proc is not None
-            daemon.proc.send_signal(signal.SIGHUP)
-            await daemon.wait_for(
-                _true_when(lambda: bool(fake.advertisements("hci0"))),
-                10,
-                "advertising after reload",
-            )
-            assert (await daemon.status())["clock"]["trust"] == "assumed"
-            assert any("RELOADING=1" in m for m in daemon.drain())
-            assert await daemon.stop() == 0
-    finally:
-        await fake.stop()
+    async with daemon_setup(short_dir, *buses, config) as daemon:
+        await daemon.cli("enable")
+        await daemon.start()
+        await daemon.wait_for(daemon.ready, 30, "READY=1")
+        status = await daemon.wait_for(_scanning(daemon), 10, "scanning with an untrusted clock")
+        assert status["clock"]["trust"] == "untrusted"
+        assert status["clock"]["reason"] == "system clock not synchronised (NTP)"
+        assert status["advertising"] is False
+        assert "clock not trusted" in status["advertising_reason"]
+        assert fake.advertisements("hci0") == []
+        fetch = await daemon.control("fetch")
+        assert "clock not trusted" in fetch["skipped"]
+        _, table, _ = await daemon.cli("status")
+        assert "untrusted (system clock not synchronised (NTP))" in table
+        assert "advertising          no (clock not trusted" in table
+        ready = next(m for m in daemon.drain() if "READY=1" in m)
+        assert "clock not synchronised: scanning only" in ready
+        assert fake.advertisements("hci0") == []
+        # SIGHUP reloads the config: a device with a trusted RTC may advertise
+        (short_dir / "config.toml").write_text(_radio_config() + "[clock]\nrequire_sync = false\n")
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        await daemon.wait_for(
+            _true_when(lambda: bool(fake.advertisements("hci0"))),
+            10,
+            "advertising after reload",
+        )
+        assert (await daemon.status())["clock"]["trust"] == "assumed"
+        assert any("RELOADING=1" in m for m in daemon.drain())
+        assert await daemon.stop() == 0
 
 
 def _scanning(daemon: Daemon) -> Any:
@@ -448,20 +449,15 @@ def _scanning(daemon: Daemon) -> Any:
 
 
 async def test_access_denied_exits_78_with_a_clear_message(
-    short_dir: Path, buses: tuple[PrivateBus, PrivateBus]
+    short_dir: Path, buses: tuple[PrivateBus, PrivateBus], fake: FakeBluez
 ) -> None:
-    system, session = buses
-    fake = await FakeBluez(["hci0"], tick=0.05, bus_address=system.address).start()
     fake.deny_access()
-    try:
-        async with daemon_setup(short_dir, system, session, _radio_config()) as daemon:
-            await daemon.cli("enable")
-            await daemon.start()
-            assert daemon.proc is not None
-            code = await asyncio.wait_for(daemon.proc.wait(), 60)
-            assert code == 78
-            last = daemon.log.read_text().strip().splitlines()[-1]
-            assert last.startswith("contact-agent: ")
-            assert "bluetooth" in last.lower()
-    finally:
-        await fake.stop()
+    async with daemon_setup(short_dir, *buses, _radio_config()) as daemon:
+        await daemon.cli("enable")
+        await daemon.start()
+        assert daemon.proc is not None
+        code = await asyncio.wait_for(daemon.proc.wait(), 60)
+        assert code == 78
+        last = daemon.log.read_text().strip().splitlines()[-1]
+        assert last.startswith("contact-agent: ")
+        assert "bluetooth" in last.lower()
