@@ -54,10 +54,16 @@ from agent.daemon.supervise import supervise
 from agent.errors import AgentError
 from agent.keyschedule import KeySchedule, OwnTek
 from agent.payload import Metadata
+from agent.report.chaff import run_chaff
+from agent.report.release import RELEASE_COMMAND
 from agent.risk import counts_for_notification, score_window
 from agent.store import SightingWriter, Store
 
 _LOGGER = logging.getLogger(__name__)
+
+
+RELEASE_ROTATION_TIMEOUT = 20.0
+"""Real seconds a same-day release waits for the radio to rotate off the ended key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,8 +322,9 @@ class AgentService:
                 "disable": self._cmd_disable,
                 "fetch": self._cmd_fetch,
                 "reload": self._cmd_reload,
+                RELEASE_COMMAND: self._cmd_release_keys,
             },
-            privileged={"enable", "disable", "fetch", "reload"},
+            privileged={"enable", "disable", "fetch", "reload", RELEASE_COMMAND},
             group_access="RUNTIME_DIRECTORY" in self._environ,
         )
         await self._control.start()
@@ -396,6 +403,7 @@ class AgentService:
                 group.create_task(self._part("clock", self._clock_loop))
                 group.create_task(self._part("fetch", self._fetcher.run))
                 group.create_task(self._part("housekeeping", self._housekeeping_loop))
+                group.create_task(self._part("chaff", self._chaff))
                 group.create_task(self._watchdog_loop())
                 group.create_task(self._wait_for_stop())
         except* _StopRequested:
@@ -498,6 +506,10 @@ class AgentService:
                 await self._sleep(self.timing.housekeeping)
         finally:
             self.heartbeats.unregister("housekeeping")
+
+    async def _chaff(self) -> None:
+        """Decoy report flows at random times (threats doc T7); off unless configured."""
+        await run_chaff(self.config.report, self.clock, sleep=self._sleep)
 
     async def _watchdog_loop(self) -> None:
         """``WATCHDOG=1`` at half of WatchdogSec, only while every loop beats."""
@@ -642,6 +654,33 @@ class AgentService:
 
     async def _cmd_reload(self, request: Mapping[str, Any], peer: Peer) -> Mapping[str, Any]:
         return await self._reload()
+
+    async def _cmd_release_keys(self, request: Mapping[str, Any], peer: Peer) -> Mapping[str, Any]:
+        return await self.release_current_key()
+
+    async def release_current_key(self) -> dict[str, Any]:
+        """Same-day release: end the key on air, persist it, and rotate away from it.
+
+        Answers once the radio put a fresh key on air (or is not advertising), so the
+        ended key is off air before anyone publishes it.
+        """
+        assert self._schedule is not None
+        ended = self._schedule.end_current_key(en_interval_number(self.clock.wall()))
+        await self._persist_teks(self._schedule.pop_dirty())
+        rotated = False
+        radio = self._radio
+        if ended is not None and radio is not None and radio.status().get("advertising"):
+            before = radio.status().get("rotations", 0)
+            radio.rotate_now()
+            deadline = time.monotonic() + RELEASE_ROTATION_TIMEOUT
+            while time.monotonic() < deadline:
+                status = radio.status()
+                if status.get("rotations", 0) != before or not status.get("advertising"):
+                    rotated = True
+                    break
+                await asyncio.sleep(0.05)
+        _LOGGER.info("same-day release: current key %s", "ended" if ended else "not on air")
+        return {"ended": ended is not None, "rotated": rotated}
 
 
 def _scanning(radio: Mapping[str, Any]) -> bool:

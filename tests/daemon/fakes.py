@@ -51,6 +51,8 @@ class FakeRadio:
         self._round = round_seconds
         self._heartbeat: float | None = None
         self.payloads: list[bytes] = []
+        """What went on air, one entry per rotation (cleared when advertising stops)."""
+        self._rotate = False
 
     @property
     def ready(self) -> bool:
@@ -68,6 +70,7 @@ class FakeRadio:
 
     def rotate_now(self) -> None:
         self.rotations_requested += 1
+        self._rotate = True
 
     def status(self) -> dict[str, Any]:
         return {
@@ -88,7 +91,8 @@ class FakeRadio:
                 self.heard += 1
                 rpi = self.heard.to_bytes(16, "big")
                 self.request.queue.put_nowait(Sighting(clock.wall(), rpi, bytes(4), -60))
-            if self.advertising_allowed and not self.payloads:
+            if self.advertising_allowed and (not self.payloads or self._rotate):
+                self._rotate = False
                 broadcast = self.request.schedule.broadcast(
                     en_interval_number(clock.wall()), self.request.metadata
                 )

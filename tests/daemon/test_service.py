@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agent.clock import SystemClock
+from agent.clock import SystemClock, en_interval_number
 from agent.config import ClockConfig, Config, KeysConfig, KeySource, load_config
 from agent.daemon.control import ControlError, daemon_socket_path, request
 from agent.daemon.offline import set_consent_offline
@@ -23,6 +23,7 @@ from agent.daemon.status import LOWER_BOUND_STATE_KEY
 from agent.daemon.timebase import AcceleratedClock
 from agent.errors import AgentError, BluetoothAccessDeniedError
 from agent.models import Sighting
+from agent.report.release import RELEASE_COMMAND, publishable
 from agent.store import Store
 from tests.daemon.fakes import RadioFactory, SteppableClock, eventually
 
@@ -309,3 +310,21 @@ async def test_key_sources_without_a_pinned_key_refuse_to_start(short_dir: Path)
     with pytest.raises(AgentError, match="public_keys is empty") as caught:
         await service.run()
     assert caught.value.exit_code == 78
+
+
+async def test_same_day_release_ends_the_key_on_air_and_rotates(short_dir: Path) -> None:
+    data = short_dir / "data"
+    await set_consent_offline(data, True, SystemClock())
+    factory = RadioFactory()
+    async with running(make(data, factory)):
+        radio = factory.last
+        await eventually(lambda: len(radio.payloads) == 1)
+        answer = await ask(data, RELEASE_COMMAND)
+        assert answer == {"ended": True, "rotated": True}
+        assert len(radio.payloads) == 2 and radio.payloads[0] != radio.payloads[1]
+        async with await Store.open(data) as store:
+            teks = sorted(await store.load_own_teks(), key=lambda t: t.key_data)
+        interval = en_interval_number(time.time())
+        ended = [t for t in teks if t.end_interval_number == interval + 1]
+        assert len(teks) == 2 and len(ended) == 1  # the old key ends now: publishable
+        assert [k.key_data for k in publishable(teks, interval)] == [ended[0].key_data]
