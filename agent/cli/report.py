@@ -56,12 +56,15 @@ def _parse_days(days: tuple[str, ...]) -> frozenset[int]:
     return frozenset(starts)
 
 
-async def _lower_bound(store: Store) -> float | None:
+async def _check_ready(cli: CliContext, store: Store, clock: SystemClock) -> None:
     text = await store.get_state(LOWER_BOUND_STATE_KEY)
     try:
-        return float(text) if text else None
+        lower_bound = float(text) if text else None
     except ValueError:
-        return None
+        lower_bound = None
+    await check_ready(
+        cli.config, store, clock, synchronized=marker_synchronized(), lower_bound=lower_bound
+    )
 
 
 async def _prepare(cli: CliContext, code: str | None) -> tuple[bool, int]:
@@ -69,13 +72,7 @@ async def _prepare(cli: CliContext, code: str | None) -> tuple[bool, int]:
     clock = SystemClock()
     store = await Store.open(cli.data_dir)
     try:
-        await check_ready(
-            cli.config,
-            store,
-            clock,
-            synchronized=marker_synchronized(),
-            lower_bound=await _lower_bound(store),
-        )
+        await _check_ready(cli, store, clock)
         if await load_pending(store) is not None:
             return True, 0
         if code is None:
@@ -91,13 +88,7 @@ async def _run(cli: CliContext, code: str | None, withhold: frozenset[int]) -> R
     store = await Store.open(cli.data_dir)
     try:
         # checked again: time may have passed at the confirmation prompt
-        await check_ready(
-            cli.config,
-            store,
-            clock,
-            synchronized=marker_synchronized(),
-            lower_bound=await _lower_bound(store),
-        )
+        await _check_ready(cli, store, clock)
         reporter = Reporter(cli.config.report, store, clock)
         keys = StoreKeyRelease(store, cli.data_dir, clock)
         return await reporter.run(code, keys, withhold_days=withhold)

@@ -29,7 +29,7 @@ from agent.clock import Clock, en_interval_number
 from agent.constants import TEK_LENGTH
 from agent.export import write_export
 from agent.models import ReportType, TemporaryExposureKey
-from agent.report.wire import b64decode, b64encode
+from agent.report.wire import key_from_json, key_to_json
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -76,24 +76,19 @@ def fake_keys_like(key: TemporaryExposureKey, count: int) -> list[TemporaryExpos
 
 
 def _key_json(key: TemporaryExposureKey) -> dict[str, object]:
+    """The publish JSON of a key plus what the server adds (report type, onset)."""
     return {
-        "key": b64encode(key.key_data),
-        "start": key.rolling_start_interval_number,
-        "period": key.rolling_period,
-        "tr": key.transmission_risk_level,
-        "type": int(key.report_type),
-        "dso": key.days_since_onset_of_symptoms,
+        **key_to_json(key),
+        "reportType": int(key.report_type),
+        "daysSinceOnset": key.days_since_onset_of_symptoms,
     }
 
 
 def _key_from_json(entry: dict[str, object]) -> TemporaryExposureKey:
-    dso = entry.get("dso")
-    return TemporaryExposureKey(
-        key_data=b64decode("key", entry["key"], TEK_LENGTH),
-        rolling_start_interval_number=int(str(entry["start"])),
-        rolling_period=int(str(entry["period"])),
-        transmission_risk_level=int(str(entry["tr"])),
-        report_type=ReportType(int(str(entry["type"]))),
+    dso = entry.get("daysSinceOnset")
+    return replace(
+        key_from_json(entry),
+        report_type=ReportType(int(str(entry["reportType"]))),
         days_since_onset_of_symptoms=int(str(dso)) if dso is not None else None,
     )
 

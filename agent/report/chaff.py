@@ -24,10 +24,10 @@ from agent.config import ReportConfig
 from agent.constants import RETENTION_DAYS, TEK_LENGTH, TEK_ROLLING_PERIOD
 from agent.errors import NetworkError
 from agent.models import TemporaryExposureKey
-from agent.report.client import ACCEPT_TEST_TYPES, KEY_SERVER, VERIFICATION_SERVER
+from agent.report.client import ACCEPT_TEST_TYPES
 from agent.report.hmac import HMAC_BYTES, HMAC_SECRET_BYTES
 from agent.report.padding import BodyKind
-from agent.report.transport import new_session, post_json
+from agent.report.transport import new_session, post_step
 from agent.report.wire import b64encode, key_to_json
 
 _LOGGER = logging.getLogger(__name__)
@@ -84,25 +84,20 @@ async def send_chaff(
     Failures are logged at debug level and otherwise ignored: a decoy has no result.
     """
     rng = random.SystemRandom()
-    base = settings.verification_url.rstrip("/")
-    steps: list[tuple[str, dict[str, object], BodyKind, str]] = [
+    steps: list[tuple[BodyKind, dict[str, object]]] = [
         (
-            f"{base}/api/verify",
+            BodyKind.VERIFY,
             {
                 "code": f"{secrets.randbelow(10**_CODE_DIGITS):0{_CODE_DIGITS}d}",
                 "accept": ACCEPT_TEST_TYPES,
             },
-            BodyKind.VERIFY,
-            VERIFICATION_SERVER,
         ),
         (
-            f"{base}/api/certificate",
-            {"token": _fake_jwt(), "ekeyhmac": b64encode(secrets.token_bytes(HMAC_BYTES))},
             BodyKind.CERTIFICATE,
-            VERIFICATION_SERVER,
+            {"token": _fake_jwt(), "ekeyhmac": b64encode(secrets.token_bytes(HMAC_BYTES))},
         ),
         (
-            settings.publish_url,
+            BodyKind.PUBLISH,
             {
                 "temporaryExposureKeys": [key_to_json(k) for k in fake_keys(clock.wall())],
                 "healthAuthorityID": settings.health_authority_id,
@@ -110,28 +105,17 @@ async def send_chaff(
                 "hmacKey": b64encode(secrets.token_bytes(HMAC_SECRET_BYTES)),
                 "traveler": False,
             },
-            BodyKind.PUBLISH,
-            KEY_SERVER,
         ),
     ]
     answered = 0
     async with AsyncExitStack() as stack:
         if session is None:
             session = await stack.enter_async_context(new_session())
-        for i, (url, body, kind, server) in enumerate(steps):
+        for i, (kind, body) in enumerate(steps):
             if i:
                 await sleep(rng.uniform(*CHAFF_STEP_DELAY_SECONDS))
             try:
-                await post_json(
-                    session,
-                    url,
-                    body,
-                    kind=kind,
-                    server=server,
-                    api_key=settings.api_key if server == VERIFICATION_SERVER else "",
-                    padding_bytes=settings.padding_bytes,
-                    chaff=True,
-                )
+                await post_step(session, settings, kind, body, chaff=True)
                 answered += 1
             except NetworkError as exc:
                 _LOGGER.debug("decoy request not answered: %s", exc)

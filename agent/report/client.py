@@ -55,7 +55,7 @@ from agent.report.pending import (
     purge_stale_pending,
     save_pending,
 )
-from agent.report.transport import new_session, post_json
+from agent.report.transport import new_session, post_step
 from agent.report.wire import b64encode, key_to_json
 
 _LOGGER = logging.getLogger(__name__)
@@ -66,8 +66,6 @@ REVISION_STATE_KEY = "report.revision_token"
 LAST_REPORT_STATE_KEY = "report.last"
 ACCEPT_TEST_TYPES = ["confirmed", "likely"]
 MAX_KEYS_ON_PUBLISH = 30
-VERIFICATION_SERVER = "verification server"
-KEY_SERVER = "key server"
 _CODE_RE = re.compile(r"[0-9A-Za-z]{6,32}")
 RETRY_HINT = "; the upload is saved and `contact-agent report` retries it with the same certificate"
 
@@ -206,12 +204,11 @@ class Reporter:
                     "there are no own keys to report: this device has not broadcast any in "
                     "the last 14 days; nothing was sent"
                 )
-            answer = await self._post(
+            answer = await post_step(
                 session,
-                f"{self._settings.verification_url.rstrip('/')}/api/verify",
-                {"code": cleaned, "accept": ACCEPT_TEST_TYPES},
+                self._settings,
                 BodyKind.VERIFY,
-                VERIFICATION_SERVER,
+                {"code": cleaned, "accept": ACCEPT_TEST_TYPES},
             )
             token = answer.get("token")
             if not isinstance(token, str) or not token:
@@ -261,12 +258,11 @@ class Reporter:
     async def _certify(
         self, session: aiohttp.ClientSession, pending: PendingUpload
     ) -> PendingUpload:
-        answer = await self._post(
+        answer = await post_step(
             session,
-            f"{self._settings.verification_url.rstrip('/')}/api/certificate",
-            {"token": pending.token, "ekeyhmac": tek_hmac_b64(pending.secret, pending.keys)},
+            self._settings,
             BodyKind.CERTIFICATE,
-            VERIFICATION_SERVER,
+            {"token": pending.token, "ekeyhmac": tek_hmac_b64(pending.secret, pending.keys)},
         )
         certificate = answer.get("certificate")
         if not isinstance(certificate, str) or not certificate:
@@ -288,28 +284,4 @@ class Reporter:
         revision = await self._store.get_state(REVISION_STATE_KEY)
         if revision:
             body["revisionToken"] = revision
-        return dict(
-            await self._post(
-                session, self._settings.publish_url, body, BodyKind.PUBLISH, KEY_SERVER
-            )
-        )
-
-    async def _post(
-        self,
-        session: aiohttp.ClientSession,
-        url: str,
-        body: dict[str, object],
-        kind: BodyKind,
-        server: str,
-    ) -> dict[str, object]:
-        return dict(
-            await post_json(
-                session,
-                url,
-                body,
-                kind=kind,
-                server=server,
-                api_key=self._settings.api_key if server == VERIFICATION_SERVER else "",
-                padding_bytes=self._settings.padding_bytes,
-            )
-        )
+        return await post_step(session, self._settings, BodyKind.PUBLISH, body)

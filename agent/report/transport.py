@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from agent.config import ReportConfig
 from agent.report.errors import (
     RequestRefusedError,
     ServerFailureError,
@@ -24,6 +25,8 @@ from agent.report.padding import BodyKind, body_size, padded_json
 
 _LOGGER = logging.getLogger(__name__)
 
+VERIFICATION_SERVER = "verification server"
+KEY_SERVER = "key server"
 REQUEST_TIMEOUT_SECONDS = 30.0
 USER_AGENT = "contact-agent"
 CHAFF_HEADER = ("X-Chaff", "1")
@@ -162,3 +165,38 @@ async def post_json(
         raise _refusal(server, status, answer)
     _LOGGER.debug("%s answered HTTP %d", server, status)
     return answer
+
+
+def endpoint(settings: ReportConfig, kind: BodyKind) -> tuple[str, str]:
+    """URL and server name of one request of the report flow."""
+    base = settings.verification_url.rstrip("/")
+    if kind is BodyKind.VERIFY:
+        return f"{base}/api/verify", VERIFICATION_SERVER
+    if kind is BodyKind.CERTIFICATE:
+        return f"{base}/api/certificate", VERIFICATION_SERVER
+    return settings.publish_url, KEY_SERVER
+
+
+async def post_step(
+    session: aiohttp.ClientSession,
+    settings: ReportConfig,
+    kind: BodyKind,
+    body: Mapping[str, object],
+    *,
+    chaff: bool = False,
+) -> dict[str, object]:
+    """One request of a real or decoy report: its endpoint, API key (verification server
+    only) and padded size all follow from ``kind``, so decoys cannot differ from real ones.
+    """
+    url, server = endpoint(settings, kind)
+    answer = await post_json(
+        session,
+        url,
+        body,
+        kind=kind,
+        server=server,
+        api_key=settings.api_key if server == VERIFICATION_SERVER else "",
+        padding_bytes=settings.padding_bytes,
+        chaff=chaff,
+    )
+    return dict(answer)
