@@ -37,9 +37,9 @@ class StateStore(Protocol):
 
 async def read_consent(store: StateStore) -> ConsentState:
     value = await store.get_state(CONSENT_STATE_KEY)
-    if value == ConsentState.ENABLED.value:
+    if value in (ConsentState.ENABLED.value, "on"):
         return ConsentState.ENABLED
-    if value == ConsentState.DISABLED.value:
+    if value in (ConsentState.DISABLED.value, "off"):
         return ConsentState.DISABLED
     return ConsentState.UNSET
 

@@ -323,8 +323,9 @@ class AgentService:
                 "fetch": self._cmd_fetch,
                 "reload": self._cmd_reload,
                 RELEASE_COMMAND: self._cmd_release_keys,
+                "forget": self._cmd_forget,
             },
-            privileged={"enable", "disable", "fetch", "reload", RELEASE_COMMAND},
+            privileged={"enable", "disable", "fetch", "reload", "forget", RELEASE_COMMAND},
             group_access="RUNTIME_DIRECTORY" in self._environ,
         )
         await self._control.start()
@@ -654,6 +655,33 @@ class AgentService:
 
     async def _cmd_reload(self, request: Mapping[str, Any], peer: Peer) -> Mapping[str, Any]:
         return await self._reload()
+
+    async def _cmd_forget(self, request: Mapping[str, Any], peer: Peer) -> Mapping[str, Any]:
+        return await self.forget()
+
+    async def forget(self) -> dict[str, Any]:
+        """Revocation while running: radio off, then every stored row deleted, provably.
+
+        Consent goes off first (no advertising or scanning within 2 s); sightings still in
+        memory are written and then deleted with everything else; the radio is rebuilt
+        with an empty key schedule so no deleted key is saved again.
+        """
+        assert self._writer is not None
+        self.consent = await write_consent(self.store, False, self.clock.wall())
+        self._apply_policy()
+        deadline = time.monotonic() + 3.0
+        while self._radio is not None and _scanning(self._radio.status()):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        await self._writer.flush()
+        self._schedule = KeySchedule()
+        self._radio_restart.set()  # the radio loop builds a new radio on the new schedule
+        await self._writer.flush()
+        await self.store.forget()
+        self.consent = await write_consent(self.store, False, self.clock.wall())
+        await self._persist_bound(force=True)
+        return {"forgotten": True, "consent": self.consent.value}
 
     async def _cmd_release_keys(self, request: Mapping[str, Any], peer: Peer) -> Mapping[str, Any]:
         return await self.release_current_key()

@@ -328,3 +328,27 @@ async def test_same_day_release_ends_the_key_on_air_and_rotates(short_dir: Path)
         ended = [t for t in teks if t.end_interval_number == interval + 1]
         assert len(teks) == 2 and len(ended) == 1  # the old key ends now: publishable
         assert [k.key_data for k in publishable(teks, interval)] == [ended[0].key_data]
+
+
+async def test_forget_while_running_turns_the_radio_off_and_deletes_everything(
+    short_dir: Path,
+) -> None:
+    data = short_dir / "data"
+    await set_consent_offline(data, True, SystemClock())
+    factory = RadioFactory()
+    async with running(make(data, factory)):
+        first = factory.last
+        await eventually(lambda: bool(first.payloads) and first.heard > 5)
+        answer = await ask(data, "forget")
+        assert answer == {"forgotten": True, "consent": "disabled"}
+        assert (first.scanning_allowed, first.advertising_allowed) == (False, False)
+        await eventually(lambda: len(factory.radios) == 2)  # rebuilt on an empty schedule
+        assert factory.last.request.schedule.teks == []
+        await asyncio.sleep(0.2)
+        status = await ask(data, "status")
+        assert status["consent"] == "disabled"
+        assert status["sightings"] == {"today": 0, "last_14_days": 0}
+    async with await Store.open(data) as store:
+        assert await store.sighting_counts(0) == 0
+        assert await store.load_own_teks() == []
+        assert await store.get_state("consent") == "disabled"
