@@ -30,6 +30,7 @@ from dbus_next.service import dbus_property, method
 from dbus_next.signature import Variant
 
 from agent.ble import Sleep
+from agent.ble.busutil import close_bus
 from agent.ble.errors import Action, classify, to_agent_error
 from agent.constants import (
     ADV_MAX_INTERVAL_MS,
@@ -141,7 +142,7 @@ class BlessAdvertiser:
             try:
                 await self._unregister()
             finally:
-                self._disconnect()
+                await self._disconnect()
 
     async def _connect(self) -> None:
         if self._server is not None:
@@ -153,7 +154,7 @@ class BlessAdvertiser:
         self._server = server
         try:
             async with asyncio.timeout(self._timeout):
-                await server.setup_task
+                await asyncio.shield(server.setup_task)  # cancelling us must not cancel it
                 adapter_proxy = server.adapter
                 if adapter_proxy.path != self.adapter_path:
                     # bless matches adapter names as substrings ("hci1" finds "hci10")
@@ -161,16 +162,25 @@ class BlessAdvertiser:
                     adapter_proxy = server.bus.get_proxy_object(BLUEZ, self.adapter_path, node)
             self._manager = adapter_proxy.get_interface(ADV_MANAGER)
         except Exception as exc:
-            self._disconnect()
+            await self._disconnect()
             raise to_agent_error(exc, f"opening adapter {self.adapter}") from exc
+        except BaseException:  # cancelled: still close what bless opened
+            await self._disconnect()
+            raise
 
-    def _disconnect(self) -> None:
+    async def _disconnect(self) -> None:
         server, self._server, self._manager = self._server, None, None
-        bus = getattr(server, "bus", None) if server is not None else None
-        if bus is not None:
-            bus.disconnect()
-        if server is not None and not server.setup_task.done():
-            server.setup_task.cancel()
+        if server is None:
+            return
+        setup = server.setup_task
+        if not setup.done():
+            # let bless finish connecting (bounded): a connection cancelled half-way
+            # cannot be closed any more
+            await asyncio.wait({setup}, timeout=self._timeout)
+            setup.cancel()
+        if setup.done() and not setup.cancelled():
+            setup.exception()  # retrieved: the caller has seen (or does not care about) it
+        await close_bus(getattr(server, "bus", None))
 
     async def _register(self, payload: bytes) -> None:
         ServiceData.from_bytes(payload)  # exactly 20 bytes, or MalformedInputError
@@ -192,7 +202,7 @@ class BlessAdvertiser:
             bus.unexport(advert.path)
             err = to_agent_error(exc, "registering the advertisement")
             if classify(exc).action is not Action.BACKOFF:
-                self._disconnect()  # start over on a fresh connection next time
+                await self._disconnect()  # start over on a fresh connection next time
             raise err from exc
         self._advert = advert
         _LOGGER.debug("advertising on %s as %s", self.adapter, advert.path)

@@ -17,6 +17,7 @@ from dbus_fast import BusType, Message, MessageType, unpack_variants
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
+from agent.ble.busutil import close_bus
 from agent.ble.errors import BluetoothOperationError, Reason, to_agent_error
 from agent.constants import DBUS_CALL_TIMEOUT_SECONDS
 from agent.errors import BluetoothAccessDeniedError
@@ -104,15 +105,14 @@ class BluezHealth:
                 await self._call(_DBUS, "/org/freedesktop/DBus", _DBUS, "AddMatch", "s", [rule])
             await self._sync()
         except BaseException:
-            self.stop()
+            await self.stop()
             raise
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self._sync_task is not None:
             self._sync_task.cancel()
-        if self._bus is not None:
-            self._bus.disconnect()
-            self._bus = None
+        bus, self._bus = self._bus, None
+        await close_bus(bus)
 
     async def _call(
         self,

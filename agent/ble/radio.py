@@ -234,7 +234,7 @@ class RadioService:
         finally:
             for part in self._parts.values():
                 await self._stop_part(part)
-            self.health.stop()
+            await self.health.stop()
 
     async def _open_health(self) -> None:
         backoff = self._backoff(None)

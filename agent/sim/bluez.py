@@ -24,6 +24,7 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageFlag, MessageType, Variant, unpack_variants
 from dbus_fast.aio import MessageBus
 
+from agent.ble.busutil import close_bus
 from agent.clock import Clock, SystemClock
 from agent.sim.addata import AdvertisementRejected, parse_advertisement
 from agent.sim.air import Air, Transmitter, random_nrpa
@@ -163,10 +164,8 @@ class FakeBluez:
         self._tree.clear()
         self._disc.reset()
         self._adverts.clear()
-        self._bus.disconnect()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._bus.wait_for_disconnect(), 2.0)  # type: ignore[no-untyped-call]
-        self._bus = None
+        bus, self._bus = self._bus, None
+        await close_bus(bus)
 
     async def restart(self, downtime: float = 0.2, *, graceful: bool = True) -> None:
         """bluetoothd restarts: registrations and discovery sessions are lost."""

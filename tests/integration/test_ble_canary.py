@@ -22,6 +22,7 @@ from bless.backends.bluezdbus.dbus.advertisement import BlueZLEAdvertisement, Ty
 from bless.backends.bluezdbus.server import BlessServerBlueZDBus
 
 from agent.ble.advertiser import GaenAdvertisement, _Owner
+from agent.ble.busutil import close_bus
 from agent.ble.errors import Reason, classify
 from agent.ble.scanner import EN_OR_PATTERN
 from agent.constants import EN_SERVICE_UUID
@@ -106,7 +107,7 @@ async def test_bless_server_connects_to_the_adapter_we_name(fake: FakeBluez) -> 
         assert server.adapter.path == "/org/bluez/hci1"
         assert server.adapter.get_interface("org.bluez.LEAdvertisingManager1") is not None
     finally:
-        server.bus.disconnect()
+        await close_bus(server.bus)
 
 
 def test_bless_exports_with_dbus_next_variants() -> None:
