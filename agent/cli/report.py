@@ -67,7 +67,7 @@ async def _check_ready(cli: CliContext, store: Store, clock: SystemClock) -> Non
     )
 
 
-async def _prepare(cli: CliContext, code: str | None) -> tuple[bool, int]:
+async def _prepare(cli: CliContext, code: str | None, withhold: frozenset[int]) -> tuple[bool, int]:
     """Check everything before asking: (an interrupted upload waits, keys available)."""
     clock = SystemClock()
     store = await Store.open(cli.data_dir)
@@ -78,7 +78,7 @@ async def _prepare(cli: CliContext, code: str | None) -> tuple[bool, int]:
         if code is None:
             raise MalformedInputError("give the verification code: report --code CODE")
         normalize_code(code)
-        return False, await StoreKeyRelease(store, cli.data_dir, clock).available()
+        return False, await StoreKeyRelease(store, cli.data_dir, clock).available(withhold)
     finally:
         await store.close()
 
@@ -136,7 +136,7 @@ def report(
         return
     check_report_config(cli.config.report)
     withhold = _parse_days(withhold_days)
-    resuming, available = asyncio.run(_prepare(cli, code))
+    resuming, available = asyncio.run(_prepare(cli, code, withhold))
     if resuming:
         click.echo(
             "An earlier upload was interrupted; it is retried now with the same keys and "
@@ -144,7 +144,8 @@ def report(
         )
     elif not yes:
         click.echo(PRIVACY_NOTICE)
-        if not click.confirm(f"Publish the keys of {available} day(s) now?", default=False):
+        question = f"Publish {available} key(s) of your last 14 days now?"
+        if not click.confirm(question, default=False):
             click.echo("contact-agent: not confirmed; nothing was sent", err=True)
             sys.exit(1)
     result = asyncio.run(_run(cli, code, withhold))

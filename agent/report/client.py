@@ -73,8 +73,8 @@ RETRY_HINT = "; the upload is saved and `contact-agent report` retries it with t
 class KeyRelease(Protocol):
     """Where the own keys come from (the store, or the running daemon)."""
 
-    async def available(self) -> int:
-        """How many own keys of the last 14 days went on air (0: nothing to report)."""
+    async def available(self, withhold_days: frozenset[int] = frozenset()) -> int:
+        """How many own keys of the last 14 days went on air, outside ``withhold_days``."""
         ...
 
     async def release(self) -> list[TemporaryExposureKey]:
@@ -199,7 +199,7 @@ class Reporter:
             if code is None:
                 raise MalformedInputError("give the verification code: report --code CODE")
             cleaned = normalize_code(code)
-            if await keys.available() == 0:
+            if await keys.available(withhold_days) == 0:
                 raise AgentError(
                     "there are no own keys to report: this device has not broadcast any in "
                     "the last 14 days; nothing was sent"

@@ -65,13 +65,17 @@ def publishable(teks: Iterable[OwnTek], en_interval: int) -> list[TemporaryExpos
     ]
 
 
-def broadcast_count(teks: Iterable[OwnTek], en_interval: int) -> int:
-    """Own keys of the last 14 days that went on air (ended or not)."""
+def broadcast_count(
+    teks: Iterable[OwnTek], en_interval: int, withhold_days: frozenset[int] = frozenset()
+) -> int:
+    """Own keys of the last 14 days that went on air (ended or not), outside withheld days."""
     oldest = rolling_start_interval_number(en_interval) - RETENTION_DAYS * TEK_ROLLING_PERIOD
     return sum(
         1
         for t in teks
-        if t.max_broadcast_interval is not None and t.rolling_start_interval_number >= oldest
+        if t.max_broadcast_interval is not None
+        and t.rolling_start_interval_number >= oldest
+        and rolling_start_interval_number(t.rolling_start_interval_number) not in withhold_days
     )
 
 
@@ -83,9 +87,9 @@ class StoreKeyRelease:
         self._data_dir = data_dir
         self._clock = clock
 
-    async def available(self) -> int:
+    async def available(self, withhold_days: frozenset[int] = frozenset()) -> int:
         teks = await self._store.load_own_teks()
-        return broadcast_count(teks, en_interval_number(self._clock.wall()))
+        return broadcast_count(teks, en_interval_number(self._clock.wall()), withhold_days)
 
     async def release(self) -> list[TemporaryExposureKey]:
         en_interval = en_interval_number(self._clock.wall())

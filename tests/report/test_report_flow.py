@@ -106,6 +106,18 @@ async def test_withheld_days_are_not_published(
     assert {k.rolling_start_interval_number for k in export}.isdisjoint(skipped)
 
 
+async def test_withholding_every_day_sends_nothing(
+    server: LocalKeyServer, store: Store, clock: FakeClock
+) -> None:
+    every_day = frozenset(TODAY - d * 144 for d in range(15))
+    assert await release(store, clock).available(every_day) == 0
+    with pytest.raises(AgentError, match="no own keys"):
+        await reporter(server, store, clock).run(
+            server.issue_code(), release(store, clock), withhold_days=every_day
+        )
+    assert server.requests == []
+
+
 def test_keys_are_sent_in_a_random_order() -> None:
     keys = day_keys(15)
     newest = keys[0].key_data
