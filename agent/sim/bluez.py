@@ -17,25 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dbus_fast import BusType, Message, MessageFlag, MessageType, Variant, unpack_variants
-from dbus_fast.aio import MessageBus
+from dbus_fast import Message, MessageFlag, Variant, unpack_variants
 
-from agent.ble.busutil import close_bus
 from agent.clock import Clock, SystemClock
 from agent.sim.addata import AdvertisementRejected, parse_advertisement
-from agent.sim.air import Air, Transmitter, random_nrpa
-from agent.sim.dbusobj import (
-    INTROSPECTABLE,
-    OBJECT_MANAGER,
-    PROPERTIES,
-    DBusFailure,
-    ObjectTree,
-    bluez_error,
-)
+from agent.sim.air import Air, Frame, Transmitter, random_nrpa
+from agent.sim.dbusobj import PROPERTIES, DBusFailure, MethodTable, bluez_error
 from agent.sim.discovery import (
     ADAPTER,
     ADV_MANAGER,
@@ -48,29 +38,19 @@ from agent.sim.discovery import (
     Discovery,
 )
 from agent.sim.pathloss import PathLossModel
+from agent.sim.service import ACCESS_DENIED, BusService, Call
 
 _LOGGER = logging.getLogger(__name__)
 
 BLUEZ_NAME = "org.bluez"
-ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 _PARSE_FAILED = "Failed to parse advertisement."
 _WRITABLE = {"Alias": "s", "Powered": "b", "Discoverable": "b", "Pairable": "b"}
-_CLIENT_CALL_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A method call the fake received (for assertions)."""
-
-    sender: str
-    path: str
-    interface: str
-    member: str
-    body: tuple[Any, ...]
-
-
-class FakeBluez:
+class FakeBluez(BusService):
     """The fake daemon; use ``await FakeBluez([...]).start()`` on a private bus."""
+
+    name = BLUEZ_NAME
 
     def __init__(
         self,
@@ -88,26 +68,20 @@ class FakeBluez:
         monitor_methods: bool = True,
         bus_address: str | None = None,
     ) -> None:
+        super().__init__(bus_address=bus_address)
         self.clock: Clock = clock or SystemClock()
         self.tick = tick
         self.air = Air(model=model, seed=seed, default_rssi=default_rssi)
         self.max_adv_length = max_adv_length
         self.max_instances = max_instances
         self.monitor_methods = monitor_methods
-        self.calls: list[Call] = []
         self._adapter_names = list(adapters)
         self._addresses = {name: f"00:AA:00:00:00:{i:02X}" for i, name in enumerate(adapters)}
-        self._bus_address = bus_address
-        self._bus: MessageBus | None = None
         self._task: asyncio.Task[None] | None = None
-        self._tree = ObjectTree(self._send)
         self._disc = Discovery(
             self._tree, self.air, self._send, le_only=le_only, stale_timeout=stale_timeout
         )
         self._adverts: dict[tuple[str, str], Transmitter] = {}
-        self._deny_all = False
-        self._denied: set[str] = set()
-        self._pending: set[asyncio.Future[None]] = set()
 
     # ---- lifecycle ------------------------------------------------------------------
     async def start(self) -> FakeBluez:
@@ -128,28 +102,11 @@ class FakeBluez:
         """(Re)start the daemon: fresh state, adapters powered (AutoEnable)."""
         if self._bus is not None:
             return
-        bus = MessageBus(bus_address=self._bus_address, bus_type=BusType.SYSTEM)
-        self._bus = await bus.connect()
-        self._bus.add_message_handler(self._on_message)
-        for rule in (
-            "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged'",
-            f"type='signal',interface='{PROPERTIES}',member='PropertiesChanged'",
-        ):
-            await self._bus_call(
-                "org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus",
-                "AddMatch",
-                "s",
-                [rule],
-            )
-        await self._bus_call(
-            "org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus",
-            "RequestName",
-            "su",
-            [BLUEZ_NAME, 4],
+        await self._connect(
+            [
+                "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged'",
+                f"type='signal',interface='{PROPERTIES}',member='PropertiesChanged'",
+            ]
         )
         for name in self._adapter_names:
             self._add_adapter_objects(name)
@@ -164,8 +121,7 @@ class FakeBluez:
         self._tree.clear()
         self._disc.reset()
         self._adverts.clear()
-        bus, self._bus = self._bus, None
-        await close_bus(bus)
+        await self._disconnect()
 
     async def restart(self, downtime: float = 0.2, *, graceful: bool = True) -> None:
         """bluetoothd restarts: registrations and discovery sessions are lost."""
@@ -176,10 +132,6 @@ class FakeBluez:
     @property
     def running(self) -> bool:
         return self._bus is not None
-
-    @property
-    def unique_name(self) -> str | None:
-        return self._bus.unique_name if self._bus is not None else None
 
     # ---- test hooks ------------------------------------------------------------------
     def set_link(self, src: str, dst: str, rssi: int | None) -> None:
@@ -242,17 +194,6 @@ class FakeBluez:
             if self._bus is not None:
                 self._add_adapter_objects(adapter)
 
-    def deny_access(self, sender: str | None = None) -> None:
-        """Refuse calls from ``sender`` (a unique name), or from every client if None."""
-        if sender is None:
-            self._deny_all = True
-        else:
-            self._denied.add(sender)
-
-    def allow_access(self) -> None:
-        self._deny_all = False
-        self._denied.clear()
-
     def stall_discovery(self, adapter: str) -> None:
         """Discovery looks on but hears nothing until the next StartDiscovery."""
         self._disc.stalled.add(f"/org/bluez/{adapter}")
@@ -265,7 +206,7 @@ class FakeBluez:
         """Registered advertisements, optionally of one adapter, oldest first."""
         return [t for t in self._adverts.values() if adapter is None or t.adapter == adapter]
 
-    def frames(self, adapter: str) -> list[Any]:
+    def frames(self, adapter: str) -> list[Frame]:
         """Frames the adapter put on air: (time, address, service data)."""
         return list(self.air.frames(adapter))
 
@@ -284,46 +225,9 @@ class FakeBluez:
         for tx in self._adverts.values():
             if tx.advert is not None and self._on_air(tx):
                 self.air.log(tx.source, now, tx)
-        await self._disc.load_monitors(self._client_call)
+        await self._disc.load_monitors(self._bus_call)
         transmitters = [t for t in self._adverts.values() if self._on_air(t)]
         self._disc.relay(self._adapter_names, transmitters)
-
-    # ---- plumbing ----------------------------------------------------------------------
-    def _send(self, msg: Message) -> None:
-        if self._bus is not None:
-            self._bus.send(msg)
-
-    async def _bus_call(
-        self, dest: str, path: str, iface: str, member: str, sig: str = "", body: Sequence[Any] = ()
-    ) -> list[Any]:
-        assert self._bus is not None
-        reply = await asyncio.wait_for(
-            self._bus.call(
-                Message(
-                    destination=dest,
-                    path=path,
-                    interface=iface,
-                    member=member,
-                    signature=sig,
-                    body=list(body),
-                )
-            ),
-            _CLIENT_CALL_TIMEOUT,
-        )
-        assert reply is not None
-        if reply.message_type == MessageType.ERROR:
-            raise DBusFailure(
-                reply.error_name or "unknown", str(reply.body[0] if reply.body else "")
-            )
-        return list(reply.body)
-
-    async def _client_call(
-        self, dest: str, path: str, iface: str, member: str, sig: str = "", body: Sequence[Any] = ()
-    ) -> list[Any]:
-        try:
-            return await self._bus_call(dest, path, iface, member, sig, body)
-        except (TimeoutError, OSError, EOFError) as exc:
-            raise DBusFailure("org.freedesktop.DBus.Error.NoReply", str(exc)) from exc
 
     async def _radio_loop(self) -> None:
         while True:
@@ -385,61 +289,14 @@ class FakeBluez:
             },
         )
 
-    # ---- dispatch ------------------------------------------------------------------------
-    def _on_message(self, msg: Message) -> Message | bool | None:
-        if msg.message_type == MessageType.SIGNAL:
-            self._on_signal(msg)
-            return None
-        if msg.message_type != MessageType.METHOD_CALL:
-            return None
-        sender, path = msg.sender or "", msg.path or "/"
-        self.calls.append(
-            Call(sender, path, msg.interface or "", msg.member or "", tuple(msg.body))
-        )
-        if self._deny_all or sender in self._denied:
-            return Message.new_error(msg, ACCESS_DENIED, _denied_text(msg))
-        handler = self._handler(msg)
-        if handler is None:
-            return Message.new_error(
-                msg,
-                "org.freedesktop.DBus.Error.UnknownMethod",
-                f'Method "{msg.member}" with signature "{msg.signature}" on interface '
-                f'"{msg.interface}" doesn\'t exist',
-            )
-        self._spawn(self._reply(msg, handler))
-        return True
+    # ---- BusService hooks -----------------------------------------------------------------
+    def _methods(self) -> MethodTable:
+        if self.monitor_methods:
+            return METHODS
+        return {k: v for k, v in METHODS.items() if k != MONITOR_MANAGER}
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    def _handler(self, msg: Message) -> Any:
-        iface, path = msg.interface or "", msg.path or "/"
-        if iface == INTROSPECTABLE:
-            return self._m_introspect
-        if iface == OBJECT_MANAGER and path == "/":
-            return self._m_get_managed_objects
-        if iface == PROPERTIES and path in self._tree.objects:
-            return getattr(self, f"_m_props_{(msg.member or '').lower()}", None)
-        if iface == MONITOR_MANAGER and not self.monitor_methods:
-            return None
-        if path not in self._tree.objects or not self._tree.has_interface(path, iface):
-            return None
-        return getattr(self, f"_m_{iface.rsplit('.', 1)[-1]}_{msg.member}", None)
-
-    async def _reply(self, msg: Message, handler: Any) -> None:
-        try:
-            result = handler(msg, *msg.body)
-            if asyncio.iscoroutine(result):
-                result = await result
-            reply = Message.new_method_return(msg, *(result or ("", [])))
-        except DBusFailure as exc:
-            reply = Message.new_error(msg, exc.name, exc.text)
-        except Exception:
-            _LOGGER.exception("fake bluetoothd: %s.%s failed", msg.interface, msg.member)
-            reply = Message.new_error(msg, "org.bluez.Error.Failed", "internal error")
-        self._send(reply)
+    def _writable(self) -> Mapping[str, str]:
+        return _WRITABLE
 
     def _on_signal(self, msg: Message) -> None:
         if msg.member == "NameOwnerChanged" and len(msg.body) == 3 and msg.body[2] == "":
@@ -453,25 +310,6 @@ class FakeBluez:
         for key in [k for k in self._adverts if k[0] == name]:
             self._drop_advert(key, release=False)
         self._disc.client_gone(name)
-
-    # ---- standard interfaces -------------------------------------------------------------
-    def _m_introspect(self, msg: Message) -> tuple[str, list[Any]]:
-        methods = dict(METHODS)
-        if not self.monitor_methods:
-            methods.pop(MONITOR_MANAGER, None)
-        return "s", [self._tree.introspect(msg.path or "/", methods, _WRITABLE)]
-
-    def _m_get_managed_objects(self, msg: Message) -> tuple[str, list[Any]]:
-        return "a{oa{sa{sv}}}", [dict(self._tree.objects)]
-
-    def _m_props_getall(self, msg: Message, iface: str) -> tuple[str, list[Any]]:
-        return "a{sv}", [self._tree.objects[msg.path or ""].get(iface, {})]
-
-    def _m_props_get(self, msg: Message, iface: str, name: str) -> tuple[str, list[Any]]:
-        value = self._tree.objects[msg.path or ""].get(iface, {}).get(name)
-        if value is None:
-            raise DBusFailure("org.freedesktop.DBus.Error.InvalidArgs", "No such property")
-        return "v", [value]
 
     def _m_props_set(self, msg: Message, iface: str, name: str, value: Variant) -> None:
         if iface != ADAPTER or _WRITABLE.get(name) != value.signature:
@@ -570,9 +408,7 @@ class FakeBluez:
     async def _refresh(self, tx: Transmitter, *, strict: bool) -> None:
         """Read the client's advertisement object, like bluetoothd on register/change."""
         try:
-            (props,) = await self._client_call(
-                tx.owner, tx.path, PROPERTIES, "GetAll", "s", [ADVERT]
-            )
+            (props,) = await self._bus_call(tx.owner, tx.path, PROPERTIES, "GetAll", "s", [ADVERT])
             advert = parse_advertisement(
                 props,
                 adapter_discoverable=bool(self.adapter_property(tx.adapter or "", "Discoverable")),
@@ -595,15 +431,6 @@ class FakeBluez:
     def _m_AdvertisementMonitorManager1_UnregisterMonitor(self, msg: Message, path: str) -> None:
         if not self._disc.unregister_monitor(msg.path or "", msg.sender or "", path):
             raise bluez_error("DoesNotExist", "Does Not Exist")
-
-
-def _denied_text(msg: Message) -> str:
-    """dbus-daemon's wording when a policy refuses a call."""
-    return (
-        f'Rejected send message, 1 matched rules; type="method_call", sender="{msg.sender}" '
-        f'interface="{msg.interface}" member="{msg.member}" error name="(unset)" '
-        f'requested_reply="0" destination="{BLUEZ_NAME}"'
-    )
 
 
 __all__ = ["ACCESS_DENIED", "BLUEZ_NAME", "MONITOR", "Call", "FakeBluez"]
