@@ -92,8 +92,9 @@ class StoreKeyRelease:
         return broadcast_count(teks, en_interval_number(self._clock.wall()), withhold_days)
 
     async def release(self) -> list[TemporaryExposureKey]:
-        en_interval = en_interval_number(self._clock.wall())
         answer = await self._ask_daemon()
+        # read the clock after the daemon answered: it may have crossed into a new interval
+        en_interval = en_interval_number(self._clock.wall())
         if answer is _Daemon.NOT_RUNNING:
             schedule = KeySchedule(await self._store.load_own_teks())
             schedule.end_current_key(en_interval)
