@@ -131,3 +131,11 @@ def bluez_radio(request: RadioRequest) -> RadioPort:
 
 def with_adapter(config: RadioConfig, adapter: str | None) -> RadioConfig:
     return config if not adapter else replace(config, adapter=adapter)
+
+
+def is_scanning(status: Mapping[str, Any]) -> bool:
+    """Scanning now, or duty-cycled scanning that is switched on (between two scans)."""
+    if status.get("scanning"):
+        return True
+    duty = status.get("scan_schedule") == "duty"
+    return bool(duty and status.get("scanning_allowed") and status.get("bluetoothd"))

@@ -9,17 +9,25 @@ identifier: counts, times and states only.
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from agent import __version__
+from agent.clock import en_interval_number
 from agent.config import RiskConfig
 from agent.constants import RETENTION_SECONDS
 from agent.daemon.consent import read_consent
+from agent.daemon.radio import is_scanning
 from agent.models import ExposureWindow
 from agent.pipeline import LAST_FETCH_STATE_KEY
 from agent.risk import counts_for_notification, qualifying_days, score_window
 from agent.store import QUARANTINE_STATE_KEY, Store
+
+if TYPE_CHECKING:
+    from agent.daemon.service import AgentService
 
 LOWER_BOUND_STATE_KEY = "clock.lower_bound"
 """Persisted last-good wall time (Appendix A): true time is at least this."""
@@ -69,6 +77,41 @@ async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str
         "quarantined": _json_state(await store.get_state(QUARANTINE_STATE_KEY)),
         "clock_lower_bound": bound if isinstance(bound, int | float) else None,
     }
+
+
+async def live_status(service: AgentService) -> dict[str, Any]:
+    """The running daemon's status: the stored part plus its live view."""
+    wall = service.clock.wall()
+    result = await stored_status(service.store, wall, service.config.risk)
+    radio = service.radio_status()
+    advertising, scanning = bool(radio.get("advertising")), is_scanning(radio)
+    fetcher = service.fetcher
+    result.update(
+        {
+            "daemon": {
+                "running": True,
+                "name": service.name,
+                "pid": os.getpid(),
+                "version": __version__,
+                "uptime_seconds": round(time.monotonic() - service.started),
+                "heartbeats": service.heartbeats.ages(),
+            },
+            "consent": service.consent.value,
+            "clock": service.clockwatch.summary(),
+            "advertising": advertising,
+            "advertising_reason": None if advertising else service.advertising_reason(),
+            "scanning": scanning,
+            "scanning_reason": None if scanning else service.scanning_reason(),
+            "adapter": service.adapter,
+            "scan_mode": radio.get("scan_mode"),
+            "radio": radio,
+            "current_interval": en_interval_number(wall) if wall >= 0 else None,
+            "degraded": service.degraded,
+            "fetch": fetcher.summary() if fetcher is not None else None,
+            "metrics": service.metrics.snapshot(),
+        }
+    )
+    return result
 
 
 def _day(day: float) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -89,3 +90,17 @@ async def supervise(
             if on_restart is not None:
                 on_restart(name, exc)
             await sleep(delay)
+
+
+async def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
+    """Poll ``check`` every ``every`` real seconds until it holds; False after ``timeout``.
+
+    For state owned by others (BlueZ, the radio) that offers no event to wait on.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(every)
