@@ -21,6 +21,7 @@ import click
 from agent.cli import CliContext, pass_cli
 from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
 from agent.clocksync import marker_synchronized
+from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
 from agent.errors import AgentError, ClockUntrustedError, ConfigError, MalformedInputError
 from agent.export import PublicKeyRing
 from agent.models import ExposureWindow, ReportType
@@ -34,6 +35,9 @@ from agent.pipeline import (
 )
 from agent.sources import make_session
 from agent.store import LOWER_BOUND_STATE_KEY, Store
+
+DAEMON_FETCH_TIMEOUT = 900.0
+"""A daemon's fetch of millions of keys on a Pi takes minutes."""
 
 
 class FetchFailedError(AgentError):
@@ -211,11 +215,38 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
                 progress.close()
 
 
+def _fetch_by_daemon(cli: CliContext, as_json: bool) -> bool:
+    """Ask a running daemon to fetch (its notifier, no concurrent cycle); False: none runs."""
+    try:
+        answer = request(client_socket_paths(cli.data_dir), "fetch", timeout=DAEMON_FETCH_TIMEOUT)
+    except DaemonNotRunningError:
+        return False
+    result = answer.get("result", {})
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo("the running daemon fetched:")
+        for name, value in result.items():
+            click.echo(f"  {name}: {value}")
+    if "skipped" in result:
+        raise FetchFailedError(f"the daemon skipped the fetch: {result['skipped']}")
+    if not result.get("ok", False):
+        raise FetchFailedError(
+            str(result.get("error") or result.get("refused") or "the fetch had problems")
+        )
+    return True
+
+
 @click.command("fetch")
 @click.option("--json", "as_json", is_flag=True, help="Print the fetch summary as JSON.")
 @pass_cli
 def fetch(cli: CliContext, as_json: bool) -> None:
-    """Download new diagnosis keys from the configured sources, verify and match them now."""
+    """Download new diagnosis keys from the configured sources, verify and match them now.
+
+    When the daemon runs, it does the cycle (and notifies); otherwise this process does.
+    """
+    if _fetch_by_daemon(cli, as_json):
+        return
     report = asyncio.run(_fetch(cli, show_progress=sys.stdout.isatty() and not as_json))
     if as_json:
         summary = report.summary(0)

@@ -88,6 +88,8 @@ class KeyArrays:
     def concat(cls, parts: Sequence[KeyArrays]) -> KeyArrays:
         if not parts:
             return cls.from_keys(())
+        if len(parts) == 1:
+            return parts[0]
         return cls(
             key_data=b"".join(p.key_data for p in parts),
             **{name: np.concatenate([getattr(p, name) for p in parts]) for name in _COLUMNS},

@@ -130,7 +130,8 @@ def fast_match(
     if own_keys and len(arrays):
         own = np.isin(arrays.key_view(), np.frombuffer(b"".join(own_keys), dtype=f"V{TEK_LENGTH}"))
     own &= ~(recursive | revoked)
-    matchable = arrays.select(~(recursive | revoked | own))
+    skipped = recursive | revoked | own
+    matchable = arrays.select(~skipped) if skipped.any() else arrays
     if len(index) and len(matchable):
         candidates = find_candidates_parallel(
             matchable, index.rpi_blob(), workers=workers, backend=backend, progress=progress

@@ -29,11 +29,11 @@ CONTACT = YESTERDAY * 600 + 10 * 3600  # yesterday 10:00 UTC, a whole minute
 
 
 def new_key(
-    report_type: ReportType = ReportType.CONFIRMED_TEST, **fields: object
+    report_type: ReportType = ReportType.CONFIRMED_TEST, *, day: int = YESTERDAY, **fields: object
 ) -> TemporaryExposureKey:
     return TemporaryExposureKey(
         os.urandom(16),
-        YESTERDAY,
+        day,
         report_type=report_type,
         **fields,  # type: ignore[arg-type]
     )
