@@ -24,15 +24,6 @@ from tests.shared import shared_path
 
 NOW = 2_833_344 + 100  # an afternoon interval
 TODAY = NOW - NOW % 144
-COLUMNS = (
-    "rolling_start",
-    "rolling_period",
-    "transmission_risk",
-    "report_type",
-    "days_since_onset",
-    "has_days_since_onset",
-    "valid",
-)
 
 
 def _key(**fields: object) -> pb.TemporaryExposureKey:

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent import crypto
@@ -20,7 +18,7 @@ from agent.models import ReportType, ScanPeriod, Sighting, TemporaryExposureKey
 from agent.payload import Metadata
 from agent.pipeline import QualifyingExposure
 from agent.store import Store
-from tests.sources.conftest import KeyServer
+from tests.sources.conftest import KeyServer, key_server  # noqa: F401 (a fixture)
 
 NOW = 1_700_100_000.0  # 2023-11-16 02:00 UTC
 TODAY = en_interval_number(NOW) // 144 * 144
@@ -140,17 +138,20 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[KeyServer]:
-    """The key-source tests' static server, with its Date pinned to :data:`NOW`."""
-    app = web.Application()
-    test_server = TestServer(app, host="127.0.0.1")
-    state = KeyServer(test_server, date=NOW)
-    app.router.add_route("GET", "/{tail:.*}", state.handle)
-    await test_server.start_server()
-    try:
-        yield state
-    finally:
-        await test_server.close()
+def server(request: pytest.FixtureRequest) -> KeyServer:
+    """The key-source tests' static server (``key_server``), its Date pinned to :data:`NOW`."""
+    started: KeyServer = request.getfixturevalue("key_server")
+    started.date = NOW
+    return started
+
+
+async def heard_key(store: Store, *, scans: int = 4, **fields: object) -> TemporaryExposureKey:
+    """A new key of yesterday whose owner we heard ``scans`` times from :data:`CONTACT`."""
+    key = new_key(**fields)  # type: ignore[arg-type]
+    radio = Radio()
+    radio.heard(key.key_data, CONTACT, scans=scans)
+    await radio.store_into(store)
+    return key
 
 
 class Notifications:

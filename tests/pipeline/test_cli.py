@@ -65,6 +65,16 @@ def _config(tmp_path: Path, authority: Authority, extra: str = "", sync: bool = 
     return path
 
 
+async def _match(
+    data: Path, config: Path, authority: Authority, *args: str
+) -> tuple[int, str, str]:
+    """``match ARGS --public-key <the authority's key>`` on ``data`` with ``config``."""
+    return await _run(
+        "--data-dir", str(data), "--config", str(config), "match", *args,
+        "--public-key", str(authority.pem_file),
+    )  # fmt: skip
+
+
 def _quiet(stderr: str) -> bool:
     """Only informational log lines on stderr: no warning, error or traceback."""
     return all(line.startswith("INFO ") for line in stderr.splitlines())
@@ -81,20 +91,8 @@ async def test_match_json_is_exactly_the_documented_shape(
     export = tmp_path / "keys.zip"
     export.write_bytes(_export(authority, [*keys, new_key(day=YESTERDAY)]))
     config = _config(tmp_path, authority)
-    code, out, err = await _run(
-        "--data-dir",
-        str(data),
-        "--config",
-        str(config),
-        "match",
-        str(export),
-        "--public-key",
-        str(authority.pem_file),
-        "--key-id",
-        "310",
-        "--key-version",
-        "v1",
-        "--json",
+    code, out, err = await _match(
+        data, config, authority, str(export), "--key-id", "310", "--key-version", "v1", "--json"
     )
     assert code == 0 and _quiet(err), err
     result = json.loads(out)
@@ -110,16 +108,7 @@ async def test_match_json_is_exactly_the_documented_shape(
         "score": 1200.0,
     }
     assert (second["duration_seconds"], second["typical_attenuation_db"]) == (600, 62)
-    code, out, _ = await _run(
-        "--data-dir",
-        str(data),
-        "--config",
-        str(config),
-        "match",
-        str(export),
-        "--public-key",
-        str(authority.pem_file),
-    )
+    code, out, _ = await _match(data, config, authority, str(export))
     assert code == 0
     assert "keys: 3 checked, 2 matched" in out
     assert "exposure windows: 2 (0 new)" in out  # stored once
@@ -134,17 +123,8 @@ async def test_match_fails_closed_on_a_forged_file(
     forged.write_bytes(
         write_export(keys, generate_signing_key(), start_timestamp=0, end_timestamp=1)
     )
-    code, out, err = await _run(
-        "--data-dir",
-        str(data),
-        "--config",
-        str(_config(tmp_path, authority)),
-        "match",
-        str(good),
-        str(forged),
-        "--public-key",
-        str(authority.pem_file),
-    )
+    config = _config(tmp_path, authority)
+    code, out, err = await _match(data, config, authority, str(good), str(forged))
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and "forged.zip" in err and "signature" in err
     store = await Store.open(data)
@@ -160,16 +140,8 @@ async def test_match_refuses_while_the_clock_is_untrusted(
     data, keys = heard
     export = tmp_path / "keys.zip"
     export.write_bytes(_export(authority, keys))
-    code, _, err = await _run(
-        "--data-dir",
-        str(data),
-        "--config",
-        str(_config(tmp_path, authority, sync=True)),
-        "match",
-        str(export),
-        "--public-key",
-        str(authority.pem_file),
-    )
+    config = _config(tmp_path, authority, sync=True)
+    code, _, err = await _match(data, config, authority, str(export))
     assert code == 1
     assert "not synchronised" in err and "require_sync" in err
 

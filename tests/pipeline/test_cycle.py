@@ -13,7 +13,15 @@ from agent.export import PublicKeyRing, generate_signing_key, public_key_pem
 from agent.matching_fast import parallel
 from agent.pipeline import ExportInput, cycle, match_exports
 from agent.store import Store
-from tests.pipeline.conftest import CONTACT, NOW, Authority, Notifications, Radio, new_key
+from tests.pipeline.conftest import (
+    CONTACT,
+    NOW,
+    Authority,
+    Notifications,
+    Radio,
+    heard_key,
+    new_key,
+)
 
 
 def _ring(authority: Authority) -> functools.partial[PublicKeyRing]:
@@ -25,10 +33,7 @@ def _ring(authority: Authority) -> functools.partial[PublicKeyRing]:
 async def test_strict_mode_rejects_everything_when_one_file_is_bad(
     store: Store, authority: Authority
 ) -> None:
-    key = new_key()
-    radio = Radio()
-    radio.heard(key.key_data, CONTACT, scans=3)
-    await radio.store_into(store)
+    key = await heard_key(store, scans=3)
     good = ExportInput("good.zip", authority.export([key]))
     other = Authority(generate_signing_key(), authority.pem_file)
     bad = ExportInput("bad.zip", other.export([new_key()]))
@@ -44,10 +49,7 @@ async def test_rerun_after_a_crash_before_marking_is_idempotent(
     store: Store, authority: Authority, notifications: Notifications
 ) -> None:
     """F6: the same file processed again finds the same windows and notifies nothing new."""
-    key = new_key()
-    radio = Radio()
-    radio.heard(key.key_data, CONTACT, scans=4)
-    await radio.store_into(store)
+    key = await heard_key(store, scans=4)
     export = ExportInput("1.zip", authority.export([key, key]))  # a padding clone too
     for _ in range(2):
         report = await match_exports(
@@ -68,10 +70,7 @@ async def test_rerun_after_a_crash_before_marking_is_idempotent(
 async def test_failed_notifier_leaves_windows_for_the_next_cycle(
     store: Store, authority: Authority, notifications: Notifications
 ) -> None:
-    key = new_key()
-    radio = Radio()
-    radio.heard(key.key_data, CONTACT, scans=4)
-    await radio.store_into(store)
+    key = await heard_key(store, scans=4)
 
     async def broken(exposures: object) -> None:
         raise OSError("no session bus")
@@ -92,10 +91,7 @@ async def test_failed_notifier_leaves_windows_for_the_next_cycle(
 async def test_below_threshold_is_stored_but_not_notified(
     store: Store, authority: Authority, notifications: Notifications
 ) -> None:
-    key = new_key()
-    radio = Radio()
-    radio.heard(key.key_data, CONTACT, scans=2)  # 10 minutes < 15
-    await radio.store_into(store)
+    key = await heard_key(store, scans=2)  # 10 minutes < 15
     report = await match_exports(
         store,
         [ExportInput("1.zip", authority.export([key]))],
