@@ -212,7 +212,7 @@ class BlessAdvertiser:
         if advert is None or self._server is None:
             return
         try:
-            if not advert.released:
+            if not advert.released and self._server.bus.connected:
                 async with asyncio.timeout(self._timeout):
                     await self._manager.call_unregister_advertisement(advert.path)
         except Exception as exc:

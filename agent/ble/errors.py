@@ -136,7 +136,7 @@ def error_name_and_text(exc: BaseException) -> tuple[str | None, str]:
         return exc.dbus_error, exc.dbus_error_details or ""
     if isinstance(exc, FastDBusError | NextDBusError):
         return str(exc.type), str(exc.text or "")
-    if isinstance(exc, EOFError | ConnectionError | BrokenPipeError):
+    if isinstance(exc, EOFError | OSError):  # connection refused or lost, socket gone
         return _D + "Disconnected", str(exc) or type(exc).__name__
     return None, str(exc)
 

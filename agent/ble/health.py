@@ -60,6 +60,11 @@ class BluezHealth:
 
     # ---- derived state ----------------------------------------------------------------
     @property
+    def connected(self) -> bool:
+        """Our own connection to the system bus is up (False before start and once lost)."""
+        return self._bus is not None and self._bus.connected
+
+    @property
     def present(self) -> bool:
         return self.owner is not None and ADAPTER in self.interfaces
 

@@ -76,10 +76,16 @@ class _Part:
     """One supervised task and its restart bookkeeping."""
 
     def __init__(
-        self, name: str, run: Callable[[], Coroutine[Any, Any, None]], backoff: Backoff
+        self,
+        name: str,
+        run: Callable[[], Coroutine[Any, Any, None]],
+        working: Callable[[], bool],
+        backoff: Backoff,
     ) -> None:
         self.name = name
         self.run = run
+        self.working = working
+        """True while the part does its job (clears the last error)."""
         self.backoff = backoff
         self.task: asyncio.Task[None] | None = None
         self.generation = -1
@@ -155,8 +161,15 @@ class RadioService:
             rng=rng,
         )
         self._parts = {
-            ADVERTISING: _Part(ADVERTISING, self.rotation.run, self._backoff(rng)),
-            SCANNING: _Part(SCANNING, self.scan_loop.run, self._backoff(rng)),
+            ADVERTISING: _Part(
+                ADVERTISING,
+                self.rotation.run,
+                lambda: self.advertiser.advertising,
+                self._backoff(rng),
+            ),
+            SCANNING: _Part(
+                SCANNING, self.scan_loop.run, lambda: self.scanner.scanning, self._backoff(rng)
+            ),
         }
         self._allowed = {ADVERTISING: advertise, SCANNING: scan}
         self.heartbeat: float | None = None
@@ -222,6 +235,8 @@ class RadioService:
             while True:
                 if self.health.fatal is not None:
                     raise self.health.fatal
+                if not self.health.connected:
+                    raise BluetoothError("Bluetooth: lost the connection to the system D-Bus")
                 self._wake.clear()
                 if self.health.present:
                     self._found.set()
@@ -253,6 +268,8 @@ class RadioService:
         now = asyncio.get_running_loop().time()
         if part.task is not None and part.task.done():
             self._collect(part, now)
+        elif part.task is not None and part.working():
+            part.last_error = None
         if not (self._allowed[part.name] and self.health.ready):
             await self._stop_part(part)
             return

@@ -36,6 +36,12 @@ _DBUS = "org.freedesktop.DBus"
 _CLIENT_CALL_TIMEOUT = 5.0
 
 
+def _sent(future: asyncio.Future[Any]) -> None:
+    """A message went out, or the connection was gone: nobody waits for the result."""
+    if not future.cancelled() and future.exception() is not None:
+        _LOGGER.debug("fake service: send failed: %s", future.exception())
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """A method call the service received (for assertions)."""
@@ -95,7 +101,7 @@ class BusService:
 
     def _send(self, msg: Message) -> None:
         if self._bus is not None:
-            self._bus.send(msg)
+            self._bus.send(msg).add_done_callback(_sent)
 
     async def _bus_call(
         self, dest: str, path: str, iface: str, member: str, sig: str = "", body: Sequence[Any] = ()

@@ -14,7 +14,7 @@ from agent.ble.advertiser import BlessAdvertiser
 from agent.ble.scanner import BleakEnScanner
 from agent.clock import SystemClock
 from agent.constants import BLUEZ_RECOVERY_SECONDS, EN_SERVICE_UUID
-from agent.errors import EXIT_CONFIG, BluetoothAccessDeniedError
+from agent.errors import EXIT_CONFIG, BluetoothAccessDeniedError, BluetoothError
 from agent.models import Sighting
 from agent.sim import FakeBluez, PrivateBus
 from agent.sim.bus import SYSTEM_BUS_ENV
@@ -59,6 +59,8 @@ async def test_bluetoothd_restart_is_recovered_within_10_s(
         assert status["advertising"] and status["scanning"]
     assert {s.rssi for s in a.sightings()} == {-66}
     assert {s.rssi for s in b.sightings()} == {-55}
+    # errors seen while bluetoothd was away are not reported once all works again
+    await eventually(lambda: set(a.radio.status()["last_error"].values()) == {None})
 
 
 async def test_adapter_powered_off_and_on(fake: FakeBluez, make_agent: Any) -> None:
@@ -220,3 +222,16 @@ async def test_consent_off_stops_advertising_and_scanning_at_once(
     a.radio.set_advertising_allowed(True)
     await eventually(lambda: len(fake.advertisements("hci0")) == 1, timeout=2)
     assert fake.discovery_sessions("hci0") == {}  # scanning stays off until allowed
+
+
+async def test_losing_the_system_bus_ends_run_with_a_bluetooth_error(
+    private_bus: PrivateBus, fake: FakeBluez, make_agent: Any
+) -> None:
+    a = make_agent("hci0")
+    await eventually(lambda: a.radio.status()["advertising"])
+    private_bus.stop()  # the system dbus-daemon went away
+    assert a.task is not None
+    with pytest.raises(BluetoothError, match="system D-Bus") as info:
+        await asyncio.wait_for(a.task, 5)
+    assert not isinstance(info.value, BluetoothAccessDeniedError)
+    assert info.value.exit_code == 1  # the daemon restarts the radio; no exit 78

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import statistics
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ async def test_each_agent_stores_the_others_exact_rpi_aem_and_link_rssi(
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.2)  # more than two scan instances
+        for agent in (a, b):
+            agent.radio.set_scanning_allowed(False)
+        await eventually(lambda: not a.radio.scanner.scanning and not b.radio.scanner.scanning)
         await writer_a.close()
         await writer_b.close()
         scans_a = await store_a.observed_scans(0)
@@ -131,3 +135,18 @@ def _variant_as(uuids: list[str]) -> Any:
     from dbus_fast import Variant
 
     return Variant("as", uuids)
+
+
+async def test_path_loss_links_give_noisy_rssi_around_the_model(
+    make_fake: Any, make_agent: Any
+) -> None:
+    fake: FakeBluez = await make_fake()
+    fake.set_distance("hci0", "hci1", 3.0, walls=1)  # both directions
+    a = make_agent("hci0")
+    b = make_agent("hci1")
+    await eventually(lambda: a.heard() >= 25 and b.heard() >= 25)
+    expected = fake.air.model.mean_rssi(3.0, walls=1)  # -59 - 20 log10(3) - 5 = -73.5
+    for agent in (a, b):
+        values = [s.rssi for s in agent.sightings()]
+        assert abs(statistics.mean(values) - expected) < 3.0
+        assert len(set(values)) > 1  # noise on every report
