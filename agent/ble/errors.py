@@ -186,12 +186,6 @@ def classify_agent_error(exc: BaseException) -> Classified:
     return classify(exc)
 
 
-def raise_if_fatal(exc: BaseException) -> None:
-    """Re-raise an AccessDenied-type failure as :class:`BluetoothAccessDeniedError`."""
-    if classify(exc).action is Action.FATAL:
-        raise BluetoothAccessDeniedError(ACCESS_DENIED_MESSAGE) from exc
-
-
 class Backoff:
     """Exponential back-off with jitter: initial, x2 ... up to maximum, +-20 %."""
 
