@@ -37,10 +37,21 @@ from agent.constants import (
     TX_POWER_MAX_DBM,
     TX_POWER_MIN_DBM,
 )
+from agent.errors import AgentError
 from agent.models import ObservedScan, ReportType, TemporaryExposureKey
 from agent.payload import Metadata
 
 _LOGGER = logging.getLogger(__name__)
+
+
+class MatchingError(AgentError):
+    """Matching could not finish (a worker process died, e.g. killed for memory)."""
+
+
+WORKER_DIED = (
+    "a matching worker process died (out of memory? the service is capped at MemoryMax); "
+    "nothing was stored, the files are matched again next time"
+)
 
 Candidate = tuple[int, int]
 """(index of the key, interval offset j - rolling_start 0..143) of an observed RPI."""

@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 
 import numpy as np
 
 from agent.constants import TEK_LENGTH
-from agent.matching import Candidate, MatchResult, SightingIndex, evaluate_candidates
+from agent.matching import (
+    WORKER_DIED,
+    Candidate,
+    MatchingError,
+    MatchResult,
+    SightingIndex,
+    evaluate_candidates,
+)
 from agent.matching_fast.kernel import EcbBackend, Prefilter, ecb_backend, find_candidates
 from agent.matching_fast.keys import KeyArrays
 from agent.models import ReportType, TemporaryExposureKey
@@ -42,9 +50,15 @@ def _worker_task(key_data: bytes, rolling_start: bytes, base_index: int) -> list
     return find_candidates(key_data, starts, state.prefilter, state.backend, base_index=base_index)
 
 
+MAX_DEFAULT_WORKERS = 2
+"""Each worker process costs ~60 MB (interpreter, numpy, prefilter, chunk buffer) and the
+systemd unit caps the whole service at 256 MB, so by default at most two, even on a
+4-core Pi; pass ``workers`` to use more."""
+
+
 def default_workers() -> int:
-    """One worker per core this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """One worker per core this process may run on, at most :data:`MAX_DEFAULT_WORKERS`."""
+    return max(1, min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0))))
 
 
 def find_candidates_parallel(
@@ -102,7 +116,10 @@ def find_candidates_parallel(
             for start in range(0, n, task_keys)
         ]
         for size, future in futures:
-            found.extend(future.result())
+            try:
+                found.extend(future.result())
+            except BrokenProcessPool as exc:
+                raise MatchingError(WORKER_DIED) from exc
             done += size
             if progress is not None:
                 progress(done)

@@ -20,6 +20,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
@@ -29,7 +30,7 @@ from agent.constants import RETENTION_SECONDS
 from agent.errors import ExportFileError
 from agent.export import PublicKeyRing
 from agent.keyschedule import KeySchedule
-from agent.matching import SightingIndex
+from agent.matching import WORKER_DIED, MatchingError, SightingIndex
 from agent.matching_fast import KeyArrays, ParsedExport, fast_match, read_export_keys
 from agent.matching_fast.parallel import default_workers
 from agent.models import ExposureWindow
@@ -112,13 +113,15 @@ async def verify_exports(
     ring: RingSource,
     now_interval: int,
     *,
-    workers: int,
     progress: Progress | None = None,
 ) -> list[ParsedExport | ExportFileError]:
     """Verify and parse every export off the event loop; one result or error per file.
 
-    Big files go to worker processes (``ring`` must then be picklable); small ones run
-    in a thread with the ring resolved once.
+    Big files go to a worker process, one at a time (``ring`` must then be picklable);
+    small ones run in a thread with the ring resolved once.
+
+    Raises:
+        MatchingError: the worker process died (e.g. killed for memory).
     """
     results: list[ParsedExport | ExportFileError | None] = [None] * len(exports)
     big = [i for i, e in enumerate(exports) if len(e.content) >= PROCESS_PARSE_BYTES]
@@ -142,9 +145,8 @@ async def verify_exports(
             report()
     if big:
         loop = asyncio.get_running_loop()
-        with ProcessPoolExecutor(
-            max_workers=max(1, min(workers, len(big))), mp_context=get_context("spawn")
-        ) as pool:
+        # one parse at a time: a 1 M-key file peaks near 400 MB in its worker
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             futures = {
                 i: loop.run_in_executor(
                     pool, read_export_keys, exports[i].content, ring, now_interval
@@ -156,6 +158,8 @@ async def verify_exports(
                     results[i] = await future
                 except ExportFileError as exc:
                     results[i] = exc
+                except BrokenProcessPool as exc:
+                    raise MatchingError(WORKER_DIED) from exc
                 done += 1
                 report()
     return [r for r in results if r is not None]
@@ -208,7 +212,7 @@ async def match_exports(
     parsed: list[tuple[ExportInput, ParsedExport]] = []
     for export, result in zip(
         todo,
-        await verify_exports(todo, ring, now_interval, workers=workers, progress=progress),
+        await verify_exports(todo, ring, now_interval, progress=progress),
         strict=True,
     ):
         if isinstance(result, ExportFileError):

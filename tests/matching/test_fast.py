@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 from agent import crypto
 from agent.clock import en_interval_number, interval_start_seconds
 from agent.constants import TEK_ROLLING_PERIOD
-from agent.matching import SightingIndex, dedupe_keys, match_keys, reference_candidates
+from agent.matching import (
+    MatchingError,
+    SightingIndex,
+    dedupe_keys,
+    match_keys,
+    reference_candidates,
+)
 from agent.matching_fast import (
     CtypesEcb,
     KeyArrays,
@@ -146,6 +152,13 @@ def test_worker_processes_give_the_same_candidates() -> None:
     )
     assert sorted(found) == data.planted
     assert seen == [700, 1400, 2100, 2800, 3000]
+
+
+def test_a_dead_worker_pool_is_a_clear_error() -> None:
+    data = make_dataset(300, 10, planted=1, seed=5)
+    blob = SightingIndex(data.scans).rpi_blob()
+    with pytest.raises(MatchingError, match="worker process died"):
+        find_candidates_parallel(data.keys, blob, workers=2, task_keys=100, backend="rot13")
 
 
 def test_reference_candidates_match_the_kernel_on_real_data() -> None:
