@@ -15,9 +15,8 @@ from typing import Any
 
 from dbus_fast import BusType, Message, MessageType, unpack_variants
 from dbus_fast.aio import MessageBus
-from dbus_fast.errors import DBusError
 
-from agent.ble.busutil import close_bus
+from agent.ble.busutil import call_method, close_bus
 from agent.ble.errors import BluetoothOperationError, Reason, to_agent_error
 from agent.constants import DBUS_CALL_TIMEOUT_SECONDS
 from agent.errors import BluetoothAccessDeniedError
@@ -129,24 +128,12 @@ class BluezHealth:
         body: list[Any] | None = None,
     ) -> list[Any]:
         assert self._bus is not None
-        msg = Message(
-            destination=dest,
-            path=path,
-            interface=iface,
-            member=member,
-            signature=sig,
-            body=body or [],
-        )
         try:
-            async with asyncio.timeout(self._timeout):
-                reply = await self._bus.call(msg)
+            return await call_method(
+                self._bus, dest, path, iface, member, sig, body or [], timeout=self._timeout
+            )
         except Exception as exc:
             raise to_agent_error(exc, f"{member} on {dest}") from exc
-        assert reply is not None
-        if reply.message_type == MessageType.ERROR:
-            text = str(reply.body[0]) if reply.body else ""
-            raise to_agent_error(DBusError(reply.error_name or "unknown", text), f"{member}")
-        return list(reply.body)
 
     async def _sync(self) -> None:
         """Read the owner of org.bluez and the adapter's state from scratch."""

@@ -18,8 +18,9 @@ from typing import Any
 
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
+from dbus_fast.errors import DBusError
 
-from agent.ble.busutil import close_bus
+from agent.ble.busutil import call_method, close_bus
 from agent.sim.dbusobj import (
     INTROSPECTABLE,
     OBJECT_MANAGER,
@@ -109,23 +110,14 @@ class BusService:
         """Call a method; an error reply raises DBusFailure, silence raises NoReply."""
         if self._bus is None:
             raise DBusFailure("org.freedesktop.DBus.Error.Disconnected", "not connected")
-        msg = Message(
-            destination=dest,
-            path=path,
-            interface=iface,
-            member=member,
-            signature=sig,
-            body=list(body),
-        )
         try:
-            reply = await asyncio.wait_for(self._bus.call(msg), _CLIENT_CALL_TIMEOUT)
+            return await call_method(
+                self._bus, dest, path, iface, member, sig, body, timeout=_CLIENT_CALL_TIMEOUT
+            )
+        except DBusError as exc:
+            raise DBusFailure(exc.type, exc.text) from exc
         except (TimeoutError, OSError, EOFError) as exc:
             raise DBusFailure("org.freedesktop.DBus.Error.NoReply", str(exc)) from exc
-        assert reply is not None
-        if reply.message_type == MessageType.ERROR:
-            text = str(reply.body[0]) if reply.body else ""
-            raise DBusFailure(reply.error_name or "unknown", text)
-        return list(reply.body)
 
     # ---- dispatch ------------------------------------------------------------------------
     def _on_message(self, msg: Message) -> Message | bool | None:
