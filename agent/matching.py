@@ -83,6 +83,8 @@ class MatchedScan:
     tx_power_dbm: int
     calibration_confidence: int
     previous_scan_end: float | None
+    scan_start: float | None = None
+    previous_scan_start: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,8 @@ def evaluate_rpi(
                 tx_power_dbm=tx_power,
                 calibration_confidence=metadata.calibration_confidence,
                 previous_scan_end=scan.previous_scan_end,
+                scan_start=scan.scan_start,
+                previous_scan_start=scan.previous_scan_start,
             )
         )
     return result

@@ -109,6 +109,11 @@ class ObservedScan:
     rssi_mean: float
     previous_scan_end: float | None
     """End of the scan before this one (None: unknown -> 120 s is assumed, spec §7.1)."""
+    scan_start: float | None = None
+    """Start of the scan instance these sightings belong to (None: unknown, e.g. imported)."""
+    previous_scan_start: float | None = None
+    """Start of the scan before this one. Start-to-start is the time a scan stands for,
+    right both for GAEN's 4 s duty scans and for back-to-back slots of continuous scanning."""
 
     def __repr__(self) -> str:
         return f"ObservedScan(first_seen={self.first_seen}, count={self.count}, <rpi>)"

@@ -91,16 +91,36 @@ def seconds_since_last_scan(time: float, previous_scan_end: float | None) -> int
     return _MINUTE * max(0, min(SECONDS_SINCE_LAST_SCAN_CAP // _MINUTE, minutes))
 
 
+def scan_seconds(scan: MatchedScan) -> int:
+    """Seconds since the last scan for one matched scan (spec §7.1).
+
+    When the scanner recorded its scans, the time a scan stands for is measured from the
+    previous scan's start to this scan's start: 300 s for GAEN's 4 s scans every 5 min,
+    60 s for the 60 s slots of continuous scanning. Otherwise GAEN's rule on the end of
+    the previous scan applies (120 s when that is unknown too).
+    """
+    if scan.scan_start is not None and scan.previous_scan_start is not None:
+        return seconds_since_last_scan(scan.scan_start, scan.previous_scan_start)
+    return seconds_since_last_scan(scan.first_seen, scan.previous_scan_end)
+
+
+def _same_instance(group: list[MatchedScan], scan: MatchedScan) -> bool:
+    if scan.scan_start is not None and group[0].scan_start is not None:
+        return scan.scan_start == group[0].scan_start
+    return scan.first_seen - group[-1].last_seen <= SCAN_INSTANCE_GAP_SECONDS
+
+
 def scan_instances(scans: Sequence[MatchedScan]) -> list[ScanInstance]:
     """Scan instances of time-sorted matched scans of one key.
 
-    Scans closer than 25.5 s to the previous one (e.g. two RPIs of one key across a
-    rotation inside one scan) form one instance: typical = the count-weighted mean
-    attenuation rounded half up, min = the minimum, seconds since last scan = the first's.
+    Scans of one recorded scan (e.g. two RPIs of one key across a rotation inside one
+    scan) form one instance; without a recorded scan start, scans closer than 25.5 s do.
+    typical = the count-weighted mean attenuation rounded half up, min = the minimum,
+    seconds since last scan = the first's (:func:`scan_seconds`).
     """
     groups: list[list[MatchedScan]] = []
     for scan in scans:
-        if groups and scan.first_seen - groups[-1][-1].last_seen <= SCAN_INSTANCE_GAP_SECONDS:
+        if groups and _same_instance(groups[-1], scan):
             groups[-1].append(scan)
         else:
             groups.append([scan])
@@ -112,9 +132,7 @@ def scan_instances(scans: Sequence[MatchedScan]) -> list[ScanInstance]:
             ScanInstance(
                 typical_attenuation_db=typical_attenuation(mean),
                 min_attenuation_db=min(s.min_attenuation_db for s in group),
-                seconds_since_last_scan=seconds_since_last_scan(
-                    group[0].first_seen, group[0].previous_scan_end
-                ),
+                seconds_since_last_scan=scan_seconds(group[0]),
             )
         )
     return result

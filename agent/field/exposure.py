@@ -125,6 +125,8 @@ def observed_scans(
                 rssi_max=max(rssis),
                 rssi_mean=sum(rssis) / len(rssis),
                 previous_scan_end=start - scan_period,
+                scan_start=start,
+                previous_scan_start=start - scan_period,
             )
         )
     scans.sort(key=lambda s: s.first_seen)
@@ -147,6 +149,8 @@ def _stand_in_scans(scans: Sequence[ObservedScan], tx_power_dbm: int) -> list[Ma
                 tx_power_dbm=tx_power_dbm,
                 calibration_confidence=0,
                 previous_scan_end=scan.previous_scan_end,
+                scan_start=scan.scan_start,
+                previous_scan_start=scan.previous_scan_start,
             )
         )
     return result

@@ -29,8 +29,10 @@ _INSERT = "INSERT INTO sighting (t, rpi, aem, rssi, scan_off) VALUES (?, ?, ?, ?
 _LOW_ROW = "SELECT min(first_row) FROM sighting_batch WHERE t_max >= ?"
 
 _GROUPED = """
-SELECT g.rpi, g.aem, g.first, g.last, g.n, g.lo, g.hi, g.mean,
+SELECT g.rpi, g.aem, g.first, g.last, g.n, g.lo, g.hi, g.mean, g.ss,
        (SELECT end_t FROM scan WHERE end_t <= g.ss AND start_t < g.ss
+        ORDER BY end_t DESC LIMIT 1),
+       (SELECT start_t FROM scan WHERE end_t <= g.ss AND start_t < g.ss
         ORDER BY end_t DESC LIMIT 1)
 FROM (SELECT rpi, aem, t - scan_off AS ss, min(t) AS first, max(t) AS last,
              count(*) AS n, min(rssi) AS lo, max(rssi) AS hi, avg(rssi) AS mean
@@ -119,9 +121,13 @@ async def observed_scans(db: Database, since: float) -> list[ObservedScan]:
             rssi_max=hi,
             rssi_mean=float(mean),
             previous_scan_end=None if prev is None else float(prev),
+            scan_start=float(scan_start),
+            previous_scan_start=None if prev_start is None else float(prev_start),
         )
-        for rpi, aem, first, last, n, lo, hi, mean, prev in await db.fetchall(
-            _GROUPED, (low, since)
+        for rpi, aem, first, last, n, lo, hi, mean, scan_start, prev, prev_start in (
+            await db.fetchall(
+                _GROUPED, (low, since)
+            )
         )
     ]
     unscanned = await db.fetchall(_UNSCANNED, (low, since))
