@@ -74,6 +74,8 @@ def _debug_requested() -> bool:
 
 pass_cli = click.make_pass_decorator(CliContext)
 
+_VERBOSE_COMMANDS = frozenset({"run", "keyserver", "demo", "simulate"})
+
 
 @click.group(cls=AgentGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="contact-agent")
@@ -94,8 +96,11 @@ pass_cli = click.make_pass_decorator(CliContext)
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None, config_path: Path | None, debug: bool) -> None:
     """Bluetooth LE Exposure Notification agent."""
+    # The daemon reports what it does at INFO; one-shot commands speak through their
+    # output and keep the log for warnings.
+    quiet = ctx.invoked_subcommand not in _VERBOSE_COMMANDS
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
+        level=logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO),
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
