@@ -103,6 +103,8 @@ class Actions:
         service = self._service
         await service.set_consent(False)
         await wait_until(lambda: not is_scanning(service.radio_status()), RADIO_OFF_TIMEOUT)
+        if service.ingest is not None:
+            service.ingest.drain()  # nothing held back may be written after the deletion
         if service.writer is not None:
             await service.writer.flush()
         service.restart_radio(KeySchedule())

@@ -72,6 +72,12 @@ class Housekeeping:
         metrics.set("exposures_total", len(counting))
         if service.writer is not None:
             self._raise_counter("sightings_stored_total", service.writer.stats.flushed_rows)
+            self._raise_counter("sighting_write_errors_total", service.writer.stats.errors)
+        if service.ingest is not None:
+            guard = service.ingest.guard.stats()
+            metrics.set("flood", guard.flood)
+            self._raise_counter("flood_dropped_total", guard.flood_dropped)
+            self._raise_counter("sightings_thinned_total", guard.thinned)
         radio = service.radio_status()
         counters = radio.get("counters") or {}
         metrics.set("advertising", bool(radio.get("advertising")))

@@ -45,6 +45,10 @@ SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("notifications_total", "counter", "Exposure notifications sent"),
     MetricSpec("purges_total", "counter", "Retention purges run"),
     MetricSpec("database_bytes", "gauge", "Size of the database files"),
+    MetricSpec("flood", "gauge", "1 while more new RPIs arrive than the flood guard admits"),
+    MetricSpec("flood_dropped_total", "counter", "Sightings dropped by the flood guard"),
+    MetricSpec("sightings_thinned_total", "counter", "Burst duplicates folded per 2 s slot"),
+    MetricSpec("sighting_write_errors_total", "counter", "Failed sighting batch writes"),
 )
 _BY_NAME = {s.name: s for s in SPECS}
 

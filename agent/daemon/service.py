@@ -51,10 +51,11 @@ from agent.daemon.radio import (
 )
 from agent.daemon.radiorun import RadioRunner
 from agent.daemon.sdnotify import Heartbeats, SdNotifier
-from agent.daemon.status import LOWER_BOUND_STATE_KEY, live_status
+from agent.daemon.status import LOWER_BOUND_STATE_KEY, degraded_reason, live_status
 from agent.daemon.supervise import supervise
 from agent.daemon.timebase import ServiceTiming
 from agent.errors import AgentError
+from agent.ingest import FloodGuard, IngestPipe
 from agent.keyschedule import KeySchedule, OwnTek
 from agent.payload import Metadata
 from agent.report.chaff import run_chaff
@@ -121,6 +122,7 @@ class AgentService:
         self._clockwatch: ClockWatch | None = None
         self._radio: RadioRunner | None = None
         self._writer: SightingWriter | None = None
+        self._ingest: IngestPipe | None = None
         self._fetcher: FetchScheduler | None = None
         self._control: ControlServer | None = None
         self._housekeeping = Housekeeping(self)
@@ -156,6 +158,11 @@ class AgentService:
     @property
     def writer(self) -> SightingWriter | None:
         return self._writer
+
+    @property
+    def ingest(self) -> IngestPipe | None:
+        """The flood guard between the radio's queue and the writer."""
+        return self._ingest
 
     @property
     def fetcher(self) -> FetchScheduler | None:
@@ -244,8 +251,9 @@ class AgentService:
             parts = ["clock not synchronised: scanning only"]
         else:
             parts = ["advertising and scanning"]
-        if self.degraded:
-            parts.append(f"degraded: {self.degraded}")
+        degraded = degraded_reason(self)
+        if degraded:
+            parts.append(f"degraded: {degraded}")
         if self._fetcher is not None:
             parts.append(self._fetcher.status_line())
         self.sd.status("; ".join(parts))
@@ -304,7 +312,8 @@ class AgentService:
         )
         await self._clockwatch.check()
         schedule = KeySchedule(await store.load_own_teks())
-        self._writer = SightingWriter(store, self.queue, flush_interval=self.timing.writer_flush)
+        self._writer = SightingWriter(store, flush_interval=self.timing.writer_flush)
+        self._ingest = IngestPipe(self.queue, self._writer.add, FloodGuard(self.clock))
         self._fetcher = FetchScheduler(
             store,
             self.config,
@@ -374,6 +383,8 @@ class AgentService:
 
     async def _shutdown(self) -> None:
         self.sd.stopping("stopping: saving sightings and keys")
+        if self._ingest is not None:
+            self._ingest.drain()  # held sightings go to the writer's final flush
         if self._writer is not None:
             await self._writer.close()
         if self.schedule is not None:
@@ -398,13 +409,14 @@ class AgentService:
     # ---- the supervised parts ----------------------------------------------------------
     async def _supervise_all(self) -> None:
         assert self._writer is not None and self._fetcher is not None
-        assert self._radio is not None
+        assert self._radio is not None and self._ingest is not None
         writer_task = self._writer.start()
         try:
             async with asyncio.TaskGroup() as group:
                 radio_task = group.create_task(self._part("radio", self._radio.run))
                 group.create_task(self._send_ready(radio_task))
                 group.create_task(self._part("clock", self._clock_loop))
+                group.create_task(self._part("ingest", self._ingest.run))
                 group.create_task(self._part("fetch", self._fetcher.run))
                 group.create_task(self._part("housekeeping", self._housekeeping.run))
                 group.create_task(self._part("chaff", self._chaff))

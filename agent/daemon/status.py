@@ -106,12 +106,31 @@ async def live_status(service: AgentService) -> dict[str, Any]:
             "scan_mode": radio.get("scan_mode"),
             "radio": radio,
             "current_interval": en_interval_number(wall) if wall >= 0 else None,
-            "degraded": service.degraded,
+            "degraded": degraded_reason(service),
+            "ingest": service.ingest.guard.as_dict() if service.ingest is not None else None,
             "fetch": fetcher.summary() if fetcher is not None else None,
             "metrics": service.metrics.snapshot(),
         }
     )
     return result
+
+
+def degraded_reason(service: AgentService) -> str | None:
+    """Why the daemon is not fully working: adapter, storage, an RPI flood (or None)."""
+    reasons = [service.degraded] if service.degraded else []
+    writer = service.writer.stats if service.writer is not None else None
+    if writer is not None and writer.failing:
+        reasons.append(
+            f"sightings are not being written ({writer.last_error}); "
+            f"{writer.pending} kept in memory"
+        )
+    if service.ingest is not None and service.ingest.guard.flood:
+        limits = service.ingest.guard.limits
+        reasons.append(
+            f"flood: more than {limits.max_new_rpis} new identifiers in "
+            f"{limits.window_seconds / 60:.0f} minutes, the rest are dropped"
+        )
+    return "; ".join(reasons) or None
 
 
 def _day(day: float) -> str:

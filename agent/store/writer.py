@@ -44,6 +44,8 @@ class WriterStats:
     """Items with impossible values (not stored)."""
     pending: int = 0
     last_error: str | None = None
+    failing: bool = False
+    """The latest write failed (the buffer waits for the next attempt)."""
 
 
 class SightingWriter:
@@ -82,6 +84,7 @@ class SightingWriter:
     @property
     def stats(self) -> WriterStats:
         self._stats.pending = len(self._rows)
+        self._stats.failing = self._failing
         return self._stats
 
     def add(self, item: Item) -> None:
