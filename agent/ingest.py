@@ -274,14 +274,18 @@ class IngestPipe:
                     break
             self._emit(self.guard.release())
 
-    def drain(self) -> None:
-        """Everything queued and held goes to the writer now; the guard forgets its RPIs."""
+    def hand_over(self) -> None:
+        """Everything queued and held goes to the writer now (before a match or a flush)."""
         while True:
             try:
                 self._offer(self._source.get_nowait())
             except asyncio.QueueEmpty:
                 break
         self._emit(self.guard.release(everything=True))
+
+    def drain(self) -> None:
+        """:meth:`hand_over`, then the guard forgets its RPIs (shutdown, ``forget``)."""
+        self.hand_over()
         self.guard.clear()
 
     def _offer(self, item: Item) -> None:

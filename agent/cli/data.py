@@ -22,6 +22,7 @@ from agent.cli.match import window_json
 from agent.clock import SystemClock, decide_clock_trust
 from agent.clocksync import system_synchronized
 from agent.constants import RETENTION_SECONDS
+from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
 from agent.errors import AgentError, MalformedInputError
 from agent.interchange import (
     EXPOSURE_FIELDS,
@@ -36,6 +37,9 @@ from agent.models import Sighting
 from agent.store import CONSENT_STATE_KEY, LOWER_BOUND_STATE_KEY, PurgeResult, Store
 
 T = TypeVar("T")
+
+FORGET_TIMEOUT_SECONDS = 60.0
+"""The daemon stops the radio and deletes with a checkpoint; that may take a while."""
 
 
 def _with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
@@ -247,8 +251,13 @@ def forget(cli: CliContext, yes: bool) -> None:
         await store.forget()
         await store.set_state(CONSENT_STATE_KEY, "off")
 
-    _with_store(cli.data_dir, run)
-    click.echo("all data deleted; consent is off (`contact-agent enable` starts again)")
+    try:  # a running daemon deletes (radio off first, nothing in memory written later)
+        request(client_socket_paths(cli.data_dir), "forget", timeout=FORGET_TIMEOUT_SECONDS)
+        by = " by the running daemon"
+    except DaemonNotRunningError:
+        _with_store(cli.data_dir, run)
+        by = ""
+    click.echo(f"all data deleted{by}; consent is off (`contact-agent enable` starts again)")
 
 
 COMMANDS = [import_group, export_group, purge, forget]

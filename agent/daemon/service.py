@@ -168,6 +168,12 @@ class AgentService:
     def fetcher(self) -> FetchScheduler | None:
         return self._fetcher
 
+    async def flush_sightings(self) -> bool:
+        """Write every sighting heard so far (held by the flood guard or buffered)."""
+        if self._ingest is not None:
+            self._ingest.hand_over()
+        return await self._writer.flush() if self._writer is not None else True
+
     def radio_status(self) -> dict[str, Any]:
         return self._radio.status() if self._radio is not None else {}
 
@@ -325,7 +331,7 @@ class AgentService:
             metrics=self.metrics,
             heartbeats=self.heartbeats,
             base_dir=self.config_path.parent if self.config_path else None,
-            before_cycle=self._writer.flush,
+            before_cycle=self.flush_sightings,
             first_delay=self.timing.first_fetch_delay,
         )
         self._radio = RadioRunner(

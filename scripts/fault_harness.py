@@ -1,0 +1,225 @@
+"""Shared by the fault scripts and tests: the simulated air and ``contact-agent run``.
+
+- :func:`simulated_air`: a private dbus-daemon standing in for the system bus and the fake
+  bluetoothd (:class:`agent.sim.FakeBluez`) with one adapter, ``hci0``, on it.
+- :class:`DaemonProcess`: ``python -m agent run`` as a child process on that bus, with
+  its own data directory, config file, sd_notify socket and log file; READY detection,
+  control-socket requests, kill -9, SIGTERM, resident memory.
+- :func:`en_beacon`: an outside phone advertising EN service data.
+
+No root and no Bluetooth hardware are needed; nothing here talks to the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from dbus_fast import Variant
+
+from agent.constants import EN_SERVICE_UUID
+from agent.daemon.control import client_socket_paths, request
+from agent.sim import FakeBluez, PrivateBus
+
+SYSTEMD_VARIABLES = ("INVOCATION_ID", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+def short_dir(prefix: str = "ca-") -> Path:
+    """A directory under /tmp: Unix socket paths must stay under 108 bytes."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@contextlib.asynccontextmanager
+async def simulated_air(
+    *, tick: float = 0.05, stale_timeout: float = 2.0, adapters: tuple[str, ...] = ("hci0",)
+) -> AsyncIterator[tuple[PrivateBus, FakeBluez]]:
+    """A private system bus with the fake bluetoothd serving ``adapters``."""
+    with PrivateBus() as bus:
+        fake = FakeBluez(
+            list(adapters), tick=tick, stale_timeout=stale_timeout, bus_address=bus.address
+        )
+        await fake.start()
+        try:
+            yield bus, fake
+        finally:
+            await fake.stop()
+
+
+def en_beacon(fake: FakeBluez, beacon_id: str, payload: bytes, rssi: int = -60) -> None:
+    """An outside phone advertising ``payload`` (RPI || AEM) that every adapter hears."""
+    fake.add_beacon(
+        beacon_id,
+        rssi=rssi,
+        ServiceUUIDs=Variant("as", [EN_SERVICE_UUID]),
+        ServiceData=Variant("a{sv}", {EN_SERVICE_UUID: Variant("ay", payload)}),
+    )
+
+
+def radio_config(extra: str = "", *, scan: str = "continuous") -> str:
+    """Config TOML: hci0, a trusted clock (tests), no desktop notifications."""
+    radio = "[radio]\nadapter = 'hci0'\n"
+    if scan == "duty":
+        radio += "scan_mode = 'duty'\nduty_scan_seconds = 0.4\nduty_period_seconds = 1.0\n"
+    return radio + "[clock]\nrequire_sync = false\n[notify]\ndesktop = false\n" + extra
+
+
+class DaemonProcess:
+    """``python -m agent run`` on the simulated air (one process at a time)."""
+
+    def __init__(self, base: Path, bus_address: str, config: str) -> None:
+        self.base = base
+        self.data = base / "data"
+        self.config_path = base / "config.toml"
+        self.config_path.write_text(config, encoding="utf-8")
+        self.log = base / "daemon.log"
+        env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
+        env.update(
+            DBUS_SYSTEM_BUS_ADDRESS=bus_address,
+            DBUS_SESSION_BUS_ADDRESS="",
+            CONTACT_AGENT_DATA_DIR=str(self.data),
+            CONTACT_AGENT_CONFIG=str(self.config_path),
+            CONTACT_AGENT_SYNC_MARKER=str(base / "no-sync-marker"),
+            LANG="C.UTF-8",
+        )
+        self.notify_path = base / "notify"
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind(str(self.notify_path))
+        self._notify.setblocking(False)
+        env["NOTIFY_SOCKET"] = str(self.notify_path)
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.messages: list[str] = []
+        self.started_at = 0.0
+
+    # ---- the process ---------------------------------------------------------------------
+    async def start(self, *args: str) -> None:
+        self.drain()
+        self.messages.clear()
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agent", "run", *args, env=self.env, stderr=log
+            )
+        self.started_at = time.monotonic()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def kill9(self) -> int | None:
+        """SIGKILL; returns the exit status it had already ended with (None: killed)."""
+        assert self.proc is not None
+        ended = self.proc.returncode
+        if ended is None:
+            self.proc.kill()
+        await self.proc.wait()
+        return ended
+
+    async def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; the exit status."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+        self._notify.close()
+
+    # ---- what it says --------------------------------------------------------------------
+    def drain(self) -> list[str]:
+        """sd_notify messages received so far."""
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                self.messages.append(self._notify.recv(4096).decode())
+        return self.messages
+
+    def is_ready(self) -> bool:
+        return any("READY=1" in m for m in self.drain())
+
+    async def wait_ready(self, timeout: float = 30.0) -> float:
+        """Seconds from start to READY=1; raises if the daemon ended or took too long."""
+        deadline = time.monotonic() + timeout
+        while not self.is_ready():
+            if not self.running:
+                raise RuntimeError(f"daemon exited ({self.proc and self.proc.returncode})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no READY=1 within {timeout} s")
+            await asyncio.sleep(0.02)
+        return time.monotonic() - self.started_at
+
+    async def control(self, cmd: str, timeout: float = 30.0, **args: Any) -> dict[str, Any]:
+        paths = client_socket_paths(self.data, {})
+        return await asyncio.to_thread(request, paths, cmd, timeout=timeout, **args)
+
+    async def cli(self, *args: str, timeout: float = 60.0) -> tuple[int, str, str]:
+        """Run ``python -m agent ARGS`` with the daemon's environment."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent",
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the daemon now (VmRSS), 0 when it is not running."""
+        if not self.running:
+            return 0
+        return read_rss(self.pid)
+
+
+def read_rss(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def files_under(root: Path) -> Mapping[Path, bytes]:
+    """Every regular file under ``root`` with its raw bytes (sockets, fifos skipped)."""
+    found: dict[Path, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        with contextlib.suppress(OSError):
+            if path.is_file() and not path.is_symlink():
+                found[path] = path.read_bytes()
+    return found
+
+
+def identifier_hits(root: Path, needles: list[bytes]) -> list[tuple[str, int, str]]:
+    """(file, needle index, form) of every needle in any file under ``root``.
+
+    A needle counts as found in raw bytes or as lower- or upper-case hex text.
+    """
+    hits = []
+    files = files_under(root)
+    for index, needle in enumerate(needles):
+        forms = {"raw": needle, "hex": needle.hex().encode(), "HEX": needle.hex().upper().encode()}
+        for path, data in files.items():
+            for form, pattern in forms.items():
+                if pattern in data:
+                    hits.append((str(path.relative_to(root)), index, form))
+    return hits
