@@ -23,6 +23,7 @@ import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from pathlib import Path
 
 from aiohttp import web
@@ -173,6 +174,7 @@ class LocalKeyServer:
     async def start(self) -> str:
         """Bind and serve; returns the base URL (``http://127.0.0.1:PORT``)."""
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY_BYTES)
+        app.on_response_prepare.append(self._date_header)
         app.router.add_post("/api/verify", self._verify)
         app.router.add_post("/api/certificate", self._certificate)
         app.router.add_post("/api/issue", self._issue)
@@ -283,6 +285,10 @@ class LocalKeyServer:
         if fault is not None:
             return self._fault_response(request, fault)
         return response
+
+    async def _date_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        """``Date`` from the server's clock: agents on the same (simulated) time line agree."""
+        response.headers["Date"] = formatdate(self.clock.wall(), usegmt=True)
 
     def _fault_response(self, request: web.Request, fault: _Fault) -> web.Response:
         if fault.status == 0 and request.transport is not None:
