@@ -158,7 +158,11 @@ class RotationLoop:
                 reason = "wall clock stepped"
             if reason is not None:
                 current = self._current
-                if current is None or current.en_interval != en_interval_number(self._clock.wall()):
+                if (
+                    current is None
+                    or current.en_interval != en_interval_number(self._clock.wall())
+                    or current.tek not in self.schedule.teks  # ended (same-day release)
+                ):
                     _LOGGER.info("%s: rotating address and RPI now", reason)
                     return True
                 # same interval: the RPI on air is still right; a new one would need a new key
