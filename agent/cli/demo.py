@@ -1,0 +1,128 @@
+"""``contact-agent demo`` (the whole story, simulated radio) and ``contact-agent simulate``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from agent.cli import CliContext, pass_cli
+from agent.demo.fieldtext import field_lines
+from agent.demo.report import write_demo_report
+from agent.demo.scenario import load_scenario
+from agent.demo.simfield import simulate as simulate_field
+from agent.demo.steps import Event, event_line
+from agent.demo.story import MAX_AGENTS, MIN_AGENTS, StoryOptions, run_story
+from agent.demo.summary import result_json, summary_lines, verdict_line
+from agent.errors import EXIT_FAILURE, AgentError
+
+
+def _quiet_stderr_logging(debug: bool) -> None:
+    """The agents' log goes to the demo's log file; the terminal shows the time line."""
+    if debug:
+        return
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.setLevel(logging.CRITICAL)
+
+
+@click.command("demo")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option(
+    "--agents",
+    default=3,
+    show_default=True,
+    type=click.IntRange(MIN_AGENTS, MAX_AGENTS),
+    help="Agents: A reports, B meets A, the others stay far away.",
+)
+@click.option(
+    "--speed",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1.0, 600.0),
+    help="Simulated seconds per real second.",
+)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the agents' data, configs, log and the report in this folder.",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the report (Markdown, HTML, JSON, plots) into this folder.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the RSSI noise.")
+@pass_cli
+def demo(
+    cli: CliContext,
+    as_json: bool,
+    agents: int,
+    speed: float,
+    keep: Path | None,
+    report_dir: Path | None,
+    seed: int,
+) -> None:
+    """The whole story on this machine, no Bluetooth needed: B is notified, C is not."""
+    _quiet_stderr_logging(cli.debug)
+    options = StoryOptions(agents=agents, speed=speed, seed=seed, keep=keep)
+
+    def show(event: Event) -> None:
+        click.echo(event_line(event))
+
+    result = asyncio.run(run_story(options, None if as_json else show))
+    if report_dir is None and keep is not None:
+        report_dir = keep / "report"
+    files: dict[str, str] = {}
+    report_error = None
+    if report_dir is not None:
+        try:
+            files = write_demo_report(result, report_dir)
+        except AgentError as exc:
+            report_error = str(exc)
+    if as_json:
+        document = result_json(result, files)
+        if report_error:
+            document["report_error"] = report_error
+        click.echo(json.dumps(document, ensure_ascii=False))
+    else:
+        for line in summary_lines(result):
+            click.echo(line)
+        if files:
+            click.echo(f"report: {files['markdown']} (and {Path(files['html']).name})")
+        if result.work_dir is not None:
+            click.echo(f"data kept in {result.work_dir}")
+        click.echo(verdict_line(result))
+    if result.failure is not None:
+        click.echo(f"contact-agent: {result.failure}", err=True)
+        for line in result.warnings:
+            click.echo(f"contact-agent:   {line}", err=True)
+    if report_error:
+        click.echo(f"contact-agent: {report_error}", err=True)
+    sys.exit(0 if result.ok and not report_error else EXIT_FAILURE)
+
+
+@click.command("simulate")
+@click.argument("scenario_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--seed", default=None, type=int, help="Use this seed instead of the scenario's.")
+def simulate(scenario_file: Path, as_json: bool, seed: int | None) -> None:
+    """Simulate a field of agents from a scenario file: precision and recall of detection."""
+    result = simulate_field(load_scenario(scenario_file, seed))
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+        return
+    for line in field_lines(result):
+        click.echo(line)
+
+
+COMMANDS = [demo, simulate]
