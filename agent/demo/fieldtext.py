@@ -1,0 +1,50 @@
+"""``contact-agent simulate``: the simulated field's result as a few readable lines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from agent.demo.simfield import FieldResult, PairDay
+
+
+def ratio_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _row(p: PairDay) -> str:
+    day = datetime.fromtimestamp(p.day, UTC).strftime("%Y-%m-%d")
+    return (
+        f"  {p.receiver:>10} <- {p.transmitter:<10} {day}  close {p.close_minutes:6.1f} min"
+        f"  weighted {p.weighted_minutes:6.1f} min  closest {p.min_distance_m:5.1f} m"
+    )
+
+
+def field_lines(result: FieldResult, limit: int = 12) -> list[str]:
+    s, gt = result.scenario, result.scenario.ground_truth
+    modes = sorted({a.scan.mode for a in s.agents})
+    tp, fp = result.true_positives, result.false_positives
+    fn, tn = result.false_negatives, result.true_negatives
+    lines = [
+        f"scenario {s.name}: {len(s.agents)} agents, {s.duration_seconds / 60:g} min, "
+        f"{'/'.join(modes)} scanning, seed {s.seed}",
+        f"ground truth: at least {gt.minutes:g} min a day within {gt.distance_m:g} m"
+        + (" (time through a wall does not count)" if gt.walls_block else ""),
+        "detected: the receiver's agent would notify (threshold "
+        f"{s.risk.notify_threshold_minutes:g} weighted minutes, attenuation weights "
+        f"{list(s.risk.attenuation_weights)})",
+        f"{result.total_pair_days} pair-days (receiver <- transmitter, per UTC day); "
+        f"{result.sightings} sightings in {result.scans} scans",
+        "                 detected  not detected",
+        f"  close         {tp:8d}  {fn:12d}",
+        f"  not close     {fp:8d}  {tn:12d}",
+        f"precision {ratio_text(result.precision)}  recall {ratio_text(result.recall)}",
+    ]
+    missed = [p for p in result.pair_days if p.close and not p.detected]
+    false = [p for p in result.pair_days if p.detected and not p.close]
+    for title, rows in (("missed close contacts", missed), ("false alarms", false)):
+        if rows:
+            lines.append(
+                f"{title} ({len(rows)}{', first ' + str(limit) if len(rows) > limit else ''}):"
+            )
+            lines += [_row(p) for p in rows[:limit]]
+    return lines
