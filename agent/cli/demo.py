@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -16,9 +18,17 @@ from agent.demo.report import write_demo_report
 from agent.demo.scenario import load_scenario
 from agent.demo.simfield import simulate as simulate_field
 from agent.demo.steps import Event, event_line
-from agent.demo.story import MAX_AGENTS, MIN_AGENTS, StoryOptions, run_story
+from agent.demo.story import MAX_AGENTS, MIN_AGENTS, StoryOptions, StoryResult, run_story
 from agent.demo.summary import result_json, summary_lines, verdict_line
 from agent.errors import EXIT_FAILURE, AgentError
+
+
+async def _story(options: StoryOptions, show: Callable[[Event], None] | None) -> StoryResult:
+    """The story; SIGTERM cancels it like Ctrl-C, so that it still stops what it started."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run_story(options, show)
 
 
 def _quiet_stderr_logging(debug: bool) -> None:
@@ -79,7 +89,11 @@ def demo(
     def show(event: Event) -> None:
         click.echo(event_line(event))
 
-    result = asyncio.run(run_story(options, None if as_json else show))
+    try:
+        result = asyncio.run(_story(options, None if as_json else show))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        click.echo("contact-agent: demo interrupted; everything it started was stopped", err=True)
+        sys.exit(130)
     if report_dir is None and keep is not None:
         report_dir = keep / "report"
     files: dict[str, str] = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from typing import Any
 
 from agent.clock import SystemClock, en_interval_number, rolling_start_interval_number
 from agent.constants import TEK_ROLLING_PERIOD
+from agent.daemon.control import MAX_SUN_PATH, SOCKET_NAME
 from agent.daemon.supervise import wait_until
 from agent.daemon.timebase import AcceleratedClock
 from agent.demo.geometry import Point, Wall, link
@@ -215,10 +217,24 @@ async def run_story(
     return result
 
 
+def _fits_sockets(folder: Path) -> bool:
+    """The agents' control sockets (``folder/A/control.sock``) fit a Unix socket path."""
+    return len(os.fsencode(folder.absolute() / "A" / SOCKET_NAME)) <= MAX_SUN_PATH
+
+
 def _work_dir(keep: Path | None) -> Path:
     """A fresh temporary folder, or ``keep``, which must be new or empty."""
     if keep is None:
-        return Path(tempfile.mkdtemp(prefix="contact-agent-demo-"))
+        folder = Path(tempfile.mkdtemp(prefix="contact-agent-demo-"))
+        if _fits_sockets(folder):
+            return folder
+        folder.rmdir()  # TMPDIR is too deep for Unix sockets: /tmp is not
+        return Path(tempfile.mkdtemp(prefix="contact-agent-demo-", dir="/tmp"))
+    if not _fits_sockets(keep):
+        raise AgentError(
+            f"--keep {keep} is too long a path for the agents' control sockets "
+            f"(at most {MAX_SUN_PATH - len('/A/' + SOCKET_NAME)} bytes); use a shorter one"
+        )
     try:
         keep.mkdir(parents=True, exist_ok=True)
         if any(keep.iterdir()):

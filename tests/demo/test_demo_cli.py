@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,7 @@ class Run:
         with pytest.raises(ProcessLookupError):  # no member of its process group survives
             os.killpg(self.proc.pid, 0)
         assert sorted(p.name for p in self.tmpdir.iterdir()) == []
+        self.tmpdir.rmdir()
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 try:
@@ -56,8 +59,8 @@ class Run:
 
 
 def start(tmp: Path, *args: str, path: str | None = None) -> Run:
-    tmpdir = tmp / "tmp"
-    tmpdir.mkdir(parents=True)
+    # its own TMPDIR, short enough for the sockets the demo puts there
+    tmpdir = Path(tempfile.mkdtemp(prefix="ca-demo-", dir="/tmp"))
     env = {**os.environ, "TMPDIR": str(tmpdir), "MPLCONFIGDIR": str(tmp / "mpl")}
     if path is not None:
         env["PATH"] = path
@@ -73,8 +76,17 @@ def start(tmp: Path, *args: str, path: str | None = None) -> Run:
     return Run(proc, tmpdir)
 
 
+def stop_all(started: list[Run]) -> None:
+    for run in started:
+        if run.proc.returncode is None:
+            os.killpg(run.proc.pid, signal.SIGKILL)
+            run.proc.communicate()
+        shutil.rmtree(run.tmpdir, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+    """The text run (with a report) and the JSON run, started together."""
     require_dbus_daemon()
     base = tmp_path_factory.mktemp("demo")
     started = {
@@ -84,10 +96,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     try:
         yield started
     finally:
-        for run in started.values():
-            if run.proc.returncode is None:
-                os.killpg(run.proc.pid, signal.SIGKILL)
-                run.proc.communicate()
+        stop_all(list(started.values()))
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., Run]]:
+    """``launch(*args, path=None)``: one demo run, stopped and cleaned up after the test."""
+    started: list[Run] = []
+
+    def launch_one(*args: str, path: str | None = None) -> Run:
+        started.append(start(tmp_path, *args, path=path))
+        return started[-1]
+
+    try:
+        yield launch_one
+    finally:
+        stop_all(started)
 
 
 def test_the_story_holds_and_the_report_tells_it(
@@ -142,10 +166,12 @@ def test_json_says_who_was_notified(runs: dict[str, Run]) -> None:
     run.assert_nothing_left()
 
 
-def test_a_failing_step_is_named_and_nothing_is_left(tmp_path: Path) -> None:
+def test_a_failing_step_is_named_and_nothing_is_left(
+    tmp_path: Path, launch: Callable[..., Run]
+) -> None:
     empty = tmp_path / "bin"
     empty.mkdir()  # no dbus-daemon on this PATH
-    run = start(tmp_path, "--json", path=str(empty)).finish()
+    run = launch("--json", path=str(empty)).finish()
     assert run.proc.returncode == 1
     document = json.loads(run.out)
     assert document["ok"] is False
@@ -158,10 +184,28 @@ def test_a_failing_step_is_named_and_nothing_is_left(tmp_path: Path) -> None:
     run.assert_nothing_left()
 
 
-def test_keep_in_a_folder_that_cannot_be_created_fails_clearly(tmp_path: Path) -> None:
+def test_keep_in_a_folder_that_cannot_be_created_fails_clearly(
+    tmp_path: Path, launch: Callable[..., Run]
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder", encoding="utf-8")
-    run = start(tmp_path, "--keep", str(blocker / "sub")).finish()
+    run = launch("--keep", str(blocker / "sub")).finish()
     assert run.proc.returncode == 1
     assert "cannot create" in run.err and str(blocker / "sub") in run.err
+    run.assert_nothing_left()
+
+
+def test_sigterm_mid_story_stops_everything(launch: Callable[..., Run]) -> None:
+    require_dbus_daemon()
+    run = launch()
+    assert run.proc.stdout is not None
+    seen = []
+    for line in run.proc.stdout:  # wait until the agents are on air and B arrived
+        seen.append(line)
+        if "comes to A's table" in line:
+            break
+    run.proc.send_signal(signal.SIGTERM)
+    run.finish()
+    assert run.proc.returncode == 130, "".join(seen) + run.out + run.err
+    assert "demo interrupted; everything it started was stopped" in run.err
     run.assert_nothing_left()

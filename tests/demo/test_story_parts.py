@@ -126,3 +126,10 @@ async def test_a_step_turns_any_error_into_a_named_failure() -> None:
     assert str(caught.value) == "demo step 'fetch' failed: OSError: connection refused"
     assert [e.kind for e in timeline.events] == ["step", "fail"]
     assert json.dumps([e.to_json() for e in timeline.events])
+
+
+async def test_a_keep_folder_too_deep_for_unix_sockets_is_refused(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 120)
+    result = await run_story(StoryOptions(keep=deep))
+    assert result.failure is not None and "too long a path" in result.failure.reason
+    assert not deep.exists()
