@@ -17,60 +17,67 @@ from agent.keyschedule import KeySchedule
 from tests.unit.test_ble_rotation import META, START, RecordingAdvertiser
 
 
-async def _spin(loop_done: asyncio.Task[None], until: Callable[[], bool]) -> None:
-    """Let the event loop run until ``until()`` holds (or a thousand rounds passed)."""
-    for _ in range(1000):
-        if until() or loop_done.done():
-            return
+class Rig:
+    """A rotation loop on a fake clock that stops advancing one minute after START
+    (START is 20 s into an EN interval: everything here happens within that interval)."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock(wall=START)
+        self.log: list[tuple[float, str, bytes | None]] = []
+        self.schedule = KeySchedule()
+        self.loop = RotationLoop(
+            RecordingAdvertiser(self.clock, self.log),
+            self.schedule,
+            META,
+            self.clock,
+            sleep=self.sleep,
+            check_interval=5.0,
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    async def sleep(self, seconds: float) -> None:
+        self.clock.advance(min(seconds, 5.0))
+        if self.clock.wall() - START > 60:
+            await asyncio.Event().wait()
         await asyncio.sleep(0)
+
+    async def run_until(self, until: Callable[[], bool]) -> None:
+        """Start the loop (once) and let it run until ``until()`` holds or it settles."""
+        if self.task is None:
+            self.task = asyncio.create_task(self.loop.run())
+        for _ in range(1000):
+            if until():
+                return
+            await asyncio.sleep(0)
+
+    async def stop(self) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
 async def test_a_released_key_is_rotated_away_within_its_interval() -> None:
-    clock = FakeClock(wall=START)
-    log: list[tuple[float, str, bytes | None]] = []
-    advertiser = RecordingAdvertiser(clock, log)
-    schedule = KeySchedule()
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(min(seconds, 5.0))
-        await asyncio.sleep(0)
-
-    loop = RotationLoop(advertiser, schedule, META, clock, sleep=sleep, check_interval=5.0)
-    task = asyncio.create_task(loop.run())
-    await _spin(task, lambda: bool(log))
-    interval = en_interval_number(clock.wall())
-    ended = schedule.end_current_key(interval)
+    rig = Rig()
+    await rig.run_until(lambda: bool(rig.log))
+    interval = en_interval_number(rig.clock.wall())
+    ended = rig.schedule.end_current_key(interval)
     assert ended is not None
-    loop.request_rotation()
-    await _spin(task, lambda: len(log) >= 2)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    (_, first, old), (when, second, new) = log[0], log[1]
+    rig.loop.request_rotation()
+    await rig.run_until(lambda: len(rig.log) >= 2)
+    await rig.stop()
+    (_, first, old), (when, second, new) = rig.log[0], rig.log[1]
     assert (first, second) == ("start", "rotate")
     assert en_interval_number(when) == interval  # still the same interval
     assert old != new
-    assert loop.rotations == 2
-    keys = {t.key_data: t for t in schedule.teks}
+    assert rig.loop.rotations == 2
+    keys = {t.key_data: t for t in rig.schedule.teks}
     assert len(keys) == 2 and keys[ended.key_data].end_interval_number == interval + 1
 
 
 async def test_a_plain_request_within_the_interval_still_keeps_the_rpi() -> None:
-    clock = FakeClock(wall=START)
-    log: list[tuple[float, str, bytes | None]] = []
-    advertiser = RecordingAdvertiser(clock, log)
-    schedule = KeySchedule()
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(min(seconds, 5.0))
-        if clock.wall() - START > 60:  # one minute is enough: stop advancing
-            await asyncio.Event().wait()
-        await asyncio.sleep(0)
-
-    loop = RotationLoop(advertiser, schedule, META, clock, sleep=sleep, check_interval=5.0)
-    loop.request_rotation()
-    task = asyncio.create_task(loop.run())
-    await _spin(task, lambda: False)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    assert [what for _, what, _ in log] == ["start", "stop"]
-    assert loop.rotations == 1 and len(schedule.teks) == 1
+    rig = Rig()
+    rig.loop.request_rotation()
+    await rig.run_until(lambda: False)  # a minute of checks, all in the same interval
+    await rig.stop()
+    assert [what for _, what, _ in rig.log] == ["start", "stop"]
+    assert rig.loop.rotations == 1 and len(rig.schedule.teks) == 1
