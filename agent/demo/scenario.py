@@ -60,30 +60,17 @@ WALK_SECONDS = 10.0
 
 @dataclass(frozen=True, slots=True)
 class RadioModel:
-    """Path loss, noise and frame reception of the simulated radio."""
+    """The radio of the simulated field: the fake bluetoothd's path-loss model (walls,
+    fast noise on every report), plus slow fading and frame reception."""
 
-    tx_at_1m_dbm: float = -59.0
-    path_loss_exponent: float = 2.0
-    wall_loss_db: float = 5.0
-    noise_sd_db: float = 2.0
-    """Fast fading: independent on every report."""
+    path_loss: PathLossModel = field(default_factory=PathLossModel)
     fading_sd_db: float = 3.0
     """Slow fading (body, orientation): one offset per link, redrawn every ``fading_seconds``."""
     fading_seconds: float = 60.0
-    sensitivity_dbm: float = -100.0
     frame_loss: float = 0.1
     """Chance that a frame above the sensitivity is lost anyway (collisions, fading)."""
     advertising_interval_ms: float = 250.0
     """GAEN advertises every 200-270 ms."""
-
-    def path_loss(self) -> PathLossModel:
-        return PathLossModel(
-            tx_at_1m=self.tx_at_1m_dbm,
-            exponent=self.path_loss_exponent,
-            wall_loss_db=self.wall_loss_db,
-            noise_sd_db=self.noise_sd_db,
-            sensitivity_dbm=self.sensitivity_dbm,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +188,15 @@ class _Reader:
 
 def _radio(r: _Reader) -> RadioModel:
     return RadioModel(
-        tx_at_1m_dbm=r.number("tx_at_1m_dbm", -59.0, -100.0, 20.0),
-        path_loss_exponent=r.number("path_loss_exponent", 2.0, 1.0, 6.0),
-        wall_loss_db=r.number("wall_loss_db", 5.0, 0.0, 60.0),
-        noise_sd_db=r.number("noise_sd_db", 2.0, 0.0, 20.0),
+        path_loss=PathLossModel(
+            tx_at_1m=r.number("tx_at_1m_dbm", -59.0, -100.0, 20.0),
+            exponent=r.number("path_loss_exponent", 2.0, 1.0, 6.0),
+            wall_loss_db=r.number("wall_loss_db", 5.0, 0.0, 60.0),
+            noise_sd_db=r.number("noise_sd_db", 2.0, 0.0, 20.0),
+            sensitivity_dbm=r.number("sensitivity_dbm", -100.0, -130.0, -30.0),
+        ),
         fading_sd_db=r.number("fading_sd_db", 3.0, 0.0, 20.0),
         fading_seconds=r.number("fading_seconds", 60.0, 1.0, 3600.0),
-        sensitivity_dbm=r.number("sensitivity_dbm", -100.0, -130.0, -30.0),
         frame_loss=r.number("frame_loss", 0.1, 0.0, 0.99),
         advertising_interval_ms=r.number("advertising_interval_ms", 250.0, 20.0, 10_240.0),
     )

@@ -184,7 +184,7 @@ def simulate(scenario: Scenario) -> FieldResult:
         mean = np.tile(mean_rssi(radio, metres, walls), 2)
         fading = rng.normal(0.0, radio.fading_sd_db, (-(-len(offsets) // block), mean.shape[1]))
         rssi = mean + fading[np.arange(len(offsets)) // block]
-        rssi += rng.normal(0.0, radio.noise_sd_db, mean.shape)
+        rssi += rng.normal(0.0, radio.path_loss.noise_sd_db, mean.shape)
         scanning = np.stack([plan.instance(times) >= 0 for plan in scans], axis=1)[:, receivers]
         heard = scanning & (rng.random(mean.shape) < step_reception(radio, rssi, dt))
         k, link = np.nonzero(heard)

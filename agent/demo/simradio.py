@@ -17,6 +17,7 @@ the store does it for the matcher (:class:`~agent.models.ObservedScan`).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -135,21 +136,27 @@ class Paths:
 
 
 def max_range_m(radio: RadioModel) -> float:
-    """Beyond this even a 6-sigma noise peak stays 15 dB below the sensitivity."""
-    floor = radio.sensitivity_dbm - 6.0 * radio.noise_sd_db - 5.0 * FADE_DB
-    return float(10.0 ** ((radio.tx_at_1m_dbm - floor) / (10.0 * radio.path_loss_exponent)))
+    """Beyond this even a 6-sigma peak of noise and fading stays 15 dB below the sensitivity."""
+    model = radio.path_loss
+    spread = math.hypot(model.noise_sd_db, radio.fading_sd_db)
+    floor = model.sensitivity_dbm - 6.0 * spread - 5.0 * FADE_DB
+    return float(10.0 ** ((model.tx_at_1m - floor) / (10.0 * model.exponent)))
 
 
 def mean_rssi(radio: RadioModel, metres: FloatArray, walls: IntArray) -> FloatArray:
     d = np.maximum(metres, 0.1)
-    loss = 10.0 * radio.path_loss_exponent * np.log10(d) + walls * radio.wall_loss_db
-    return radio.tx_at_1m_dbm - loss
+    model = radio.path_loss
+    loss = 10.0 * model.exponent * np.log10(d) + walls * model.wall_loss_db
+    rssi: FloatArray = model.tx_at_1m - loss
+    return rssi
 
 
 def step_reception(radio: RadioModel, rssi: FloatArray, step_seconds: float) -> FloatArray:
     """Chance that at least one advertising frame of a step is received."""
     frames = max(1.0, step_seconds * 1000.0 / radio.advertising_interval_ms)
-    per_frame = (1.0 - radio.frame_loss) / (1.0 + np.exp(-(rssi - radio.sensitivity_dbm) / FADE_DB))
+    per_frame = (1.0 - radio.frame_loss) / (
+        1.0 + np.exp(-(rssi - radio.path_loss.sensitivity_dbm) / FADE_DB)
+    )
     return 1.0 - (1.0 - per_frame) ** frames
 
 

@@ -47,7 +47,7 @@ def test_toml_and_json_give_the_same_scenario(tmp_path: Path) -> None:
     assert a.agents[0].path == ((0.0, -1.0, 0.0), (600.0, -1.0, 0.0), (660.0, 3.0, 0.0))
     assert a.agents[0].scan.mode == "duty" and a.agents[1].scan.mode == "continuous"
     assert (a.agents[0].tx_power_dbm, a.agents[1].tx_power_dbm) == (-8, -12)
-    assert a.radio.wall_loss_db == 8 and a.walls == (Wall(0, -5, 0, 5),)
+    assert a.radio.path_loss.wall_loss_db == 8 and a.walls == (Wall(0, -5, 0, 5),)
 
 
 def test_crowds_follow_the_seed() -> None:
