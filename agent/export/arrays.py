@@ -1,31 +1,49 @@
 """The flat fast path: a verified export as a key blob and int32 arrays (performance.md §1e).
 
-Same container checks, same signature verification (it shares
-:func:`~agent.export.reader.verified_message`), same parse-level drops and the same
-validation rules as the object path, without building a Python object per key. Keys are
-decoded by :mod:`agent.export.fastparse` when the records have one fixed layout (what
-servers write), else from the protobuf objects.
+Same container checks, same signature verification, same parse-level drops and the same
+validation rules as the object path, without building a Python object per key, and
+without parsing the keys with protobuf at all when their records have the regular
+layout servers write (:func:`~agent.export.fastparse.split_export`): protobuf then only
+parses the header fields and the revised keys, and the keys are decoded by numpy in
+chunks straight into the result arrays. Memory stays near the file itself plus 37 bytes
+per key (the full protobuf message of a 1 M-key file costs ~250 MB). Any irregular file
+is parsed by protobuf as a whole, as :func:`~agent.export.reader.verified_message` does,
+which gives the same keys and the same errors.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable, Iterator
 from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
 
-from agent.constants import EXPORT_HEADER, TEK_ROLLING_PERIOD
+from agent.constants import EXPORT_HEADER, TEK_LENGTH, TEK_ROLLING_PERIOD
+from agent.errors import ExportFileError, SignatureError
 from agent.export import export_pb2 as pb
-from agent.export.fastparse import KeyColumns, decode_key_run
-from agent.export.model import MAX_EXPORT_BYTES, ExportArrays
-from agent.export.parse import TR_MAX, TR_MIN, header_fields, iter_rows, to_keys
-from agent.export.reader import verified_message
-from agent.export.signature import PublicKeyRing
+from agent.export.container import open_export_zip
+from agent.export.fastparse import Buffer, KeyColumns, KeyRun, decode_key_run, split_export
+from agent.export.model import MAX_EXPORT_BYTES, MAX_KEYS_PER_FILE, ExportArrays
+from agent.export.parse import (
+    TR_MAX,
+    TR_MIN,
+    check_consistency,
+    check_header,
+    header_fields,
+    iter_rows,
+    parse_export_bin,
+    parse_export_sig,
+    to_keys,
+)
+from agent.export.signature import PublicKeyRing, verify_signatures
 from agent.export.validation import validate_arrays
 
 _FIELDS = 5  # rolling_start, rolling_period, tr, report_type, dso
+DECODE_CHUNK = 131_072
+"""Key records decoded (or parsed by protobuf, for odd runs) per step: bounds temporaries."""
 
 
 def _from_protobuf(message: pb.TemporaryExposureKeyExport, dropped: Counter[str]) -> KeyColumns:
@@ -74,6 +92,144 @@ def _parse_drops(columns: KeyColumns, dropped: Counter[str]) -> KeyColumns:
     )
 
 
+class _Columns:
+    """Result arrays for ``capacity`` keys, filled chunk by chunk (no concatenation)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.size = 0
+        self.key_data = np.empty((capacity, TEK_LENGTH), dtype=np.uint8)
+        self.ints = {
+            name: np.empty(capacity, dtype=np.int32)
+            for name in (
+                "rolling_start",
+                "rolling_period",
+                "transmission_risk",
+                "report_type",
+                "days_since_onset",
+            )
+        }
+        self.has_dso = np.empty(capacity, dtype=bool)
+
+    def append(self, part: KeyColumns) -> None:
+        stop = self.size + len(part.rolling_start)
+        self.key_data[self.size : stop] = part.key_data
+        for name, column in self.ints.items():
+            column[self.size : stop] = getattr(part, name)
+        self.has_dso[self.size : stop] = part.has_days_since_onset
+        self.size = stop
+
+    def result(self) -> KeyColumns:
+        n = self.size
+        return KeyColumns(
+            key_data=self.key_data[:n],
+            has_days_since_onset=self.has_dso[:n],
+            **{name: column[:n] for name, column in self.ints.items()},
+        )
+
+
+def _decode_run(payload: Buffer, run: KeyRun, dropped: Counter[str], out: _Columns) -> None:
+    for first in range(0, run.count, DECODE_CHUNK):
+        count = min(DECODE_CHUNK, run.count - first)
+        start = run.start + first * run.stride
+        records = payload[start : start + count * run.stride]
+        fast = decode_key_run(records, count)
+        if fast is not None:
+            out.append(_parse_drops(fast, dropped))
+        else:  # an odd run: these records only, through protobuf
+            out.append(_from_protobuf(parse_export_bin(EXPORT_HEADER + records), dropped))
+
+
+def _check_key_cap(count: int) -> None:
+    if count > MAX_KEYS_PER_FILE:
+        raise ExportFileError(
+            f"export.bin holds {count} keys, over the cap of {MAX_KEYS_PER_FILE}"
+        )
+
+
+def _lean_parse(
+    export_bin: bytes, verify: Callable[[pb.TemporaryExposureKeyExport], None]
+) -> tuple[pb.TemporaryExposureKeyExport, KeyColumns, Counter[str]] | None:
+    """Header message, keys and parse drops of a regular export.bin, or None."""
+    payload = memoryview(export_bin)[len(EXPORT_HEADER) :]  # no copy of the keys
+    split = split_export(payload)
+    if split is None:
+        return None
+    header = parse_export_bin(EXPORT_HEADER + split.header)  # header fields, revised keys
+    _check_key_cap(split.key_count + len(header.revised_keys))
+    verify(header)
+    dropped: Counter[str] = Counter()
+    out = _Columns(split.key_count)
+    for run in split.runs:
+        _decode_run(payload, run, dropped, out)
+    return header, out.result(), dropped
+
+
+def _full_parse(
+    export_bin: bytes, verify: Callable[[pb.TemporaryExposureKeyExport], None]
+) -> tuple[pb.TemporaryExposureKeyExport, KeyColumns, Counter[str]]:
+    """The same from one protobuf message of the whole file (any valid layout)."""
+    message = parse_export_bin(export_bin)
+    verify(message)
+    dropped: Counter[str] = Counter()
+    fast = decode_key_run(export_bin[len(EXPORT_HEADER) :], len(message.keys))
+    columns = _parse_drops(fast, dropped) if fast is not None else _from_protobuf(message, dropped)
+    return message, columns, dropped
+
+
+GROUP_ROWS = 65_536
+"""Rows per group in :func:`row_groups`: bounds the temporaries of a duplicate search."""
+
+
+def row_groups(
+    keys: npt.NDArray[np.uint8], salt: npt.NDArray[np.int32] | None = None
+) -> Iterator[npt.NDArray[np.intp]]:
+    """Row numbers of ``keys`` (n x 16) in groups of about :data:`GROUP_ROWS`, each in
+    ascending order; rows with equal key (and equal ``salt``) are in the same group.
+
+    A duplicate search per group then needs a fraction of the memory of one over all
+    rows (``np.unique`` over 3 M keys peaks at ~160 MB) and finds the same duplicates.
+    """
+    n = len(keys)
+    groups = n // GROUP_ROWS
+    if groups < 2:
+        yield np.arange(n)
+        return
+    group_of = keys[:, 0].astype(np.uint16) << 8 | keys[:, 1]
+    if salt is not None:
+        group_of += np.remainder(salt, groups).astype(np.uint16)
+    group_of %= groups
+    for group in range(groups):
+        rows = np.flatnonzero(group_of == group)
+        if len(rows):
+            yield rows
+
+
+def _validate(
+    key_blob: bytes, columns: KeyColumns, now_interval: int | None, dropped: Counter[str]
+) -> npt.NDArray[np.bool_]:
+    """:func:`~agent.export.validation.validate_arrays` over all keys, group by group.
+
+    Every rule but ``duplicate`` looks at one key; a duplicate has the same key_data and
+    rolling start as an earlier key, so :func:`row_groups` puts it in the same group,
+    after that key.
+    """
+    starts = columns.rolling_start
+    keys = np.frombuffer(key_blob, dtype=np.uint8).reshape(-1, TEK_LENGTH)
+    valid = np.zeros(len(starts), dtype=bool)
+    for rows in row_groups(keys, starts):
+        whole = len(rows) == len(starts)
+        ok, invalid = validate_arrays(
+            key_blob if whole else keys[rows].tobytes(),
+            starts if whole else starts[rows],
+            columns.days_since_onset if whole else columns.days_since_onset[rows],
+            columns.has_days_since_onset if whole else columns.has_days_since_onset[rows],
+            now_interval,
+        )
+        valid[rows] = ok
+        dropped.update(invalid)
+    return valid
+
+
 def read_verified_export_arrays(
     zip_bytes: bytes,
     ring: PublicKeyRing,
@@ -84,25 +240,29 @@ def read_verified_export_arrays(
     """Verify an export and return its keys as flat arrays.
 
     ``valid`` marks the keys :func:`~agent.export.validation.validate_keys` would keep;
-    the time rules apply only when ``now_interval`` is given.
+    the time rules apply only when ``now_interval`` is given. The checks run in the
+    order of :func:`~agent.export.reader.verified_message`: container, export.sig,
+    header, signature over the exact export.bin bytes, and only then parsing.
 
     Raises:
         ExportFileError, SignatureError: exactly as :func:`read_verified_export`.
     """
-    message, _, export_bin = verified_message(zip_bytes, ring, max_bytes=max_bytes)
-    dropped: Counter[str] = Counter()
-    fast = decode_key_run(export_bin[len(EXPORT_HEADER) :], len(message.keys))
-    columns = _parse_drops(fast, dropped) if fast is not None else _from_protobuf(message, dropped)
+    entries = open_export_zip(zip_bytes, max_bytes=max_bytes)
+    if entries.export_sig is None:  # open_export_zip requires it; keep the guard explicit
+        raise SignatureError("export is unsigned: no export.sig")
+    signatures = parse_export_sig(entries.export_sig)
+    check_header(entries.export_bin)
+    used = verify_signatures(entries.export_bin, signatures, ring)
+
+    def consistent(message: pb.TemporaryExposureKeyExport) -> None:
+        check_consistency(message, signatures, used)
+
+    export_bin = entries.export_bin
+    parsed = _lean_parse(export_bin, consistent) or _full_parse(export_bin, consistent)
+    message, columns, dropped = parsed
     key_blob = columns.key_data.tobytes()
     revised = to_keys(iter_rows(message.revised_keys, dropped))
-    valid, invalid = validate_arrays(
-        key_blob,
-        columns.rolling_start,
-        columns.days_since_onset,
-        columns.has_days_since_onset,
-        now_interval,
-    )
-    dropped.update(invalid)
+    valid = _validate(key_blob, columns, now_interval, dropped)
     return ExportArrays(
         **header_fields(message),
         sha256=hashlib.sha256(zip_bytes).digest(),

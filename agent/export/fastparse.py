@@ -21,6 +21,9 @@ import numpy.typing as npt
 
 from agent.constants import TEK_LENGTH, TEK_ROLLING_PERIOD
 
+Buffer = bytes | memoryview
+"""export.bin bytes, or a view into them (slicing a view copies nothing)."""
+
 _KEYS_TAG = 0x3A  # field 7, wire type 2
 _VARINT_FIELDS = {2, 3, 4, 5, 6}  # tr, rsin, rp, report_type, dso (all wire type 0)
 _REPORT_TYPE_MAX = 5
@@ -40,7 +43,7 @@ class KeyColumns:
     has_days_since_onset: npt.NDArray[np.bool_]
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
+def _varint(data: Buffer, pos: int) -> tuple[int, int] | None:
     value = shift = 0
     while pos < len(data) and shift < 70:
         byte = data[pos]
@@ -52,7 +55,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
     return None
 
 
-def _find_key_run(payload: bytes) -> int | None:
+def _find_key_run(payload: Buffer) -> int | None:
     """Offset of the first ``keys`` record, walking the top-level fields before it."""
     pos = 0
     while pos < len(payload):
@@ -82,7 +85,7 @@ def _find_key_run(payload: bytes) -> int | None:
     return None
 
 
-def _layout(record: bytes) -> list[tuple[int, int, int]] | None:
+def _layout(record: Buffer) -> list[tuple[int, int, int]] | None:
     """(field, offset of the value, value width) of each field of one key record."""
     fields: list[tuple[int, int, int]] = []
     pos = 0
@@ -124,7 +127,7 @@ def _decode_varints(columns: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32] | 
     return (value & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
-def decode_key_run(payload: bytes, count: int) -> KeyColumns | None:
+def decode_key_run(payload: Buffer, count: int) -> KeyColumns | None:
     """Decode ``count`` key records of ``payload`` (export.bin after its header), or None."""
     if count == 0:
         return None
@@ -186,3 +189,106 @@ def decode_key_run(payload: bytes, count: int) -> KeyColumns | None:
         days_since_onset=dso,
         has_days_since_onset=has_dso,
     )
+
+
+# --- Splitting export.bin without materialising the keys -------------------------------------
+
+MAX_KEY_RUNS = 64
+"""More runs of differently shaped key records than this: let protobuf parse the file."""
+_FIRST_WINDOW = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRun:
+    """``count`` consecutive ``keys`` records of ``stride`` bytes from ``start`` (the tag)."""
+
+    start: int
+    count: int
+    stride: int
+
+
+@dataclass(frozen=True, slots=True)
+class SplitExport:
+    """export.bin's payload as its key records and everything else."""
+
+    header: bytes
+    """Every top-level field except the ``keys`` records, in order (a valid message)."""
+    runs: tuple[KeyRun, ...]
+
+    @property
+    def key_count(self) -> int:
+        return sum(run.count for run in self.runs)
+
+
+def _run_length(view: npt.NDArray[np.uint8], start: int, stride: int) -> int:
+    """How many records of ``stride`` bytes, each tagged ``0x3A <stride - 2>``, from start."""
+    length = stride - 2
+    limit = (len(view) - start) // stride
+    count, window = 0, _FIRST_WINDOW
+    while count < limit:
+        take = min(window, limit - count)
+        first = start + count * stride
+        block = view[first : first + take * stride].reshape(take, stride)
+        ok = (block[:, 0] == _KEYS_TAG) & (block[:, 1] == length)
+        if not ok.all():
+            return count + int(np.argmin(ok))
+        count += take
+        window *= 2
+    return count
+
+
+def _skip_field(payload: Buffer, pos: int) -> int | None:
+    """The end of the top-level field whose tag starts at ``pos``; None when it is not a
+    plain, complete field (groups, bad tags, truncation: protobuf decides those)."""
+    tag = _varint(payload, pos)
+    if tag is None:
+        return None
+    key, pos = tag
+    field, wire = key >> 3, key & 7
+    if field == 0 or field == 7:  # field 7 with another encoding or wire type: irregular
+        return None
+    if wire == 0:
+        value = _varint(payload, pos)
+        end = None if value is None else value[1]
+    elif wire == 1:
+        end = pos + 8
+    elif wire == 5:
+        end = pos + 4
+    elif wire == 2:
+        length = _varint(payload, pos)
+        end = None if length is None else length[1] + length[0]
+    else:
+        return None
+    return end if end is not None and end <= len(payload) else None
+
+
+def split_export(payload: Buffer) -> SplitExport | None:
+    """Split export.bin's payload (after its 16-byte header) into the ``keys`` records
+    and the rest, without parsing a single key; None when the layout is irregular.
+
+    Key records are found as runs of equally long records with one-byte lengths; the
+    caller decodes each run with :func:`decode_key_run`. Any other shape of a ``keys``
+    field, a group, or a truncated field returns None: the caller then parses the whole
+    message with protobuf, which also gives the right error for a broken file.
+    """
+    view = np.frombuffer(payload, dtype=np.uint8)
+    header: list[Buffer] = []
+    runs: list[KeyRun] = []
+    pos = 0
+    while pos < len(payload):
+        if payload[pos] == _KEYS_TAG:
+            if pos + 1 >= len(payload) or payload[pos + 1] & 0x80:
+                return None
+            stride = 2 + payload[pos + 1]
+            count = _run_length(view, pos, stride)
+            if count == 0 or len(runs) == MAX_KEY_RUNS:
+                return None
+            runs.append(KeyRun(pos, count, stride))
+            pos += count * stride
+            continue
+        end = _skip_field(payload, pos)
+        if end is None:
+            return None
+        header.append(payload[pos:end])
+        pos = end
+    return SplitExport(header=b"".join(header), runs=tuple(runs))

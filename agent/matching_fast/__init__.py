@@ -1,10 +1,13 @@
-"""The fast candidate finder (performance.md, designs 4-6, 9): same answers, many keys.
+"""The fast candidate finder (performance.md, designs 4-6, 8-10): same answers, many keys.
 
 It finds exactly the (key, interval offset) pairs of :func:`agent.matching.reference_candidates`
 and hands them to the shared evaluation, so the two matchers cannot disagree about what a
 match is. Speed comes from:
 
-- keys as flat arrays (:class:`KeyArrays`, 24 bytes per key), no object per key;
+- keys as flat arrays (:class:`KeyArrays`, 25 bytes per key), no object per key;
+- the native kernel of :mod:`agent.native` when a C compiler and libcrypto exist
+  (HKDF midstates, one re-keyed EVP context, bitmap + hash probe in C; about 1 us per
+  key), run in threads since it releases the GIL; else the Python kernel below:
 - RPIK by HKDF-SHA256 with precomputed SHA-256 midstates (``hashlib``), 4 hashes per key;
 - all 144 RPIs of a key in one AES-128-ECB call over a cached 2304-byte PaddedData
   template, written into a chunk buffer: through one re-keyed OpenSSL context by
@@ -12,11 +15,20 @@ match is. Speed comes from:
   through the public ``cryptography`` API (design 4);
 - a numpy prefilter per chunk of 2048 keys (a bit table on each RPI's first 32 bits),
   confirmed by an exact set lookup;
-- chunks of 64k keys spread over worker processes (design 9).
+- chunks of 64k keys spread over worker processes (design 9), at niceness 10.
+
+:func:`candidate_finder` picks the kernel (``$CONTACT_AGENT_AES_BACKEND``:
+``native``, ``ctypes``, ``public``, ``auto``).
 """
 
 from __future__ import annotations
 
+from agent.matching_fast.finder import (
+    CandidateFinder,
+    NativeFinder,
+    PythonFinder,
+    candidate_finder,
+)
 from agent.matching_fast.kernel import (
     BACKEND_ENV,
     CtypesEcb,
@@ -32,10 +44,20 @@ from agent.matching_fast.keys import (
     ParsedExport,
     read_export_keys,
 )
-from agent.matching_fast.parallel import default_workers, fast_match, find_candidates_parallel
+from agent.matching_fast.parallel import (
+    default_workers,
+    fast_match,
+    find_candidates_parallel,
+    sighted_keys,
+)
 
 __all__ = [
     "BACKEND_ENV",
+    "CandidateFinder",
+    "NativeFinder",
+    "PythonFinder",
+    "candidate_finder",
+    "sighted_keys",
     "CtypesEcb",
     "EcbBackend",
     "KeyArrays",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import logging
 import math
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from agent import crypto
 from agent.constants import RPI_LENGTH, RPIK_INFO, TEK_LENGTH, TEK_ROLLING_PERIOD
 from agent.matching import Candidate
+from agent.native import libcrypto_path
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -25,7 +25,8 @@ BLOCK_BYTES = RPI_LENGTH * TEK_ROLLING_PERIOD  # 2304: one key's PaddedData / RP
 CHUNK_KEYS = 2048
 """Keys per prefilter pass: a 4.7 MB RPI buffer (stays in L2/L3, per performance.md)."""
 BACKEND_ENV = "CONTACT_AGENT_AES_BACKEND"
-"""``ctypes``, ``public`` or ``auto`` (default): which AES path to use."""
+"""``native``, ``ctypes``, ``public`` or ``auto`` (default): which kernel and AES path to
+use (:mod:`agent.matching_fast.finder`)."""
 
 
 # --- RPIK: HKDF-SHA256 with midstates -------------------------------------------------------
@@ -40,7 +41,7 @@ _PAD5C = b"\x5c" * 32
 _RPIK_INFO_T1 = RPIK_INFO + b"\x01"
 
 
-def derive_rpik_fast(tek: bytes) -> bytes:
+def derive_rpik_fast(tek: bytes | memoryview) -> bytes:
     """RPIK = HKDF-SHA256(TEK, salt=None, info="EN-RPIK", 16), as :func:`crypto.derive_rpik`.
 
     Extract: PRK = HMAC(0^32, TEK). Expand: T1 = HMAC(PRK, info || 0x01), first 16 bytes.
@@ -80,7 +81,7 @@ class CtypesEcb:
     name = "ctypes"
 
     def __init__(self) -> None:
-        path = ctypes.util.find_library("crypto")
+        path = libcrypto_path()
         if path is None:
             raise OSError("libcrypto not found")
         lib = ctypes.CDLL(path)
@@ -133,6 +134,8 @@ def _self_test(backend: EcbBackend) -> bool:
 def ecb_backend(name: str | None = None) -> EcbBackend:
     """The AES path: ``name`` or ``$CONTACT_AGENT_AES_BACKEND``, else ctypes if it works."""
     choice = (name or os.environ.get(BACKEND_ENV) or "auto").lower()
+    if choice == "native":  # the AES path under the native kernel's Python fallback
+        choice = "auto"
     if choice == "public":
         return PublicEcb()
     if choice not in ("auto", "ctypes"):
@@ -185,7 +188,7 @@ class _Templates:
 
 
 def find_candidates(
-    key_data: bytes,
+    key_data: bytes | memoryview,
     rolling_start: Sequence[int] | npt.NDArray[np.int32],
     prefilter: Prefilter,
     backend: EcbBackend | None = None,

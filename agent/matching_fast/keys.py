@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,10 +17,13 @@ from agent.export import (
     read_verified_export_arrays,
     validate_keys,
 )
+from agent.export.arrays import row_groups
 from agent.export.model import MAX_EXPORT_BYTES
 from agent.models import ReportType, TemporaryExposureKey
 
 I32 = npt.NDArray[np.int32]
+Ints = npt.NDArray[np.integer[Any]]
+"""int32, or narrower after :meth:`KeyArrays.compact`."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -28,10 +32,10 @@ class KeyArrays:
 
     key_data: bytes
     rolling_start: I32
-    rolling_period: I32
-    transmission_risk: I32
-    report_type: I32
-    days_since_onset: I32
+    rolling_period: Ints
+    transmission_risk: Ints
+    report_type: Ints
+    days_since_onset: Ints
     has_days_since_onset: npt.NDArray[np.bool_]
 
     def __len__(self) -> int:
@@ -108,15 +112,46 @@ class KeyArrays:
         return np.frombuffer(self.key_data, dtype=f"V{TEK_LENGTH}")
 
     def dedupe(self) -> tuple[KeyArrays, int]:
-        """One row per key_data; the last occurrence (a revision) wins; order kept."""
+        """One row per key_data; the last occurrence (a revision) wins; order kept.
+
+        Searched group by group (:func:`~agent.export.arrays.row_groups`): a few MB of
+        temporaries instead of ~50 bytes per key.
+        """
         n = len(self)
         if n < 2:
             return self, 0
-        _, last_reversed = np.unique(self.key_view()[::-1], return_index=True)
-        keep = np.sort(n - 1 - last_reversed)
-        if len(keep) == n:
-            return self, 0
-        return self.select(keep), n - len(keep)
+        view = self.key_view()
+        keep = np.zeros(n, dtype=bool)
+        prefix = np.frombuffer(self.key_data, dtype="<u8")[::2]
+        for rows in row_groups(view.view(np.uint8).reshape(n, TEK_LENGTH)):
+            firsts = np.sort(prefix[rows])
+            if not np.any(firsts[1:] == firsts[:-1]):  # all distinct: the usual case
+                keep[rows] = True
+                continue
+            _, last_reversed = np.unique(view[rows[::-1]], return_index=True)
+            keep[rows[len(rows) - 1 - last_reversed]] = True
+        removed = n - int(np.count_nonzero(keep))
+        return (self, 0) if not removed else (self.select(keep), removed)
+
+    def compact(self) -> KeyArrays:
+        """The same keys with each column in the narrowest type its values fit: 25 bytes
+        per key for validated keys instead of 37."""
+
+        def narrow(column: Ints, kind: type[np.integer[Any]]) -> Ints:
+            info = np.iinfo(kind)
+            if len(column) and info.min <= int(column.min()) and int(column.max()) <= info.max:
+                return column.astype(kind)
+            return column
+
+        return KeyArrays(
+            key_data=self.key_data,
+            rolling_start=self.rolling_start,
+            rolling_period=narrow(self.rolling_period, np.uint8),
+            transmission_risk=narrow(self.transmission_risk, np.int8),
+            report_type=narrow(self.report_type, np.int8),
+            days_since_onset=narrow(self.days_since_onset, np.int8),
+            has_days_since_onset=self.has_days_since_onset,
+        )
 
 
 _COLUMNS = (
@@ -172,7 +207,7 @@ def read_export_keys(
         keys = KeyArrays.concat([keys, KeyArrays.from_keys(revised)])
     return ParsedExport(
         sha256=export.sha256,
-        keys=keys,
+        keys=keys.compact(),
         key_count=len(export) + len(export.revised_keys),
         dropped=dict(dropped),
     )

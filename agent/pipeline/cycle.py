@@ -170,7 +170,8 @@ async def load_sightings(store: Store, now: float) -> tuple[SightingIndex, froze
     teks = await store.load_own_teks()
     own_rpis = KeySchedule(teks).own_rpis(en_interval_number(now)) if teks else frozenset()
     scans = await store.observed_scans(now - RETENTION_SECONDS)
-    return SightingIndex(scans, own_rpis), frozenset(t.key_data for t in teks)
+    index = await asyncio.to_thread(SightingIndex, scans, own_rpis)  # CPU: off the loop
+    return index, frozenset(t.key_data for t in teks)
 
 
 async def match_exports(
@@ -243,7 +244,9 @@ async def _match_parsed(
     workers: int,
     progress: Progress | None,
 ) -> None:
-    keys, duplicates = KeyArrays.concat([p.keys for _, p in parsed]).dedupe()
+    keys, duplicates = await asyncio.to_thread(  # CPU: off the loop
+        lambda: KeyArrays.concat([p.keys for _, p in parsed]).dedupe()
+    )
     report.counters["duplicate_keys"] += duplicates
     report.keys = len(keys)
     index, own_keys = await load_sightings(store, now)
