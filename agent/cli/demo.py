@@ -14,11 +14,12 @@ import click
 
 from agent.cli import CliContext, pass_cli
 from agent.demo.fieldtext import field_lines
+from agent.demo.layout import MAX_AGENTS, MIN_AGENTS
 from agent.demo.report import write_demo_report
 from agent.demo.scenario import load_scenario
 from agent.demo.simfield import simulate as simulate_field
 from agent.demo.steps import Event, event_line
-from agent.demo.story import MAX_AGENTS, MIN_AGENTS, StoryOptions, StoryResult, run_story
+from agent.demo.story import StoryOptions, StoryResult, run_story
 from agent.demo.summary import result_json, summary_lines, verdict_line
 from agent.errors import EXIT_FAILURE, AgentError
 

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from agent.config import RiskConfig
 from agent.demo.geometry import link
+from agent.demo.layout import WALLS, Phase
+from agent.demo.observe import Observation
 from agent.demo.steps import clock_text
-from agent.demo.story import WALLS, Phase, StoryResult
+from agent.demo.story import StoryResult
 from agent.demo.summary import result_json, verdict_line
 from agent.errors import AgentError
 from agent.field.files import write_report
@@ -58,11 +60,109 @@ def _time(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+LINK_HEADERS = (
+    "receiver",
+    "transmitter",
+    "sightings",
+    "while together",
+    "median RSSI (dBm)",
+    "median attenuation (dB)",
+    "attenuation range (dB)",
+)
+WINDOW_HEADERS = (
+    "start",
+    "duration (min)",
+    "scan instances",
+    "typical attenuation (dB)",
+    "min attenuation (dB)",
+    "weighted minutes",
+    "score",
+)
+
+
+def _places(result: StoryResult) -> list[Block]:
+    reporter = result.names[0]
+    rows = []
+    for phase in result.phases:
+        for name, (x, y) in phase.places.items():
+            metres, walls = link(phase.places[reporter], (x, y), WALLS)
+            distance = "-" if name == reporter else f"{metres:.3g} m"
+            rows.append(
+                (clock_text(phase.time), phase.label, name, f"({x:g}, {y:g})", distance, str(walls))
+            )
+    headers = ("from", "phase", "agent", "position (m)", f"distance to {reporter}", "walls")
+    return [Heading(2, "Where everybody was"), Table(headers, tuple(rows))] if rows else []
+
+
+def _timeline(result: StoryResult) -> list[Block]:
+    rows = tuple(
+        (
+            f"{e.real_seconds:.1f}",
+            clock_text(e.agent_time),
+            f"{e.kind.upper()}: {e.text}" if e.kind in ("ok", "fail") else e.text,
+        )
+        for e in result.events
+    )
+    return [Heading(2, "Time line"), Table(("real s", "simulated (UTC)", "what happened"), rows)]
+
+
+def _links(obs: Observation) -> list[Block]:
+    rows = tuple(
+        (
+            k.receiver,
+            k.transmitter,
+            str(k.sightings),
+            str(k.during_contact),
+            num(k.rssi_median),
+            num(k.attenuation_median),
+            "-" if k.attenuation_min is None else f"{k.attenuation_min}..{k.attenuation_max}",
+        )
+        for k in obs.links
+    )
+    return [
+        Heading(2, "Links: what each agent heard"),
+        Paragraph(
+            "Attenuation = the sender's TX power (decrypted from its AEM) - the "
+            "receiver's calibrated RSSI; higher is farther."
+        ),
+        Table(LINK_HEADERS, rows),
+    ]
+
+
+def _windows(result: StoryResult, obs: Observation) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Exposure windows and scores after the download")]
+    for name in result.names[1:]:
+        found = obs.agents[name]
+        verdict = "notified" if name in result.notified else "not notified"
+        text = (
+            f"{len(found.windows)} window(s); {found.weighted_minutes:.1f} weighted "
+            f"minutes on the day (notification at {found.threshold_minutes:g})."
+        )
+        if found.notifications:
+            text += f" Notification: {found.notifications[-1].get('body')}"
+        blocks += [Heading(3, f"{name}: {verdict}"), Paragraph(text)]
+        rows = tuple(
+            (
+                _time(w.start),
+                f"{w.duration_seconds / 60:.0f}",
+                str(len(w.scan_instances)),
+                str(w.typical_attenuation_db),
+                str(w.min_attenuation_db),
+                f"{w.weighted_duration_seconds / 60:.1f}",
+                f"{w.score:g}",
+            )
+            for w in found.windows
+        )
+        if rows:
+            blocks.append(Table(WINDOW_HEADERS, rows))
+    return blocks
+
+
 def build_blocks(
     result: StoryResult, pair_dirs: dict[str, str], plots: dict[str, str]
 ) -> list[Block]:
+    """The whole document, for Markdown and HTML alike."""
     opts = result.options
-    reporter = result.names[0]
     blocks: list[Block] = [
         Heading(1, "contact-agent demo"),
         Paragraph(verdict_line(result)),
@@ -73,129 +173,23 @@ def build_blocks(
                 "HTTP to the local test key server)",
                 f"simulated time x{opts.speed:g}; {opts.contact_minutes:g} minutes together at "
                 f"{opts.distance_m:g} m; RSSI noise seed {opts.seed}",
-                f"{reporter} reported a positive test; {result.published_keys} key(s) published",
+                f"{result.names[0]} reported a positive test; "
+                f"{result.published_keys} key(s) published",
             )
         ),
+        *_places(result),
+        *_timeline(result),
     ]
-    if result.phases and result.phases[0].places:
-        rows = []
-        for phase in result.phases:
-            for name, (x, y) in phase.places.items():
-                metres, walls = link(phase.places[reporter], (x, y), WALLS)
-                rows.append(
-                    (
-                        clock_text(phase.time),
-                        phase.label,
-                        name,
-                        f"({x:g}, {y:g})",
-                        "-" if name == reporter else f"{metres:.3g} m",
-                        str(walls),
-                    )
-                )
-        blocks += [
-            Heading(2, "Where everybody was"),
-            Table(
-                ("from", "phase", "agent", "position (m)", f"distance to {reporter}", "walls"),
-                tuple(rows),
-            ),
-        ]
-    blocks += [
-        Heading(2, "Time line"),
-        Table(
-            ("real s", "simulated (UTC)", "what happened"),
-            tuple(
-                (
-                    f"{e.real_seconds:.1f}",
-                    clock_text(e.agent_time),
-                    f"{e.kind.upper()}: {e.text}" if e.kind in ("ok", "fail") else e.text,
-                )
-                for e in result.events
-            ),
-        ),
-    ]
-    obs = result.observation
-    if obs is not None:
-        blocks += [
-            Heading(2, "Links: what each agent heard"),
-            Paragraph(
-                "Attenuation = the sender's TX power (decrypted from its AEM) - the "
-                "receiver's calibrated RSSI; higher is farther."
-            ),
-            Table(
-                (
-                    "receiver",
-                    "transmitter",
-                    "sightings",
-                    "while together",
-                    "median RSSI (dBm)",
-                    "median attenuation (dB)",
-                    "attenuation range (dB)",
-                ),
-                tuple(
-                    (
-                        k.receiver,
-                        k.transmitter,
-                        str(k.sightings),
-                        str(k.during_contact),
-                        num(k.rssi_median),
-                        num(k.attenuation_median),
-                        "-"
-                        if k.attenuation_min is None
-                        else f"{k.attenuation_min}..{k.attenuation_max}",
-                    )
-                    for k in obs.links
-                ),
-            ),
-            Heading(2, "Exposure windows and scores after the download"),
-        ]
-        for name in result.names[1:]:
-            found = obs.agents[name]
-            verdict = "notified" if name in result.notified else "not notified"
-            blocks.append(Heading(3, f"{name}: {verdict}"))
-            blocks.append(
-                Paragraph(
-                    f"{len(found.windows)} window(s); {found.weighted_minutes:.1f} weighted "
-                    f"minutes on the day (notification at {found.threshold_minutes:g})."
-                    + (
-                        f" Notification: {found.notifications[-1].get('body')}"
-                        if found.notifications
-                        else ""
-                    )
-                )
-            )
-            if found.windows:
-                blocks.append(
-                    Table(
-                        (
-                            "start",
-                            "duration (min)",
-                            "scan instances",
-                            "typical attenuation (dB)",
-                            "min attenuation (dB)",
-                            "weighted minutes",
-                            "score",
-                        ),
-                        tuple(
-                            (
-                                _time(w.start),
-                                f"{w.duration_seconds / 60:.0f}",
-                                str(len(w.scan_instances)),
-                                str(w.typical_attenuation_db),
-                                str(w.min_attenuation_db),
-                                f"{w.weighted_duration_seconds / 60:.1f}",
-                                f"{w.score:g}",
-                            )
-                            for w in found.windows
-                        ),
-                    )
-                )
+    if result.observation is not None:
+        blocks += _links(result.observation) + _windows(result, result.observation)
     if pair_dirs:
         blocks.append(Heading(2, "Field reports per pair"))
         blocks.append(
             Bullets(tuple(f"{pair}: {path}/report.md" for pair, path in pair_dirs.items()))
         )
-        for pair, src in plots.items():
-            blocks.append(Image(f"{pair}: RSSI and attenuation over time", src))
+        blocks += [
+            Image(f"{pair}: RSSI and attenuation over time", src) for pair, src in plots.items()
+        ]
     return blocks
 
 

@@ -32,7 +32,8 @@ from agent.constants import TEK_ROLLING_PERIOD
 from agent.daemon.control import MAX_SUN_PATH, SOCKET_NAME
 from agent.daemon.supervise import wait_until
 from agent.daemon.timebase import AcceleratedClock
-from agent.demo.geometry import Point, Wall, link
+from agent.demo.geometry import Point
+from agent.demo.layout import MAX_AGENTS, MIN_AGENTS, WALLS, Phase, names_for, positions, where
 from agent.demo.observe import Observation, observe
 from agent.demo.steps import DemoFailure, Event, Timeline
 from agent.demo.world import DemoAgent, DemoWorld, WorldSettings
@@ -40,8 +41,6 @@ from agent.errors import AgentError, MalformedInputError
 from agent.report.client import LOWER_BOUND_STATE_KEY, Reporter, check_ready
 from agent.report.release import StoreKeyRelease
 
-NAMES = "ABCDEFGH"
-MIN_AGENTS, MAX_AGENTS = 2, len(NAMES)
 LEAD_SECONDS = 120.0
 """Simulated time before B arrives and after it left (scans settle, instances close)."""
 PROGRESS_SECONDS = 300.0
@@ -49,18 +48,6 @@ PROGRESS_SECONDS = 300.0
 DAY = 86_400.0
 ROTATION_TIMEOUT = 10.0
 """Real seconds for the reporter's radio to put its fresh key on air after the release."""
-
-WALLS: tuple[Wall, ...] = (
-    Wall(-60.0, 4.0, 60.0, 4.0),
-    Wall(-60.0, 8.0, 60.0, 8.0),
-    Wall(-60.0, -10.0, 60.0, -10.0),
-    Wall(-60.0, -25.0, 60.0, -25.0),
-    Wall(-60.0, -40.0, 60.0, -40.0),
-)
-"""A's room (y from -10 to 4), a corridor, the far room at y > 8, and B's building."""
-A_DESK: Point = (0.0, 0.0)
-B_AWAY: Point = (0.0, -60.0)
-FAR_ROW_Y = 12.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +75,6 @@ class StoryOptions:
             raise MalformedInputError("the contact distance must be 0.1..5 m")
 
 
-@dataclass(frozen=True, slots=True)
-class Phase:
-    """From ``time`` on (simulated), everybody stood at ``places`` (empty: the end)."""
-
-    time: float
-    places: dict[str, Point]
-    label: str
-
-
 @dataclass
 class StoryResult:
     """What happened, and whether the story held."""
@@ -122,20 +100,6 @@ class StoryResult:
     @property
     def ok(self) -> bool:
         return self.failure is None and sorted(self.notified) == sorted(self.expected_notified)
-
-
-def names_for(count: int) -> tuple[str, ...]:
-    return tuple(NAMES[:count])
-
-
-def positions(names: tuple[str, ...], *, together: bool, distance_m: float) -> dict[str, Point]:
-    """Where everybody is: A at its desk, B away or at A's table, the others in the far room."""
-    result: dict[str, Point] = {names[0]: A_DESK}
-    result[names[1]] = (A_DESK[0] + distance_m, A_DESK[1]) if together else B_AWAY
-    for i, name in enumerate(names[2:]):
-        step = (i + 1) // 2 * 8.0
-        result[name] = (step if i % 2 else 0.0 - step, FAR_ROW_Y)
-    return result
 
 
 def story_start(now: float, span: float) -> float:
@@ -251,11 +215,11 @@ async def _meet(world: DemoWorld, options: StoryOptions, result: StoryResult) ->
     together = positions(names, together=True, distance_m=options.distance_m)
     async with timeline.step(f"{a} and {b} spend {options.contact_minutes:g} minutes together"):
         _move(world, result, apart, "apart")
-        timeline.note("; ".join(_where(a, n, apart) for n in names[1:]))
+        timeline.note("; ".join(where(a, n, apart) for n in names[1:]))
         await clock.sleep(LEAD_SECONDS)
         world.check_running()
         start = _move(world, result, together, f"{b} at {a}'s table")
-        timeline.note(f"{b} comes to {a}'s table: {_where(a, b, together)}")
+        timeline.note(f"{b} comes to {a}'s table: {where(a, b, together)}")
         contact = options.contact_minutes * 60.0
         while clock.wall() - start < contact - 1e-6:
             await clock.sleep(min(PROGRESS_SECONDS, contact - (clock.wall() - start)))
@@ -277,12 +241,6 @@ def _move(world: DemoWorld, result: StoryResult, places: dict[str, Point], label
     now = world.clock.wall()
     result.phases.append(Phase(now, places, label))
     return now
-
-
-def _where(a: str, other: str, places: dict[str, Point]) -> str:
-    metres, walls = link(places[a], places[other], WALLS)
-    behind = f", {walls} wall{'s' if walls > 1 else ''} between" if walls else ", no wall"
-    return f"{other} is {metres:.3g} m from {a}{behind}"
 
 
 def _heard(agent: DemoAgent) -> int:
