@@ -114,6 +114,8 @@ def demo(
             click.echo(line)
         if files:
             click.echo(f"report: {files['markdown']} (and {Path(files['html']).name})")
+        elif report_dir is None:
+            click.echo("(--report DIR writes this as Markdown and HTML, with plots per pair)")
         if result.work_dir is not None:
             click.echo(f"data kept in {result.work_dir}")
         click.echo(verdict_line(result))
