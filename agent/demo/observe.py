@@ -117,8 +117,8 @@ def link_stats(
     contact: tuple[float, float] | None,
 ) -> LinkStats:
     """The receiver's sightings of the transmitter's RPIs, with decrypted TX power."""
-    peer = sighting_tx(keys, log) if keys else []
-    heard = [(s, p) for s, p in zip(log, peer, strict=False) if p is not None]
+    peer = sighting_tx(keys, log) if keys else [None] * len(log)
+    heard = [(s, p) for s, p in zip(log, peer, strict=True) if p is not None]
     rssis = [s.rssi for s, _ in heard]
     atts = [attenuation(p.tx_power_dbm, s.rssi) for s, p in heard]
     during = (

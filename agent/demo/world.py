@@ -284,7 +284,9 @@ def _end_reason(agent: DemoAgent) -> str:
     if task.cancelled():
         return "cancelled"
     exc = task.exception()
-    return str(exc) or type(exc).__name__ if exc is not None else "its daemon ended"
+    if exc is None:
+        return "its daemon ended"
+    return str(exc) or type(exc).__name__
 
 
 async def _stop_agent(agent: DemoAgent) -> None:
