@@ -79,6 +79,7 @@ class KeySchedule:
         self._teks: list[OwnTek] = sorted(teks, key=lambda t: t.rolling_start_interval_number)
         self._tek_factory = tek_factory
         self._dirty: dict[bytes, OwnTek] = {}
+        self._ended: set[bytes] = set()
 
     @property
     def teks(self) -> list[OwnTek]:
@@ -160,6 +161,7 @@ class KeySchedule:
         ended = None
         for tek in [t for t in self._teks if t.rolling_start_interval_number == start]:
             if tek.covers(en_interval):
+                self._ended.add(tek.key_data)
                 if tek.max_broadcast_interval is None:
                     # never on air: nothing to release, and it must not be used later
                     self._teks.remove(tek)
@@ -168,6 +170,14 @@ class KeySchedule:
                 self._end(tek)
                 ended = tek
         return ended
+
+    def ended(self, tek: OwnTek) -> bool:
+        """True when ``tek`` was ended early and must leave the air now.
+
+        Set by :meth:`end_current_key`, also in a day's last interval, where ending does
+        not shorten the rolling period.
+        """
+        return tek.key_data in self._ended
 
     def releasable(self, en_interval: int, days: int = RETENTION_DAYS) -> list[OwnTek]:
         """Keys that ended before ``en_interval`` and started within ``days`` days."""

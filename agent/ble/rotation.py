@@ -161,7 +161,7 @@ class RotationLoop:
                 if (
                     current is None
                     or current.en_interval != en_interval_number(self._clock.wall())
-                    or current.tek not in self.schedule.teks  # ended (same-day release)
+                    or self.schedule.ended(current.tek)  # same-day release
                 ):
                     _LOGGER.info("%s: rotating address and RPI now", reason)
                     return True

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
 from agent.ble.rotation import RotationLoop
 from agent.clock import FakeClock, en_interval_number
 from agent.keyschedule import KeySchedule
@@ -21,8 +23,9 @@ class Rig:
     """A rotation loop on a fake clock that stops advancing one minute after START
     (START is 20 s into an EN interval: everything here happens within that interval)."""
 
-    def __init__(self) -> None:
-        self.clock = FakeClock(wall=START)
+    def __init__(self, start: float = START) -> None:
+        self.start = start
+        self.clock = FakeClock(wall=start)
         self.log: list[tuple[float, str, bytes | None]] = []
         self.schedule = KeySchedule()
         self.loop = RotationLoop(
@@ -37,7 +40,7 @@ class Rig:
 
     async def sleep(self, seconds: float) -> None:
         self.clock.advance(min(seconds, 5.0))
-        if self.clock.wall() - START > 60:
+        if self.clock.wall() - self.start > 60:
             await asyncio.Event().wait()
         await asyncio.sleep(0)
 
@@ -56,8 +59,13 @@ class Rig:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def test_a_released_key_is_rotated_away_within_its_interval() -> None:
-    rig = Rig()
+@pytest.mark.parametrize("last_of_day", [False, True], ids=["mid-day", "last-interval"])
+async def test_a_released_key_is_rotated_away_within_its_interval(last_of_day: bool) -> None:
+    start = START
+    if last_of_day:  # 20 s into the day's last interval: ending keeps the period at 144
+        interval = en_interval_number(START)
+        start = (interval - interval % 144 + 143) * 600 + 20.0
+    rig = Rig(start)
     await rig.run_until(lambda: bool(rig.log))
     interval = en_interval_number(rig.clock.wall())
     ended = rig.schedule.end_current_key(interval)
@@ -72,6 +80,7 @@ async def test_a_released_key_is_rotated_away_within_its_interval() -> None:
     assert rig.loop.rotations == 2
     keys = {t.key_data: t for t in rig.schedule.teks}
     assert len(keys) == 2 and keys[ended.key_data].end_interval_number == interval + 1
+    assert rig.schedule.ended(ended)
 
 
 async def test_a_plain_request_within_the_interval_still_keeps_the_rpi() -> None:

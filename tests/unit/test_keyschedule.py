@@ -165,3 +165,15 @@ def test_two_simulated_hours_each_rpi_under_20_minutes_and_always_new() -> None:
         clock.advance(delay)
     assert len(rpis) == len(set(rpis))
     assert len(rpis) >= 6
+
+
+def test_ending_the_key_in_the_last_interval_of_the_day_is_known() -> None:
+    schedule = make_schedule()
+    last = DAY0 + 143
+    a = schedule.broadcast(last, META)
+    assert a and not schedule.ended(a.tek)
+    schedule.end_current_key(last)
+    assert schedule.ended(a.tek)  # the period is already 144: only the flag says so
+    b = schedule.broadcast(last, META)
+    assert b and b.tek.key_data != a.tek.key_data
+    assert not schedule.ended(b.tek)
