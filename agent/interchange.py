@@ -22,11 +22,11 @@ from typing import Any, Final, TextIO
 
 from agent.constants import AEM_LENGTH, CALIBRATED_RSSI_MAX, CALIBRATED_RSSI_MIN, RPI_LENGTH
 from agent.errors import MalformedInputError
-from agent.models import Sighting
+from agent.models import ExposureWindow, Sighting
 
 FORMATS: Final = ("jsonl", "csv")
 SIGHTING_FIELDS: Final = ("time", "rpi", "aem", "rssi")
-EXPOSURE_FIELDS: Final = (  # the keys of ``agent.cli.match.window_json``
+EXPOSURE_FIELDS: Final = (  # the keys of :func:`window_json`
     "start",
     "duration_seconds",
     "min_attenuation_db",
@@ -36,6 +36,21 @@ EXPOSURE_FIELDS: Final = (  # the keys of ``agent.cli.match.window_json``
 )
 MAX_TIME: Final = 253_402_300_800
 """Year 10000."""
+
+
+def window_json(window: ExposureWindow) -> dict[str, Any]:
+    """One exposure window as ``match --json`` and ``export exposures`` show it.
+
+    The field names are fixed by ``docs/interface.md``; ``report_type`` is the integer.
+    """
+    return {
+        "start": window.start,
+        "duration_seconds": window.duration_seconds,
+        "min_attenuation_db": window.min_attenuation_db,
+        "typical_attenuation_db": window.typical_attenuation_db,
+        "report_type": int(window.report_type),
+        "score": window.score,
+    }
 
 
 class _BadLine(Exception):

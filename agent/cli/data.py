@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 import click
-
 from agent.cli import CliContext, pass_cli
-from agent.cli.match import window_json
 from agent.clock import SystemClock, decide_clock_trust
 from agent.clocksync import system_synchronized
 from agent.constants import RETENTION_SECONDS
@@ -32,6 +30,7 @@ from agent.interchange import (
     guess_format,
     parse_sightings,
     sighting_record,
+    window_json,
 )
 from agent.models import Sighting
 from agent.store import CONSENT_STATE_KEY, LOWER_BOUND_STATE_KEY, PurgeResult, Store

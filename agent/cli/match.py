@@ -24,6 +24,7 @@ from agent.clocksync import marker_synchronized
 from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
 from agent.errors import AgentError, ClockUntrustedError, ConfigError, MalformedInputError
 from agent.export import PublicKeyRing
+from agent.interchange import window_json
 from agent.models import ExposureWindow, ReportType
 from agent.pipeline import (
     CycleReport,
@@ -42,18 +43,6 @@ DAEMON_FETCH_TIMEOUT = 900.0
 
 class FetchFailedError(AgentError):
     """Some sources or files failed, or the key server's clock disagrees with ours."""
-
-
-def window_json(window: ExposureWindow) -> dict[str, Any]:
-    """The ``--json`` form of one exposure window (``docs/interface.md``)."""
-    return {
-        "start": window.start,
-        "duration_seconds": window.duration_seconds,
-        "min_attenuation_db": window.min_attenuation_db,
-        "typical_attenuation_db": window.typical_attenuation_db,
-        "report_type": int(window.report_type),
-        "score": window.score,
-    }
 
 
 def _window_line(window: ExposureWindow) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from agent import interchange
 from agent.field.exposure import attenuation, sighting_tx
 from agent.models import DailySummary, ExposureWindow, Sighting, TemporaryExposureKey
 
@@ -87,12 +88,7 @@ class AgentFindings:
 def window_json(window: ExposureWindow) -> dict[str, Any]:
     """A window as ``match --json`` shows it, plus its weighted minutes and scan count."""
     return {
-        "start": window.start,
-        "duration_seconds": window.duration_seconds,
-        "min_attenuation_db": window.min_attenuation_db,
-        "typical_attenuation_db": window.typical_attenuation_db,
-        "report_type": int(window.report_type),
-        "score": window.score,
+        **interchange.window_json(window),
         "weighted_minutes": round(window.weighted_duration_seconds / 60.0, 2),
         "scan_instances": len(window.scan_instances),
     }
