@@ -252,7 +252,7 @@ def e2e(
     common = [str(cache), str(keys), str(sightings)]
     if not _inputs(cache, keys, sightings).exists():
         if not quiet:
-            print(f"  building {E2E_FILES} signed exports of {keys:,} keys in {cache} ...")
+            print(f"  building {E2E_FILES} exports of {keys:,} keys in {cache}", file=sys.stderr)
         subprocess.run([*me, "make", *common], check=True)
     env = dict(os.environ, **{BACKEND_ENV: backend})
     out = subprocess.run(

@@ -20,6 +20,7 @@ from agent.export import (
 from agent.export.arrays import row_groups
 from agent.export.model import MAX_EXPORT_BYTES
 from agent.models import ReportType, TemporaryExposureKey
+from agent.native import trim_heap
 
 I32 = npt.NDArray[np.int32]
 Ints = npt.NDArray[np.integer[Any]]
@@ -203,11 +204,15 @@ def read_export_keys(
     dropped = Counter(export.dropped)
     dropped.update({f"revised_{reason}": n for reason, n in dropped_revised.items()})
     keys = KeyArrays.from_export(export)
+    sha256, key_count = export.sha256, len(export) + len(export.revised_keys)
     if revised:
         keys = KeyArrays.concat([keys, KeyArrays.from_keys(revised)])
+    keys = keys.compact()
+    del export
+    trim_heap()  # the file, its export.bin and the parse temporaries are gone now
     return ParsedExport(
-        sha256=export.sha256,
-        keys=keys.compact(),
-        key_count=len(export) + len(export.revised_keys),
+        sha256=sha256,
+        keys=keys,
+        key_count=key_count,
         dropped=dict(dropped),
     )

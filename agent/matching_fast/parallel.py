@@ -31,6 +31,7 @@ from agent.matching_fast.finder import (
 )
 from agent.matching_fast.keys import KeyArrays
 from agent.models import ReportType, TemporaryExposureKey
+from agent.native import trim_heap
 
 TASK_KEYS = 65_536
 """Keys per worker task: 1 MB of key data in, a short list of candidates out."""
@@ -257,4 +258,6 @@ def fast_match(
     result.revoked.extend(
         view[TEK_LENGTH * i : TEK_LENGTH * (i + 1)] for i in np.flatnonzero(revoked).tolist()
     )
+    del searched, candidates, left_out
+    trim_heap()
     return result

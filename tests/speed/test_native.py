@@ -230,3 +230,20 @@ def test_planted_rows_survive_native_on_numpy_views(kernel: native.NativeKernel)
     doubled = np.repeat(data.keys.rolling_start, 2)[::2]
     found = kernel.find(kernel.table(blob), data.keys.key_data, doubled)
     assert sorted(found) == data.planted
+
+
+def test_cache_dir_follows_the_service_layout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A systemd service cannot write its home: its cache or data directory is used."""
+    for name in (native.CACHE_ENV, "CACHE_DIRECTORY", "INVOCATION_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert native.cache_dir() == tmp_path / "xdg" / "contact-agent" / "native"
+    monkeypatch.setenv("INVOCATION_ID", "0123")
+    monkeypatch.setenv("CONTACT_AGENT_DATA_DIR", str(tmp_path / "state"))
+    assert native.cache_dir() == tmp_path / "state" / "native"
+    monkeypatch.setenv("CACHE_DIRECTORY", "/var/cache/contact-agent")
+    assert native.cache_dir() == Path("/var/cache/contact-agent/native")
+    monkeypatch.setenv(native.CACHE_ENV, str(tmp_path / "mine"))
+    assert native.cache_dir() == tmp_path / "mine"
