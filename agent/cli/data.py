@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 import click
+
 from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock, decide_clock_trust
 from agent.clocksync import system_synchronized
