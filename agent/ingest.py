@@ -12,9 +12,11 @@ monotonic clock) keeps the growth within a budget:
   ``max_tracked_rpis`` in all), so a neighbour heard before the flood stays recorded.
 - **Burst thinning.** Per RPI one sighting per slot: the strongest report of the first
   ``thin_seconds`` (2 s) of the slot is kept, the rest are counted as thinned. A slot
-  lasts ``thin_seconds``, and a new scan instance opens a new slot; when many RPIs are
-  admitted the slot grows to ``window_seconds * admitted / max_rows_per_window``, so the
-  rows of one window stay near ``max_rows_per_window`` however many RPIs are heard.
+  lasts ``thin_seconds`` and a new scan instance opens a new slot -- until the window's
+  rows pass each eighth of ``max_rows_per_window``: then every RPI's slot doubles (4 s,
+  8 s, ... up to the window). A window thus stores at most about
+  ``max_rows_per_window + max_tracked_rpis`` rows however many RPIs send however often,
+  and each admitted RPI keeps its fair share (the neighbour as much as any flooder).
 
 A held sighting waits at most ``thin_seconds`` before :meth:`FloodGuard.release` gives
 it out. :class:`IngestPipe` runs the guard on the daemon's queue and feeds the writer;
@@ -37,6 +39,10 @@ from agent.models import ScanPeriod, Sighting
 _LOGGER = logging.getLogger(__name__)
 
 Item = Sighting | ScanPeriod
+_LEVELS = 8
+"""Slots double after each eighth of the row budget ..."""
+_MAX_LEVEL = 16
+"""... up to the window's length (2 s x 2**16 is far beyond any window)."""
 
 
 class Monotonic(Protocol):
@@ -55,8 +61,7 @@ class GuardLimits:
     thin_seconds: float = 2.0
     """At most one sighting per RPI per this long, per scan instance (bad input 11)."""
     max_rows_per_window: int = 6_000
-    """Beyond ``max_rows_per_window / window_seconds * thin_seconds`` admitted RPIs the
-    slot of each RPI grows so the window's rows stay near this number."""
+    """Row budget of a window: past each eighth of it, every slot doubles."""
 
     def __post_init__(self) -> None:
         if min(self.window_seconds, self.thin_seconds) <= 0:
@@ -93,6 +98,8 @@ class GuardStats:
     """Windows in which the cap was reached."""
     window_new_rpis: int = 0
     window_rpis: int = 0
+    window_rows: int = 0
+    slot_seconds: float = 0.0
     held: int = 0
     flood: bool = False
 
@@ -108,6 +115,7 @@ class FloodGuard:
         self._window = self._window_of(clock.monotonic())
         self._new = 0
         self._admitted = 0
+        self._rows = 0
         self._flooded: set[int] = set()
         self._tokens = 0
         self._stats = GuardStats()
@@ -122,6 +130,7 @@ class FloodGuard:
         self._roll(self._clock.monotonic())
         s = self._stats
         s.window_new_rpis, s.window_rpis = self._new, self._admitted
+        s.window_rows, s.slot_seconds = self._rows, self._slot_seconds()
         s.held = sum(1 for r in self._rpis.values() if r.pending is not None)
         s.flood = self.flood
         return s
@@ -162,7 +171,7 @@ class FloodGuard:
         """Forget every RPI (after ``forget``); counters stay."""
         self._rpis.clear()
         self._releases.clear()
-        self._new = self._admitted = 0
+        self._new = self._admitted = self._rows = 0
 
     # ---- windows and admission ----------------------------------------------------------
     def _window_of(self, now: float) -> int:
@@ -172,7 +181,7 @@ class FloodGuard:
         window = self._window_of(now)
         if window == self._window:
             return
-        self._window, self._new, self._admitted = window, 0, 0
+        self._window, self._new, self._admitted, self._rows = window, 0, 0, 0
         self._rpis = {
             rpi: r
             for rpi, r in self._rpis.items()
@@ -208,11 +217,12 @@ class FloodGuard:
     # ---- slots ----------------------------------------------------------------------------
     def _slot_seconds(self) -> float:
         limits = self.limits
-        spread = limits.window_seconds * self._admitted / limits.max_rows_per_window
-        return max(limits.thin_seconds, spread)
+        level = min(_MAX_LEVEL, self._rows * _LEVELS // limits.max_rows_per_window)
+        return min(limits.window_seconds, limits.thin_seconds * 2**level)
 
     def _open_slot(self, state: _Rpi, sighting: Sighting, now: float) -> None:
         self._tokens += 1
+        self._rows += 1
         state.pending, state.token = sighting, self._tokens
         state.slot_end = now + self._slot_seconds()
         state.scan_start = sighting.scan_start

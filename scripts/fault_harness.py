@@ -28,6 +28,7 @@ from dbus_fast import Variant
 
 from agent.constants import EN_SERVICE_UUID
 from agent.daemon.control import client_socket_paths, request
+from agent.export.writer import generate_signing_key, public_key_pem
 from agent.sim import FakeBluez, PrivateBus
 
 SYSTEMD_VARIABLES = ("INVOCATION_ID", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -70,6 +71,19 @@ def radio_config(extra: str = "", *, scan: str = "continuous") -> str:
     if scan == "duty":
         radio += "scan_mode = 'duty'\nduty_scan_seconds = 0.4\nduty_period_seconds = 1.0\n"
     return radio + "[clock]\nrequire_sync = false\n[notify]\ndesktop = false\n" + extra
+
+
+def local_keys(base: Path) -> str:
+    """Config TOML ``[keys]``: an empty local key directory and a pinned public key, so
+    ``fetch`` runs a cycle (and writes every sighting heard before it)."""
+    keys = base / "keys"
+    keys.mkdir(exist_ok=True)
+    (base / "ha.pem").write_bytes(public_key_pem(generate_signing_key()))
+    return (
+        f"[keys]\nsources = [{{ kind = 'dir', path = '{keys}' }}]\n"
+        "public_keys = [{ id = '310', version = 'v1', pem_file = 'ha.pem' }]\n"
+        "fetch_interval_hours = 24\n"
+    )
 
 
 class DaemonProcess:

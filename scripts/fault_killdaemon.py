@@ -14,6 +14,11 @@ flushes. After every kill the script opens the database itself and checks:
 * every batch is whole: each recorded rowid range holds all its rows (no partial commit);
 * no own key is lost (every TEK found once is found again) and consent stays on.
 
+Between acknowledgements a second process opens, reads and closes the database, as
+``export`` or an offline ``status`` would: its close must not take the write-ahead log
+away from the running daemon (it did, before ``prepare_files`` stopped closing a
+descriptor of the open database: POSIX drops all of a process's locks on a file then).
+
 A last daemon must start cleanly (READY), answer ``status`` and stop with SIGTERM (0).
 
 Usage: ``scripts/fault_killdaemon.py [--rounds 200] [--max-delay 3.0] [--dir DIR] [--json]``.
@@ -39,9 +44,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fault_harness import DaemonProcess, en_beacon, radio_config, short_dir, simulated_air
+from fault_harness import (
+    DaemonProcess,
+    en_beacon,
+    local_keys,
+    radio_config,
+    short_dir,
+    simulated_air,
+)
 
-from agent.export.writer import generate_signing_key, public_key_pem
 from agent.store import DB_FILENAME
 
 BEACONS = 40
@@ -121,25 +132,25 @@ def snapshot(data_dir: Path) -> Snapshot:
     return Snapshot(integrity, rows, len(batches), broken, teks, consent[0] if consent else None)
 
 
-def _config(base: Path) -> str:
-    """A local key directory and a pinned key, so ``fetch`` runs (and flushes first)."""
-    keys = base / "keys"
-    keys.mkdir(exist_ok=True)
-    (base / "ha.pem").write_bytes(public_key_pem(generate_signing_key()))
-    return radio_config(
-        f"[keys]\nsources = [{{ kind = 'dir', path = '{keys}' }}]\n"
-        "public_keys = [{ id = '310', version = 'v1', pem_file = 'ha.pem' }]\n"
-        "fetch_interval_hours = 24\n"
-    )
+def read_like_a_cli(data_dir: Path) -> int:
+    """What ``export`` or an offline ``status`` does: open, read, close (its close must
+    not take the write-ahead log away from the running daemon)."""
+    conn = sqlite3.connect(str(data_dir / DB_FILENAME), timeout=10)
+    try:
+        return int(conn.execute("SELECT count(*) FROM sighting").fetchone()[0])
+    finally:
+        conn.close()
 
 
 async def _acknowledge(daemon: DaemonProcess, acked: list[int], rng: random.Random) -> None:
-    """Until cancelled: fetch (flushes first), then note the committed row count."""
+    """Until cancelled: fetch (flushes first), then note the committed row count; a
+    second process reads the database in between."""
     with contextlib.suppress(Exception):
         await daemon.wait_ready()
     while True:
         await asyncio.sleep(rng.uniform(*FETCH_EVERY))
         with contextlib.suppress(Exception):  # the kill may cut any request short
+            await asyncio.to_thread(read_like_a_cli, daemon.data)
             await daemon.control("fetch", timeout=10)
             status = await daemon.control("status", timeout=10)
             acked.append(int(status["sightings"]["last_14_days"]))
@@ -162,7 +173,7 @@ async def run_rounds(
     async with simulated_air(tick=0.1) as (bus, fake):
         for n in range(beacons):
             en_beacon(fake, f"phone{n}", os.urandom(20), rssi=-50 - n % 40)
-        daemon = DaemonProcess(base, bus.address, _config(base))
+        daemon = DaemonProcess(base, bus.address, radio_config(local_keys(base)))
         try:
             code, _, err = await daemon.cli("enable")
             if code != 0:

@@ -20,7 +20,7 @@ import click
 from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock, decide_clock_trust
 from agent.clocksync import system_synchronized
-from agent.constants import RETENTION_SECONDS
+from agent.constants import RETENTION_SECONDS, TEK_ROLLING_PERIOD
 from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
 from agent.errors import AgentError, MalformedInputError
 from agent.interchange import (
@@ -33,6 +33,7 @@ from agent.interchange import (
     sighting_record,
     window_json,
 )
+from agent.keyschedule import KeySchedule
 from agent.models import Sighting
 from agent.store import CONSENT_STATE_KEY, LOWER_BOUND_STATE_KEY, PurgeResult, Store
 
@@ -142,6 +143,15 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         raise
 
 
+async def _own_rpis(store: Store) -> frozenset[bytes]:
+    """Every RPI our stored keys could have put on air (they never leave the device)."""
+    teks = await store.load_own_teks()
+    if not teks:
+        return frozenset()
+    newest = max(t.rolling_start_interval_number for t in teks)
+    return KeySchedule(teks).own_rpis(newest + TEK_ROLLING_PERIOD)
+
+
 @export_group.command("sightings")
 @_export_options
 @pass_cli
@@ -152,9 +162,11 @@ def export_sightings(cli: CliContext, fmt: str, since: str | None, output: Path 
         writer = RecordWriter(out, fmt, SIGHTING_FIELDS)
 
         async def write_all(store: Store) -> None:
+            own = await _own_rpis(store)  # reflections of our own beacons stay private
             sighting: Sighting
             async for sighting in store.iter_sightings(since_ts):
-                writer.write(sighting_record(sighting))
+                if sighting.rpi not in own:
+                    writer.write(sighting_record(sighting))
 
         _with_store(cli.data_dir, write_all)
     if output is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -80,9 +81,17 @@ def prepare_files(path: Path) -> None:
     """Create the database file 0600 before SQLite does; tighten existing files.
 
     SQLite creates -wal and -shm with the mode of the database file, so they follow.
+    An existing file is never opened here: closing a descriptor of it would drop every
+    POSIX lock this process holds on it, SQLite's included, and another process could
+    then checkpoint and delete the write-ahead log under a live connection.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path)) from None
+    else:
+        os.close(fd)
     for file in db_files(path):
         with contextlib.suppress(FileNotFoundError):
             os.chmod(file, 0o600)

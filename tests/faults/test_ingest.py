@@ -140,6 +140,23 @@ def test_a_crowd_stretches_the_slot_to_keep_the_row_budget() -> None:
     assert rows >= len(crowd)  # every RPI of the crowd was recorded
 
 
+def test_after_a_burst_of_fresh_rpis_the_neighbour_keeps_a_row_every_few_seconds() -> None:
+    clock, guard = guard_at_window_start()  # the defaults: 2,000 new, 6,000 rows
+    neighbour = os.urandom(16)
+    rows: list[Sighting] = []
+    for second in range(300):
+        if second == 10:  # 3,000 one-shot RPIs within a second (BlindSignedID)
+            rows += feed(guard, [seen(clock, os.urandom(16)) for _ in range(3_000)])
+        for _ in range(4):  # the neighbour, 4 adverts/s
+            rows += guard.offer(seen(clock, neighbour))
+            clock.advance(0.25)
+        rows += guard.release()
+    mine = [s for s in rows if s.rpi == neighbour]
+    assert guard.stats().flood_dropped == 1_001  # the neighbour took one of the 2,000
+    assert len(rows) - len(mine) == 1_999
+    assert len(mine) >= 300 / 8  # slots grew from 2 s to at most 8 s
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
