@@ -25,6 +25,7 @@ from agent.matching import dedupe_keys
 from agent.matching_fast import KeyArrays, read_export_keys
 from agent.models import ReportType, TemporaryExposureKey
 from tests.export.factory import NOW_INTERVAL, TODAY, make_keys, ring_for, signed_export
+from tests.export.test_fastparse import _columns_equal
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = generate_signing_key()
@@ -93,17 +94,6 @@ def payloads(draw: st.DrawFn) -> bytes:
     return EXPORT_HEADER + b"".join(mixed)
 
 
-def _same(a: KeyColumns, b: KeyColumns) -> None:
-    assert a.key_data.tobytes() == b.key_data.tobytes()
-    for name in ("rolling_start", "rolling_period", "transmission_risk", "report_type"):
-        assert np.array_equal(getattr(a, name), getattr(b, name)), name
-    assert np.array_equal(a.has_days_since_onset, b.has_days_since_onset)
-    assert np.array_equal(
-        np.where(a.has_days_since_onset, a.days_since_onset, 0),
-        np.where(b.has_days_since_onset, b.days_since_onset, 0),
-    )
-
-
 def _nothing(message: object) -> None:
     del message
 
@@ -116,7 +106,7 @@ def test_lean_parse_equals_the_full_parse(export_bin: bytes) -> None:
     if lean is None:  # declined: the caller uses the full parse, so nothing can differ
         return
     message, columns, dropped = lean
-    _same(columns, full_columns)
+    _columns_equal(columns, full_columns)
     assert dropped == full_dropped
     assert list(message.revised_keys) == list(full_message.revised_keys)
     full_message.ClearField("keys")
