@@ -247,3 +247,18 @@ def test_cache_dir_follows_the_service_layout(
     assert native.cache_dir() == Path("/var/cache/contact-agent/native")
     monkeypatch.setenv(native.CACHE_ENV, str(tmp_path / "mine"))
     assert native.cache_dir() == tmp_path / "mine"
+
+
+def test_without_a_compiler_the_pure_path_is_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, gcc or clang on it
+    monkeypatch.setenv(native.CACHE_ENV, str(tmp_path / "cache"))
+    assert native.build() is None
+    assert native._load() is None
+    data = make_dataset(300, 200, planted=4, seed=6)
+    blob = SightingIndex(data.scans).rpi_blob()
+    finder = candidate_finder(blob, "public")  # the path that needs nothing but Python
+    assert finder.name == "public"
+    assert sorted(finder.find(data.keys.key_data, data.keys.rolling_start, 0)) == data.planted
