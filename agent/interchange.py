@@ -156,6 +156,9 @@ def _jsonl_records(text: str) -> Records:
         except RecursionError:
             yield line_no, _BadLine("bad JSON (nested too deeply)")
             continue
+        except ValueError:  # e.g. an integer of more than 4,300 digits
+            yield line_no, _BadLine("bad JSON (a number too long)")
+            continue
         if not isinstance(value, dict):
             yield line_no, _BadLine("not a JSON object")
             continue

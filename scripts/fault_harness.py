@@ -55,6 +55,19 @@ async def simulated_air(
             await fake.stop()
 
 
+def widen_send_buffer(fake: FakeBluez, size: int = 4 << 20) -> None:
+    """Give the fake's bus connection a larger socket send buffer.
+
+    At thousands of reports a second the fake's bursts can fill the default 208 kB
+    buffer while dbus-daemon is busy, and dbus-fast (5.2) then drops the connection on
+    the EAGAIN instead of waiting; real bluetoothd is C and has no such limit. The
+    kernel caps ``size`` at ``net.core.wmem_max``.
+    """
+    sock = getattr(getattr(fake, "_bus", None), "_sock", None)
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
 def en_beacon(fake: FakeBluez, beacon_id: str, payload: bytes, rssi: int = -60) -> None:
     """An outside phone advertising ``payload`` (RPI || AEM) that every adapter hears."""
     fake.add_beacon(
