@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
-import signal
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from agent.report.client import (
 )
 from agent.report.pending import clear_pending, load_pending
 from agent.report.release import StoreKeyRelease
+from agent.signals import wait_for_stop_signal
 from agent.store import Store
 
 PRIVACY_NOTICE = """\
@@ -184,12 +184,8 @@ async def _serve(server: LocalKeyServer, public_key_file: Path, issue: bool) -> 
     click.echo(server.config_toml(public_key_file).rstrip())
     if issue:
         click.echo(f"verification code: {server.issue_code()}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         await server.stop()
 

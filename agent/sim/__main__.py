@@ -17,9 +17,9 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 
+from agent.signals import wait_for_stop_signal
 from agent.sim.bluez import FakeBluez
 from agent.sim.bus import SYSTEM_BUS_ENV, PrivateBus
 
@@ -45,12 +45,8 @@ async def _serve(args: argparse.Namespace, address: str) -> None:
     await fake.start()
     sys.stdout.write(f"export {SYSTEM_BUS_ENV}={address}\n")
     sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         await fake.stop()
 
