@@ -9,9 +9,10 @@ contiguous rowid range and records it in ``sighting_batch`` with its newest time
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Sequence
-from typing import Final
+from typing import Any, Final
 
 from agent.constants import CALIBRATED_RSSI_MAX, CALIBRATED_RSSI_MIN
 from agent.errors import MalformedInputError
@@ -105,11 +106,7 @@ async def _low_row(db: Database, since: float) -> int | None:
     return int(low) if low is not None else None
 
 
-async def observed_scans(db: Database, since: float) -> list[ObservedScan]:
-    """Scan instances of every RPI seen at or after ``since`` (two queries in all)."""
-    low = await _low_row(db, since)
-    if low is None:
-        return []
+def _scans_from_rows(grouped: list[Any], unscanned: list[Any]) -> list[ObservedScan]:
     result = [
         ObservedScan(
             rpi=rpi,
@@ -124,17 +121,26 @@ async def observed_scans(db: Database, since: float) -> list[ObservedScan]:
             scan_start=float(scan_start),
             previous_scan_start=None if prev_start is None else float(prev_start),
         )
-        for rpi, aem, first, last, n, lo, hi, mean, scan_start, prev, prev_start in (
-            await db.fetchall(
-                _GROUPED, (low, since)
-            )
-        )
+        for rpi, aem, first, last, n, lo, hi, mean, scan_start, prev, prev_start in grouped
     ]
-    unscanned = await db.fetchall(_UNSCANNED, (low, since))
     if unscanned:
         result.extend(group_by_gap(unscanned))
     result.sort(key=lambda o: (o.first_seen, o.rpi))
     return result
+
+
+async def observed_scans(db: Database, since: float) -> list[ObservedScan]:
+    """Scan instances of every RPI seen at or after ``since`` (two queries in all).
+
+    Turning tens of thousands of rows into objects takes a while, so it runs in a thread
+    and the event loop (the scanner's callbacks) keeps its timing.
+    """
+    low = await _low_row(db, since)
+    if low is None:
+        return []
+    grouped = await db.fetchall(_GROUPED, (low, since))
+    unscanned = await db.fetchall(_UNSCANNED, (low, since))
+    return await asyncio.to_thread(_scans_from_rows, grouped, unscanned)
 
 
 async def encounters(db: Database, since: float) -> list[Encounter]:
