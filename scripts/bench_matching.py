@@ -216,6 +216,7 @@ def run_e2e(cache: Path, keys: int, sightings: int, workers: int) -> dict[str, A
                     now=meta["now"],
                     workers=workers,
                     progress=progress,
+                    consume=True,  # as the daemon's fetch does
                 )
             seconds = time.perf_counter() - began
             return seconds, report, await lag.stop()

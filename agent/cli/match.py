@@ -142,6 +142,7 @@ async def _match(
             skip_processed=False,
             strict=True,
             source="match",
+            consume=True,
         )
 
 

@@ -187,6 +187,7 @@ async def match_exports(
     workers: int | None = None,
     notifier: Notifier | None = None,
     progress: Progress | None = None,
+    consume: bool = False,
 ) -> CycleReport:
     """Run one cycle over ``exports`` (see the module docstring).
 
@@ -196,6 +197,8 @@ async def match_exports(
             (the ``match`` command); otherwise it is reported and the others proceed.
         notifier: awaited with the new qualifying exposures; their windows are marked
             notified only after it returns. Without one, nothing is marked.
+        consume: the caller hands ``exports`` over (a list): it is emptied here, so that
+            the files' bytes (tens of MB for a country) are freed before matching.
 
     Raises:
         ExportFileError, SignatureError: only with ``strict``.
@@ -209,44 +212,58 @@ async def match_exports(
             report.files_skipped.append(export.name)
         else:
             todo.append(export)
+    if consume:
+        if not isinstance(exports, list):
+            raise TypeError("consume=True needs the exports as a list")
+        exports.clear()
     now_interval = en_interval_number(now)
-    parsed: list[tuple[ExportInput, ParsedExport]] = []
-    for export, result in zip(
-        todo,
-        await verify_exports(todo, ring, now_interval, progress=progress),
-        strict=True,
-    ):
+    verified = await verify_exports(todo, ring, now_interval, progress=progress)
+    names = [export.name for export in todo]
+    todo.clear()  # from here on only the parsed keys are needed
+    files: list[tuple[str, ParsedExport]] = []
+    for name, result in zip(names, verified, strict=True):
         if isinstance(result, ExportFileError):
             if strict:
-                raise type(result)(f"{export.name}: {_reason(result)}") from result
-            _LOGGER.warning("rejected %s: %s", export.name, _reason(result))
-            report.files_rejected.append((export.name, _reason(result)))
+                raise type(result)(f"{name}: {_reason(result)}") from result
+            _LOGGER.warning("rejected %s: %s", name, _reason(result))
+            report.files_rejected.append((name, _reason(result)))
             continue
-        parsed.append((export, result))
+        files.append((name, result))
         report.counters.update(result.dropped)
-    if parsed:
-        await _match_parsed(store, parsed, report, risk, now, workers, progress)
-        for export, result in parsed:
+    verified.clear()
+    if files:
+        processed = [(name, p.sha256, p.key_count) for name, p in files]
+        parts = [p.keys for _, p in files]
+        files.clear()
+        await _match_parsed(store, parts, len(processed), report, risk, now, workers, progress)
+        for name, sha256, key_count in processed:
             await store.mark_file_processed(
-                result.sha256, source=source, key_count=result.key_count, processed_at=now
+                sha256, source=source, key_count=key_count, processed_at=now
             )
-            report.files_processed.append(export.name)
+            report.files_processed.append(name)
     report.new_exposures = await refresh_results(store, risk, now, notifier)
     return report
 
 
+def _merge(parts: list[KeyArrays]) -> tuple[KeyArrays, int]:
+    """All files' keys in one set, deduplicated; ``parts`` is emptied so that each file's
+    own arrays are freed before matching."""
+    merged = KeyArrays.concat(parts)
+    parts.clear()
+    return merged.dedupe()
+
+
 async def _match_parsed(
     store: Store,
-    parsed: Sequence[tuple[ExportInput, ParsedExport]],
+    parts: list[KeyArrays],
+    file_count: int,
     report: CycleReport,
     risk: RiskConfig,
     now: float,
     workers: int,
     progress: Progress | None,
 ) -> None:
-    keys, duplicates = await asyncio.to_thread(  # CPU: off the loop
-        lambda: KeyArrays.concat([p.keys for _, p in parsed]).dedupe()
-    )
+    keys, duplicates = await asyncio.to_thread(_merge, parts)  # CPU: off the loop
     report.counters["duplicate_keys"] += duplicates
     report.keys = len(keys)
     index, own_keys = await load_sightings(store, now)
@@ -272,7 +289,7 @@ async def _match_parsed(
     _LOGGER.info(
         "matched %d keys from %d files: %d keys matched, %d windows (%d new), %d removed",
         len(keys),
-        len(parsed),
+        file_count,
         result.matched_keys,
         len(report.windows),
         len(report.new_window_ids),

@@ -144,6 +144,7 @@ async def fetch_and_match(
             workers=workers,
             notifier=notifier,
             progress=progress,
+            consume=True,
         )
         await store.set_state(SOURCES_STATE_KEY, json.dumps(state, sort_keys=True))
     else:

@@ -133,3 +133,29 @@ async def test_big_inputs_use_worker_processes_with_the_same_result(
     assert [p for p in progress if p[0] == "match"] == [
         ("match", done, 300) for done in (64, 128, 192, 256, 300)
     ]
+
+
+async def test_consumed_exports_are_released_and_match_the_same(
+    store: Store, authority: Authority
+) -> None:
+    """consume=True empties the caller's list (the bytes can be freed); nothing else changes."""
+    key_a = await heard_key(store, scans=4)
+    key_b = await heard_key(store, scans=3)
+    files = [
+        ExportInput("a.zip", authority.export([key_a, new_key()])),
+        ExportInput("b.zip", authority.export([key_b, key_a])),  # a duplicate across files
+    ]
+    handed_over = list(files)
+    report = await match_exports(
+        store, handed_over, ring=_ring(authority), risk=RiskConfig(), now=NOW, consume=True
+    )
+    assert handed_over == []
+    assert report.files_processed == ["a.zip", "b.zip"]
+    assert report.matched_keys == 2
+    assert report.counters["duplicate_keys"] == 1
+    for export in files:
+        assert await store.is_file_processed(hashlib.sha256(export.content).digest())
+    with pytest.raises(TypeError, match="as a list"):
+        await match_exports(
+            store, tuple(files), ring=_ring(authority), risk=RiskConfig(), now=NOW, consume=True
+        )
