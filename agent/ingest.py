@@ -218,7 +218,7 @@ class FloodGuard:
     def _slot_seconds(self) -> float:
         limits = self.limits
         level = min(_MAX_LEVEL, self._rows * _LEVELS // limits.max_rows_per_window)
-        return min(limits.window_seconds, limits.thin_seconds * 2**level)
+        return min(limits.window_seconds, limits.thin_seconds * (1 << level))
 
     def _open_slot(self, state: _Rpi, sighting: Sighting, now: float) -> None:
         self._tokens += 1

@@ -20,7 +20,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -126,16 +126,28 @@ class DaemonProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.messages: list[str] = []
         self.started_at = 0.0
+        self._reader_added = False
 
     # ---- the process ---------------------------------------------------------------------
-    async def start(self, *args: str) -> None:
+    async def start(self, *args: str, preexec: Callable[[], None] | None = None) -> None:
+        """Start ``run ARGS``; ``preexec`` runs in the child before exec (limits)."""
         self.drain()
         self.messages.clear()
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agent", "run", *args, env=self.env, stderr=log
+                sys.executable,
+                "-m",
+                "agent",
+                "run",
+                *args,
+                env=self.env,
+                stderr=log,
+                preexec_fn=preexec,
             )
         self.started_at = time.monotonic()
+        if not self._reader_added:  # read sd_notify messages as they come, like systemd
+            asyncio.get_running_loop().add_reader(self._notify.fileno(), self.drain)
+            self._reader_added = True
 
     @property
     def running(self) -> bool:
@@ -165,6 +177,9 @@ class DaemonProcess:
     def close(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
+        if self._reader_added:
+            with contextlib.suppress(RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_reader(self._notify.fileno())
         self._notify.close()
 
     # ---- what it says --------------------------------------------------------------------

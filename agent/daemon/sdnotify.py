@@ -48,12 +48,17 @@ class SdNotifier:
         return None if self._watchdog_usec is None else self._watchdog_usec / 1e6
 
     def send(self, *fields: str) -> bool:
-        """Send ``KEY=value`` lines in one datagram; False when not under systemd."""
+        """Send ``KEY=value`` lines in one datagram; False when not under systemd.
+
+        Never blocks: a receiver whose queue is full (a stalled manager) loses this
+        message instead of freezing the event loop.
+        """
         if self._address is None:
             return False
         message = "\n".join(fields).encode("utf-8")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.setblocking(False)
                 sock.sendto(message, self._address)
         except OSError as exc:
             _LOGGER.debug("sd_notify failed: %s", exc)

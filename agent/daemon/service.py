@@ -207,8 +207,23 @@ class AgentService:
             self._unlock_data_dir()
 
     async def set_consent(self, enabled: bool) -> ConsentState:
-        """Persist consent (FULL) and switch the radio at once."""
-        self.consent = await write_consent(self.store, enabled, self.clock.wall())
+        """Persist consent (FULL) and switch the radio at once.
+
+        Withdrawn consent switches the radio off first, so a full or failing disk cannot
+        keep it on; the error then says the setting was not saved.
+        """
+        if not enabled:
+            self.consent = ConsentState.DISABLED
+            self.apply_policy()
+        try:
+            self.consent = await write_consent(self.store, enabled, self.clock.wall())
+        except AgentError as exc:
+            if enabled:
+                raise
+            raise AgentError(
+                f"contact detection is off now, but the setting could not be saved ({exc}); "
+                "it will be on again after a restart"
+            ) from exc
         _LOGGER.info("contact detection %s", "enabled" if enabled else "disabled")
         self.apply_policy()
         return self.consent
