@@ -10,6 +10,11 @@ monotonic clock) keeps the growth within a budget:
   are dropped and counted, and the guard reports ``flood`` for this and the next window.
   RPIs admitted in the previous window carry over without counting as new (at most
   ``max_tracked_rpis`` in all), so a neighbour heard before the flood stays recorded.
+  Past the cap, an RPI heard again and again for ``persist_seconds`` (10 s) is still
+  admitted, up to ``max_persistent_rpis`` per window: a real phone is heard for minutes,
+  a flooder's throw-away RPIs for moments, so the neighbour's next RPI gets in within
+  seconds instead of at the next window. The candidates are kept in a table of at most
+  ``max_candidates`` entries, least recently heard out first.
 - **Burst thinning.** Per RPI one sighting per slot: the strongest report of the first
   ``thin_seconds`` (2 s) of the slot is kept, the rest are counted as thinned. A slot
   lasts ``thin_seconds`` and a new scan instance opens a new slot -- until the window's
@@ -29,7 +34,7 @@ import asyncio
 import dataclasses
 import logging
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -62,6 +67,10 @@ class GuardLimits:
     """At most one sighting per RPI per this long, per scan instance (bad input 11)."""
     max_rows_per_window: int = 6_000
     """Row budget of a window: past each eighth of it, every slot doubles."""
+    persist_seconds: float = 10.0
+    max_persistent_rpis: int = 100
+    """RPIs admitted past the cap per window, for having been heard ``persist_seconds``."""
+    max_candidates: int = 8_000
 
     def __post_init__(self) -> None:
         if min(self.window_seconds, self.thin_seconds) <= 0:
@@ -100,6 +109,8 @@ class GuardStats:
     window_rpis: int = 0
     window_rows: int = 0
     slot_seconds: float = 0.0
+    persistent_admitted: int = 0
+    """RPIs admitted past the cap for having been heard long enough."""
     held: int = 0
     flood: bool = False
 
@@ -116,6 +127,8 @@ class FloodGuard:
         self._new = 0
         self._admitted = 0
         self._rows = 0
+        self._persistent = 0
+        self._candidates: OrderedDict[bytes, float] = OrderedDict()
         self._flooded: set[int] = set()
         self._tokens = 0
         self._stats = GuardStats()
@@ -143,7 +156,7 @@ class FloodGuard:
         now = self._clock.monotonic()
         self._roll(now)
         self._stats.offered += 1
-        state = self._admit(sighting.rpi)
+        state = self._admit(sighting.rpi, now)
         out = self._due(now)
         if state is None:
             return out
@@ -171,7 +184,8 @@ class FloodGuard:
         """Forget every RPI (after ``forget``); counters stay."""
         self._rpis.clear()
         self._releases.clear()
-        self._new = self._admitted = self._rows = 0
+        self._candidates.clear()
+        self._new = self._admitted = self._rows = self._persistent = 0
 
     # ---- windows and admission ----------------------------------------------------------
     def _window_of(self, now: float) -> int:
@@ -182,6 +196,7 @@ class FloodGuard:
         if window == self._window:
             return
         self._window, self._new, self._admitted, self._rows = window, 0, 0, 0
+        self._persistent = 0
         self._rpis = {
             rpi: r
             for rpi, r in self._rpis.items()
@@ -189,14 +204,14 @@ class FloodGuard:
         }
         self._flooded = {w for w in self._flooded if w >= window - 1}
 
-    def _admit(self, rpi: bytes) -> _Rpi | None:
+    def _admit(self, rpi: bytes, now: float) -> _Rpi | None:
         state = self._rpis.get(rpi)
         if state is not None and state.window == self._window:
             return state
         limits = self.limits
         carried = state is not None and state.window == self._window - 1
         room = self._admitted < limits.max_tracked_rpis
-        if room and (carried or self._new < limits.max_new_rpis):
+        if room and (carried or self._new < limits.max_new_rpis or self._persists(rpi, now)):
             self._new += 0 if carried else 1
             self._admitted += 1
             if state is None:
@@ -213,6 +228,23 @@ class FloodGuard:
                 limits.window_seconds,
             )
         return None
+
+    def _persists(self, rpi: bytes, now: float) -> bool:
+        """Past the cap: heard for ``persist_seconds`` already (and quota left)?"""
+        limits = self.limits
+        first = self._candidates.get(rpi)
+        if first is None:
+            self._candidates[rpi] = now
+            if len(self._candidates) > limits.max_candidates:
+                self._candidates.popitem(last=False)
+            return False
+        self._candidates.move_to_end(rpi)
+        if now - first < limits.persist_seconds or self._persistent >= limits.max_persistent_rpis:
+            return False
+        del self._candidates[rpi]
+        self._persistent += 1
+        self._stats.persistent_admitted += 1
+        return True
 
     # ---- slots ----------------------------------------------------------------------------
     def _slot_seconds(self) -> float:

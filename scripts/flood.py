@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -112,6 +113,7 @@ class Figures:
     neighbour_rows: int = 0
     neighbour_minutes: int = 0
     run_minutes: int = 0
+    """Whole minutes of the run; ``neighbour_minutes`` of them hold a neighbour row."""
     ran_throughout: bool = False
     exit_status: int | None = None
     max_rss_growth_mb: float = 50.0
@@ -119,7 +121,7 @@ class Figures:
 
     @property
     def neighbour_coverage(self) -> float:
-        return self.neighbour_minutes / self.run_minutes if self.run_minutes else 0.0
+        return self.neighbour_minutes / self.run_minutes if self.run_minutes else 1.0
 
     @property
     def passed(self) -> bool:
@@ -142,8 +144,8 @@ class Figures:
 
 
 def row_budget(limits: GuardLimits) -> int:
-    """Rows any 5-minute span may hold: it overlaps at most two guard windows, each with
-    at most its row budget plus one more row per tracked RPI."""
+    """Rows a 5-minute span of wall time may hold: it overlaps at most two guard windows,
+    each with at most its row budget plus one more row per tracked RPI."""
     return 2 * (limits.max_rows_per_window + limits.max_tracked_rpis)
 
 
@@ -203,9 +205,10 @@ def _read_rows(
     finally:
         conn.close()
     spans = Counter(int(t // WINDOW_SECONDS) for t in times)
-    sliding = max((spans[k] + spans.get(k + 1, 0) for k in spans), default=0)
-    minutes = {int(t // 60) for t in neighbour_times if start <= t <= end}
-    return len(times), sliding, len(neighbour_times), minutes
+    busiest = max(spans.values(), default=0)
+    whole = range(math.ceil(start / 60), math.floor(end / 60))  # minutes inside the run
+    minutes = {int(t // 60) for t in neighbour_times} & set(whole)
+    return len(times), busiest, len(neighbour_times), minutes
 
 
 async def run_flood(
@@ -293,10 +296,10 @@ def _fill(
     figures.db_bytes_end = _db_bytes(daemon.data)
     growth = figures.db_bytes_end - figures.db_bytes_start
     figures.db_growth_bytes_per_hour = round(growth * 3600 / run_seconds)
-    rows, sliding, mine, minutes = _read_rows(daemon.data, neighbour, start, end)
-    figures.rows_stored, figures.max_rows_per_5min = rows, sliding
+    rows, busiest, mine, minutes = _read_rows(daemon.data, neighbour, start, end)
+    figures.rows_stored, figures.max_rows_per_5min = rows, busiest
     figures.neighbour_rows, figures.neighbour_minutes = mine, len(minutes)
-    figures.run_minutes = max(1, int(end // 60) - int(start // 60) + 1)
+    figures.run_minutes = max(0, math.floor(end / 60) - math.ceil(start / 60))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,9 @@ Each cycle is :func:`agent.pipeline.fetch_and_match`; its new qualifying exposur
 the :class:`~agent.daemon.notify.Notifier` once (the pipeline marks them notified after
 the notifier returns). Nothing is fetched or matched without consent or while the clock
 is untrusted (Appendix A); such a cycle is skipped and retried a minute later. A failed
-cycle is retried with exponential backoff (1 min doubling up to the fetch interval), so a
-broken server never causes a download loop. Download times are jittered by +-10 %.
+cycle is retried with exponential backoff (1 min doubling up to the fetch interval), and
+never before a Retry-After the server asked for, so a broken server never causes a
+download loop. Download times are jittered by +-10 %.
 """
 
 from __future__ import annotations
@@ -210,14 +211,16 @@ class FetchScheduler:
             _LOGGER.warning("key fetch failed: %s", summary["error"])
             return summary
         summary = report.summary(now)
-        self._finish(started, ok=bool(summary["ok"]))
+        self._finish(started, ok=bool(summary["ok"]), retry_after=report.retry_after)
         if not summary["ok"]:
             _LOGGER.warning(
                 "key fetch had problems: %s", summary.get("refused") or summary["failed"]
             )
         return summary
 
-    def _finish(self, started: float, *, ok: bool) -> None:
+    def _finish(self, started: float, *, ok: bool, retry_after: float | None = None) -> None:
+        """Schedule the next cycle: the interval, or the backoff (never before a server's
+        Retry-After)."""
         duration = self._clock.monotonic() - started
         interval = self._config.keys.fetch_interval_hours * 3600
         self._metrics.set("last_fetch_success", ok)
@@ -230,6 +233,7 @@ class FetchScheduler:
             self._metrics.inc("key_fetch_failures_total")
             delay = min(interval, RETRY_FIRST_SECONDS * 2**self._failures)
             delay *= self._rng.uniform(1 - JITTER, 1 + JITTER)
+            delay = max(delay, retry_after or 0.0)
             self._failures += 1
         self._due = self._clock.monotonic() + delay
 

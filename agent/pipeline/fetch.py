@@ -23,7 +23,7 @@ from agent.pipeline.cycle import (
     RingSource,
     match_exports,
 )
-from agent.sources import KeySourceClient
+from agent.sources import KeySourceClient, ServerBusyError
 from agent.store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -45,6 +45,13 @@ class FetchReport:
     refused: str | None = None
     """Why nothing was matched this time (server clock disagrees), or None."""
     cycle: CycleReport | None = None
+    retry_after: float | None = None
+    """The longest Retry-After (seconds) a server asked for beyond this cycle's patience."""
+
+    def fail(self, name: str, exc: NetworkError | ExportFileError) -> None:
+        self.failed.append((name, str(exc)))
+        if isinstance(exc, ServerBusyError):
+            self.retry_after = max(self.retry_after or 0.0, exc.retry_after)
 
     def summary(self, now: float) -> dict[str, object]:
         cycle = self.cycle
@@ -60,6 +67,7 @@ class FetchReport:
             "files_rejected": len(cycle.files_rejected) if cycle else 0,
             "matched_keys": cycle.matched_keys if cycle else 0,
             "new_windows": len(cycle.new_window_ids) if cycle else 0,
+            "retry_after_seconds": self.retry_after,
         }
 
 
@@ -113,13 +121,13 @@ async def fetch_and_match(
         try:
             candidates = await client.candidates()
         except (NetworkError, ExportFileError) as exc:
-            report.failed.append((label, str(exc)))
+            report.fail(label, exc)
             continue
         for candidate in candidates:
             try:
                 download = await client.download(candidate)
             except (NetworkError, ExportFileError) as exc:
-                report.failed.append((candidate.name, str(exc)))
+                report.fail(candidate.name, exc)
                 continue
             if download.clock_skew_seconds is not None:
                 report.clock_skew_seconds = download.clock_skew_seconds

@@ -113,6 +113,35 @@ def test_more_than_the_cap_of_new_rpis_is_dropped_and_raises_flood() -> None:
     assert not guard.stats().flood
 
 
+def test_past_the_cap_an_rpi_heard_for_ten_seconds_still_gets_in() -> None:
+    """The neighbour's RPI changes in the middle of a flooded window (its 10-min
+    rotation): it is recorded again after 10 s, the flooder's throw-away RPIs never."""
+    clock, guard = guard_at_window_start()
+    feed(guard, [seen(clock, os.urandom(16)) for _ in range(2_000)])  # the cap is full
+    rotated = os.urandom(16)
+    rows: list[Sighting] = []
+    for _ in range(30 * 4):  # 30 s: the neighbour 4 times a second, 50 fresh RPIs each
+        rows += guard.offer(seen(clock, rotated))
+        rows += feed(guard, [seen(clock, os.urandom(16)) for _ in range(50)])
+        clock.advance(0.25)
+        rows += guard.release()
+    mine = [s for s in rows if s.rpi == rotated]
+    stats = guard.stats()
+    assert stats.persistent_admitted == 1  # only the neighbour
+    assert mine and mine[0].time >= WALL + 10
+    assert stats.flood_dropped >= 30 * 4 * 50
+
+
+def test_the_persistence_quota_is_bounded() -> None:
+    limits = GuardLimits(max_new_rpis=10, max_tracked_rpis=100, max_persistent_rpis=5)
+    clock, guard = guard_at_window_start(limits)
+    stayers = [os.urandom(16) for _ in range(40)]  # 40 transmitters that keep their RPI
+    for _ in range(60):
+        feed(guard, [seen(clock, r) for r in stayers])
+        clock.advance(1.0)
+    assert guard.stats().window_rpis == 10 + 5
+
+
 def test_carried_rpis_are_bounded_too() -> None:
     limits = GuardLimits(max_new_rpis=50, max_tracked_rpis=80)
     clock, guard = guard_at_window_start(limits)
