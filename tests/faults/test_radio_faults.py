@@ -110,9 +110,7 @@ def on_air_sequence(fake: FakeBluez) -> list[bytes]:
 
 
 @contextlib.asynccontextmanager
-async def radio_service(
-    base: Path, clock: SteppableClock, monkeypatch: pytest.MonkeyPatch
-) -> Any:
+async def radio_service(base: Path, clock: SteppableClock, monkeypatch: pytest.MonkeyPatch) -> Any:
     timing = ServiceTiming(tick=0.1, housekeeping=0.5, first_fetch_delay=60, ready_timeout=10)
     # production radio code; only its polling is shortened: the rotation loop checks for
     # steps every 10 s in production (a step rotates within about 11 s, measured)
