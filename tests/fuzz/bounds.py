@@ -24,7 +24,12 @@ PEAK_BYTES = 32 * 1024 * 1024
 FUZZ = settings(
     max_examples=300,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        # the RSS baseline fixture is meant per test, not per example
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 
 
