@@ -7,6 +7,7 @@ detector rather than a speed claim; memory is the tracemalloc peak of the call.
 
 from __future__ import annotations
 
+import os
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -21,8 +22,10 @@ CPU_SECONDS = 1.0
 PEAK_BYTES = 32 * 1024 * 1024
 """Far above what a few-kB input needs, far below a decompression bomb."""
 
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
+"""Examples per target: 300 in CI; ``scripts/fault_suite.sh`` raises it for a soak."""
 FUZZ = settings(
-    max_examples=300,
+    max_examples=FUZZ_EXAMPLES,
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
