@@ -12,17 +12,20 @@ No root and no Bluetooth hardware are needed; nothing here talks to the network.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dbus_fast import Variant
 
@@ -30,6 +33,8 @@ from agent.constants import EN_SERVICE_UUID
 from agent.daemon.control import client_socket_paths, request
 from agent.export.writer import generate_signing_key, public_key_pem
 from agent.sim import FakeBluez, PrivateBus
+
+T = TypeVar("T")
 
 SYSTEMD_VARIABLES = ("INVOCATION_ID", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -239,6 +244,32 @@ def read_rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dir`` (keep the work there) and ``--json`` of every fault script."""
+    parser.add_argument("--dir", type=Path, default=None, help="work here (kept afterwards)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def run_in(directory: Path | None, prefix: str, work: Callable[[Path], Awaitable[T]]) -> T:
+    """``asyncio.run(work(base))`` in ``directory`` or a temporary one (removed after)."""
+    base = directory or short_dir(prefix)
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        return asyncio.run(work(base))
+    finally:
+        if directory is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def print_figures(title: str, figures: Mapping[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(title)
+    for name, value in figures.items():
+        print(f"  {name:26} {value}")
 
 
 def files_under(root: Path) -> Mapping[Path, bytes]:

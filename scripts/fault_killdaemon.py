@@ -30,10 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import random
-import shutil
 import sqlite3
 import statistics
 import sys
@@ -46,10 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fault_harness import (
     DaemonProcess,
+    add_output_arguments,
     en_beacon,
     local_keys,
+    print_figures,
     radio_config,
-    short_dir,
+    run_in,
     simulated_air,
 )
 
@@ -241,33 +241,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-delay", type=float, default=3.0)
     parser.add_argument("--beacons", type=int, default=BEACONS)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--dir", type=Path, default=None, help="work here (kept afterwards)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    base = args.dir or short_dir("ca-kill-")
-    base.mkdir(parents=True, exist_ok=True)
-    try:
-        report = asyncio.run(
-            run_rounds(
-                args.rounds,
-                base,
-                min_delay=args.min_delay,
-                max_delay=args.max_delay,
-                beacons=args.beacons,
-                seed=args.seed,
-                progress=not args.json,
-            )
-        )
-    finally:
-        if args.dir is None:
-            shutil.rmtree(base, ignore_errors=True)
-    figures = report.figures()
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print("kill -9 of `contact-agent run` (fake bluetoothd, beacons streaming)")
-        for name, value in figures.items():
-            print(f"  {name:24} {value}")
+    report = run_in(
+        args.dir,
+        "ca-kill-",
+        lambda base: run_rounds(
+            args.rounds,
+            base,
+            min_delay=args.min_delay,
+            max_delay=args.max_delay,
+            beacons=args.beacons,
+            seed=args.seed,
+            progress=not args.json,
+        ),
+    )
+    title = "kill -9 of `contact-agent run` (fake bluetoothd, beacons streaming)"
+    print_figures(title, report.figures(), args.json)
     return 0 if report.passed else 1
 
 

@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
-import shutil
 import sqlite3
 import sys
 import time
@@ -39,9 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fault_harness import (
     DaemonProcess,
+    add_output_arguments,
     en_beacon,
+    print_figures,
     radio_config,
-    short_dir,
+    run_in,
     simulated_air,
     widen_send_buffer,
 )
@@ -309,33 +309,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=100, help="flood transmitters")
     parser.add_argument("--rotate", type=float, default=0.5, help="seconds per flood RPI")
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0)
-    parser.add_argument("--dir", type=Path, default=None, help="work here (kept afterwards)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    base = args.dir or short_dir("ca-flood-")
-    base.mkdir(parents=True, exist_ok=True)
-    try:
-        figures = asyncio.run(
-            run_flood(
-                base,
-                minutes=args.minutes,
-                rate=args.rate,
-                devices=args.devices,
-                rotate=args.rotate,
-                max_rss_growth_mb=args.max_rss_growth_mb,
-                progress=not args.json,
-            )
-        )
-    finally:
-        if args.dir is None:
-            shutil.rmtree(base, ignore_errors=True)
-    summary = figures.summary()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"RPI flood against `contact-agent run` for {args.minutes:g} min")
-        for name, value in summary.items():
-            print(f"  {name:26} {value}")
+    figures = run_in(
+        args.dir,
+        "ca-flood-",
+        lambda base: run_flood(
+            base,
+            minutes=args.minutes,
+            rate=args.rate,
+            devices=args.devices,
+            rotate=args.rotate,
+            max_rss_growth_mb=args.max_rss_growth_mb,
+            progress=not args.json,
+        ),
+    )
+    title = f"RPI flood against `contact-agent run` for {args.minutes:g} min"
+    print_figures(title, figures.summary(), args.json)
     return 0 if figures.passed else 1
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
-import os
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.daemon.conftest import require_dbus_daemon
+
+__all__ = ["base", "harness", "load_script", "require_dbus_daemon"]
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -25,11 +30,17 @@ def load_script(name: str) -> ModuleType:
     return module
 
 
-def require_dbus_daemon() -> None:
-    """Skip without dbus-daemon; under CI its absence is a failure."""
-    from agent.sim import find_dbus_daemon
+@pytest.fixture
+def harness() -> ModuleType:
+    """``scripts/fault_harness.py``: the simulated air and ``contact-agent run``."""
+    return load_script("fault_harness")
 
-    if find_dbus_daemon() is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("dbus-daemon is missing; CI must install it (Debian: dbus-daemon)")
-        pytest.skip("dbus-daemon is not installed (Debian package 'dbus-daemon')")
+
+@pytest.fixture
+def base(harness: ModuleType) -> Iterator[Path]:
+    """A short working directory (Unix socket paths), removed afterwards."""
+    path: Path = harness.short_dir("ca-t-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

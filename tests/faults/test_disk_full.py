@@ -37,23 +37,11 @@ from agent.store.db import Database, Transaction, store_error
 from tests.daemon.conftest import short_dir as short_dir
 from tests.daemon.fakes import RadioFactory, eventually
 from tests.daemon.test_service import make, running
-from tests.faults.scripts import load_script, require_dbus_daemon
+from tests.faults.scripts import base as base
+from tests.faults.scripts import harness as harness
+from tests.faults.scripts import require_dbus_daemon
 
 BEACONS = 30
-
-
-@pytest.fixture
-def harness() -> ModuleType:
-    return load_script("fault_harness")
-
-
-@pytest.fixture
-def base(harness: ModuleType) -> Iterator[Path]:
-    path: Path = harness.short_dir("ca-full-")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass

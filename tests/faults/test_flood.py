@@ -8,23 +8,22 @@ budget, the flood status is raised, and the legitimate neighbour is still record
 from __future__ import annotations
 
 import asyncio
-import shutil
+from pathlib import Path
 
 import pytest
 
+from tests.faults.scripts import base as base
+from tests.faults.scripts import harness as harness
 from tests.faults.scripts import load_script, require_dbus_daemon
 
 
 @pytest.mark.timeout(120)
-def test_a_flood_of_fresh_rpis_stays_within_budget_and_the_neighbour_is_recorded() -> None:
+def test_a_flood_of_fresh_rpis_stays_within_budget_and_the_neighbour_is_recorded(
+    base: Path,
+) -> None:
     require_dbus_daemon()
     flood = load_script("flood")
-    harness = load_script("fault_harness")
-    base = harness.short_dir("ca-flood-")
-    try:
-        figures = asyncio.run(flood.run_flood(base, minutes=0.25, rate=2_000))
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    figures = asyncio.run(flood.run_flood(base, minutes=0.25, rate=2_000))
     assert figures.ran_throughout and figures.exit_status == 0
     # the flood really arrived: far more fresh RPIs than the guard admits per window
     assert figures.adverts_heard > 5_000

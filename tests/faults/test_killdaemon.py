@@ -4,25 +4,22 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
+from pathlib import Path
 
 import pytest
 
+from tests.faults.scripts import base as base
+from tests.faults.scripts import harness as harness
 from tests.faults.scripts import load_script, require_dbus_daemon
 
 ROUNDS = 30
 
 
 @pytest.mark.timeout(180)
-def test_kill_9_of_the_daemon_loses_nothing_committed_and_it_restarts() -> None:
+def test_kill_9_of_the_daemon_loses_nothing_committed_and_it_restarts(base: Path) -> None:
     require_dbus_daemon()
     killdaemon = load_script("fault_killdaemon")
-    harness = load_script("fault_harness")
-    base = harness.short_dir("ca-kill-")
-    try:
-        report = asyncio.run(killdaemon.run_rounds(ROUNDS, base, max_delay=2.0, seed=20))
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    report = asyncio.run(killdaemon.run_rounds(ROUNDS, base, max_delay=2.0, seed=20))
     assert report.rounds == ROUNDS
     assert report.integrity_ok == ROUNDS
     assert report.exited_by_itself == 0  # no crash before the kill

@@ -14,9 +14,8 @@ import asyncio
 import contextlib
 import functools
 import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,23 +31,11 @@ from agent.sim import FakeBluez
 from agent.sim.bus import SYSTEM_BUS_ENV
 from tests.daemon.fakes import SteppableClock
 from tests.daemon.test_service import TRUSTED, running
+from tests.faults.scripts import base as base
+from tests.faults.scripts import harness as harness
 from tests.faults.scripts import load_script, require_dbus_daemon
 
 RESTARTS = 20
-
-
-@pytest.fixture
-def harness() -> ModuleType:
-    return load_script("fault_harness")
-
-
-@pytest.fixture
-def base(harness: ModuleType) -> Iterator[Path]:
-    path: Path = harness.short_dir("ca-radio-")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 async def until(check: Callable[[], bool], timeout: float, what: str) -> float:

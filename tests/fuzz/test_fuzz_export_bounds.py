@@ -22,7 +22,7 @@ from agent.export import (
     read_verified_export_arrays,
     zip_entries,
 )
-from agent.export import export_pb2 as pb
+from tests.export.test_bad_input import _raw_export
 from tests.export.test_fuzz import BIN, DECLARED, GOOD, KEY, SIG, STORED, _all_readers, mutated
 from tests.export.test_fuzz import RING as RING
 from tests.fuzz.bounds import FUZZ, bounded
@@ -100,18 +100,7 @@ def test_decompression_bombs_are_refused_before_they_cost_memory() -> None:
 
 def test_a_file_over_the_key_cap_is_refused_before_its_keys_are_built() -> None:
     """Bad input 32: a signed file claiming 2.1 million keys."""
-    head = pb.TemporaryExposureKeyExport(
-        region="ZZ",
-        batch_num=1,
-        batch_size=1,
-        signature_infos=[
-            pb.SignatureInfo(
-                verification_key_id="310",
-                verification_key_version="v1",
-                signature_algorithm="1.2.840.10045.4.3.2",
-            )
-        ],
-    ).SerializeToString()
+    head = _raw_export().SerializeToString()  # region, batch 1/1, the 310-v1 info
     key = b"\x0a\x10" + bytes(16) + b"\x20\x90\x01"  # key_data, rolling_period 144
     export_bin = EXPORT_HEADER + head + (b"\x3a" + bytes([len(key)]) + key) * 2_100_000
     signed = build_export_sig(export_bin, [(KEY, "310", "v1")])

@@ -17,10 +17,8 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -28,25 +26,13 @@ import pytest
 
 from agent.constants import RETENTION_SECONDS
 from agent.store import DB_FILENAME
-from tests.faults.scripts import load_script, require_dbus_daemon
+from tests.faults.scripts import base as base
+from tests.faults.scripts import harness as harness
+from tests.faults.scripts import require_dbus_daemon
 
 PLANTED = 1_000
 HEX_RUN = re.compile(rb"[0-9a-fA-F]{32}")
 RADIO_CALLS = {"StartDiscovery", "RegisterMonitor", "RegisterAdvertisement"}
-
-
-@pytest.fixture
-def harness() -> ModuleType:
-    return load_script("fault_harness")
-
-
-@pytest.fixture
-def base(harness: ModuleType) -> Iterator[Path]:
-    path: Path = harness.short_dir("ca-priv-")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def plant(base: Path, rpis: list[bytes], at: float, name: str = "planted.jsonl") -> Path:
