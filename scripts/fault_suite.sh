@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The reliability, security and privacy figures of docs/reliability.md, reproduced.
 #
-#   scripts/fault_suite.sh            # the full run (about 30 min on 2 cores)
-#   scripts/fault_suite.sh --quick    # the CI-sized run (about 3 min)
+#   scripts/fault_suite.sh            # the full run (about 20 min on 2 cores)
+#   scripts/fault_suite.sh --quick    # the CI-sized run (about 4 min)
 #
 # Runs, and prints the figures of:
 #   1. scripts/fault_killdaemon.py  kill -9 of `contact-agent run` (200 rounds; quick: 30)
