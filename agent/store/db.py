@@ -213,9 +213,13 @@ class Database:
         return rows[0][0] if rows else None
 
     async def _rollback(self) -> None:
+        # Unconditional, and queued behind whatever the connection's thread still runs:
+        # a task cancelled while awaiting BEGIN IMMEDIATE leaves that BEGIN to run after
+        # an ``in_transaction`` check here would have said False, and the connection
+        # would stay inside the transaction (every later durable write then failed with
+        # "Safety level may not be changed inside a transaction").
         with contextlib.suppress(sqlite3.Error, ValueError):
-            if self._conn.in_transaction:
-                await self._conn.execute("ROLLBACK")
+            await self._conn.execute("ROLLBACK")
 
     # --- reads ---------------------------------------------------------------------------
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
