@@ -63,13 +63,30 @@ class RotationLoop:
         self._persist = persist
         self._check = check_interval
         self._requested = False
+        self._wake = asyncio.Event()
         self._current: Broadcast | None = None
         self._aired: Broadcast | None = None
         self._deadline: float | None = None
 
     def request_rotation(self) -> None:
-        """Rotate at the next check if the EN interval changed (e.g. after a clock step)."""
+        """Rotate now if the EN interval changed (e.g. after a clock step) or the key on
+        air was ended; the loop wakes at once instead of at its next check."""
         self._requested = True
+        self._wake.set()
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when a rotation is requested meanwhile."""
+        if self._requested:
+            return
+        self._wake.clear()
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
 
     async def run(self) -> None:
         """Advertise and rotate until cancelled; the advertisement is stopped on exit."""
@@ -149,7 +166,7 @@ class RotationLoop:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return True
-            await self._sleep(min(remaining, self._check))
+            await self._nap(min(remaining, self._check))
             reason = None
             if self._requested:
                 self._requested = False

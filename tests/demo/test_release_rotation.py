@@ -90,3 +90,34 @@ async def test_a_plain_request_within_the_interval_still_keeps_the_rpi() -> None
     await rig.stop()
     assert [what for _, what, _ in rig.log] == ["start", "stop"]
     assert rig.loop.rotations == 1 and len(rig.schedule.teks) == 1
+
+
+async def test_a_rotation_request_wakes_the_loop_at_once() -> None:
+    """A request must not wait for the loop's next periodic check (clock steps, release)."""
+    clock = FakeClock(wall=START)
+    log: list[tuple[float, str, bytes | None]] = []
+    schedule = KeySchedule()
+    parked = asyncio.Event()
+
+    async def sleep_forever(seconds: float) -> None:
+        parked.set()
+        await asyncio.Event().wait()  # the periodic check never comes
+
+    loop = RotationLoop(
+        RecordingAdvertiser(clock, log), schedule, META, clock, sleep=sleep_forever,
+        check_interval=600.0,
+    )  # fmt: skip
+    task = asyncio.create_task(loop.run())
+    try:
+        await asyncio.wait_for(parked.wait(), 5)
+        assert [what for _, what, _ in log] == ["start"]
+        clock.advance(600)  # the next EN interval: a rotation is due once asked for
+        loop.request_rotation()
+        for _ in range(200):
+            if len(log) >= 2:
+                break
+            await asyncio.sleep(0)
+        assert [what for _, what, _ in log] == ["start", "rotate"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
