@@ -207,6 +207,7 @@ class KeySchedule:
         self._teks = [t for t in self._teks if t.rolling_start_interval_number >= oldest]
         for tek in gone:
             self._dirty.pop(tek.key_data, None)
+            self._ended.discard(tek.key_data)
         return gone
 
 

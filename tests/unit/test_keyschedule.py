@@ -177,3 +177,14 @@ def test_ending_the_key_in_the_last_interval_of_the_day_is_known() -> None:
     b = schedule.broadcast(last, META)
     assert b and b.tek.key_data != a.tek.key_data
     assert not schedule.ended(b.tek)
+
+
+def test_forgotten_keys_leave_no_ended_mark_behind() -> None:
+    schedule = make_schedule()
+    a = schedule.broadcast(DAY0 + 5, META)
+    assert a
+    schedule.end_current_key(DAY0 + 6)
+    assert schedule.ended(a.tek)
+    schedule.drop_older_than(DAY0 + 15 * 144)
+    assert schedule.teks == []
+    assert not schedule.ended(a.tek)
