@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 from agent import native
 from agent.constants import TEK_LENGTH, TEK_ROLLING_PERIOD
 from agent.matching import SightingIndex
-from agent.matching_fast import CtypesEcb
 from agent.matching_fast.finder import CandidateFinder, candidate_finder
+from agent.matching_fast.kernel import CtypesEcb
 from tests.matching.dataset import Dataset, make_dataset
 
 E2E_FILES = 14

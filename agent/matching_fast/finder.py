@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from agent import native
-from agent.matching import Candidate
 from agent.matching_fast.kernel import (
     BACKEND_ENV,
     EcbBackend,
@@ -25,6 +24,9 @@ from agent.matching_fast.kernel import (
     ecb_backend,
     find_candidates,
 )
+
+if TYPE_CHECKING:  # agent.matching pulls in cryptography: worker processes do without
+    from agent.matching import Candidate
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -7,17 +7,24 @@ import hashlib
 import logging
 import math
 import os
+import struct
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from agent import crypto
-from agent.constants import RPI_LENGTH, RPIK_INFO, TEK_LENGTH, TEK_ROLLING_PERIOD
-from agent.matching import Candidate
+from agent.constants import (
+    RPI_LENGTH,
+    RPI_PADDING_PREFIX,
+    RPIK_INFO,
+    TEK_LENGTH,
+    TEK_ROLLING_PERIOD,
+)
 from agent.native import libcrypto_path
+
+if TYPE_CHECKING:  # agent.matching pulls in cryptography: worker processes do without
+    from agent.matching import Candidate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,9 +77,15 @@ class PublicEcb:
 
     name = "public"
 
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        self._cipher = Cipher
+        self._aes = algorithms.AES
+        self._ecb = modes.ECB()  # noqa: S305 - GAEN's RPI is AES-128 of single blocks
+
     def encrypt_into(self, key: bytes, data: bytes, out: memoryview, address: int) -> None:
-        encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
-        out[: len(data)] = encryptor.update(data)
+        out[: len(data)] = self._cipher(self._aes(key), self._ecb).encryptor().update(data)
 
 
 class CtypesEcb:
@@ -121,14 +134,27 @@ class CtypesEcb:
             self._lib.EVP_CIPHER_CTX_free(ctx)
 
 
+def padded_data(start_interval: int) -> bytes:
+    """PaddedData of the 144 intervals from ``start_interval`` (as
+    :func:`agent.crypto.padded_data_blocks`, unchecked: validated keys only)."""
+    return b"".join(
+        RPI_PADDING_PREFIX + struct.pack("<I", start_interval + j)
+        for j in range(TEK_ROLLING_PERIOD)
+    )
+
+
+_VECTOR_START = 2642976
+_VECTOR_RPIK = bytes.fromhex("185ad91db69ec7dd048960f1f3ba6175")
+_VECTOR_RPIS_SHA256 = "7d0d92c8f0ebe30719c9cedbe5262fd8da1a914dd76a6d163bd080c6c04d7fd9"
+"""The spec's test vector: the RPIK and the SHA-256 of its 144 RPIs from START_INTERVAL."""
+
+
 def _self_test(backend: EcbBackend) -> bool:
-    key = hashlib.sha256(b"self-test").digest()[:16]
-    data = crypto.padded_data_blocks(2642976, TEK_ROLLING_PERIOD)
+    data = padded_data(_VECTOR_START)
     buffer = bytearray(len(data))
     address = ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
-    backend.encrypt_into(key, data, memoryview(buffer), address)
-    expected = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(data)  # noqa: S305
-    return bytes(buffer) == expected
+    backend.encrypt_into(_VECTOR_RPIK, data, memoryview(buffer), address)
+    return hashlib.sha256(buffer).hexdigest() == _VECTOR_RPIS_SHA256
 
 
 def ecb_backend(name: str | None = None) -> EcbBackend:
@@ -182,7 +208,7 @@ class _Templates:
         if template is None:
             if len(self._cache) >= self._limit:
                 self._cache.clear()
-            template = crypto.padded_data_blocks(rolling_start, TEK_ROLLING_PERIOD)
+            template = padded_data(rolling_start)
             self._cache[rolling_start] = template
         return template
 

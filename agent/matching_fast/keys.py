@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -100,11 +101,47 @@ class KeyArrays:
             **{name: np.concatenate([getattr(p, name) for p in parts]) for name in _COLUMNS},
         )
 
+    @classmethod
+    def merge(cls, parts: list[KeyArrays]) -> KeyArrays:
+        """:meth:`concat` that empties ``parts`` as it goes, freeing each part once it is
+        copied: the peak is the result plus a part, not twice all keys (~75 MB for 3 M)."""
+        if len(parts) < 2:
+            merged = cls.concat(parts)
+            parts.clear()
+            return merged
+        total = sum(len(p) for p in parts)
+        columns = {
+            name: np.empty(total, dtype=np.result_type(*(getattr(p, name) for p in parts)))
+            for name in _COLUMNS
+        }
+        blob = io.BytesIO()
+        at = untrimmed = 0
+        parts.reverse()
+        while parts:
+            part = parts.pop()
+            blob.write(part.key_data)
+            for name in _COLUMNS:
+                columns[name][at : at + len(part)] = getattr(part, name)
+            at += len(part)
+            untrimmed += len(part)
+            del part
+            if untrimmed >= TRIM_ROWS:
+                trim_heap()
+                untrimmed = 0
+        return cls(key_data=_bytes_of(blob), **columns)
+
     def select(self, rows: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> KeyArrays:
         """The given rows (indices or a mask), in order."""
-        blob = self.key_view()[rows]
+        view = self.key_view()
+        blob = io.BytesIO()
+        for first in range(0, len(rows), SELECT_ROWS):
+            chunk = rows[first : first + SELECT_ROWS]
+            if chunk.dtype == np.bool_:
+                blob.write(view[first : first + SELECT_ROWS][chunk].tobytes())
+            else:
+                blob.write(view[chunk].tobytes())
         return KeyArrays(
-            key_data=blob.tobytes(),
+            key_data=_bytes_of(blob),
             **{name: getattr(self, name)[rows] for name in _COLUMNS},
         )
 
@@ -153,6 +190,18 @@ class KeyArrays:
             days_since_onset=narrow(self.days_since_onset, np.int8),
             has_days_since_onset=self.has_days_since_onset,
         )
+
+
+TRIM_ROWS = 500_000
+"""Rows merged between two :func:`~agent.native.trim_heap` calls (~12 MB freed)."""
+SELECT_ROWS = 262_144
+"""Rows of key data copied per step: a 4 MB temporary instead of one as big as the result."""
+
+
+def _bytes_of(blob: io.BytesIO) -> bytes:
+    """The written bytes; CPython hands over the buffer without copying it."""
+    with blob:
+        return blob.getvalue()
 
 
 _COLUMNS = (

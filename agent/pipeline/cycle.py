@@ -19,10 +19,7 @@ import hashlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 
 from agent.clock import en_interval_number
 from agent.config import RiskConfig
@@ -30,10 +27,12 @@ from agent.constants import RETENTION_SECONDS
 from agent.errors import ExportFileError
 from agent.export import PublicKeyRing
 from agent.keyschedule import KeySchedule
-from agent.matching import WORKER_DIED, MatchingError, SightingIndex
-from agent.matching_fast import KeyArrays, ParsedExport, fast_match, read_export_keys
+from agent.matching import SightingIndex
+from agent.matching_fast.keys import KeyArrays, ParsedExport, read_export_keys
+from agent.matching_fast.match import fast_match
 from agent.matching_fast.parallel import default_workers
 from agent.models import ExposureWindow
+from agent.native import trim_heap
 from agent.risk import (
     counts_for_notification,
     daily_summaries,
@@ -45,12 +44,8 @@ from agent.store import Store
 
 _LOGGER = logging.getLogger(__name__)
 
-PROCESS_PARSE_BYTES = 4 * 1024 * 1024
-"""Exports at least this big (~120k keys) are parsed in a worker process: the parse peak
-(~190 MB per 1 M keys) then never stays in the daemon's memory."""
-
 RingSource = PublicKeyRing | Callable[[], PublicKeyRing]
-"""The pinned keys, or a picklable factory of them (needed for worker processes)."""
+"""The pinned keys, or a factory of them (resolved once per cycle)."""
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages ``verify`` (files) and ``match`` (keys)."""
@@ -109,60 +104,36 @@ def _reason(exc: ExportFileError) -> str:
 
 
 async def verify_exports(
-    exports: Sequence[ExportInput],
+    exports: list[ExportInput],
     ring: RingSource,
     now_interval: int,
     *,
     progress: Progress | None = None,
+    consume: bool = False,
 ) -> list[ParsedExport | ExportFileError]:
-    """Verify and parse every export off the event loop; one result or error per file.
+    """Verify and parse every export in a thread, one at a time, off the event loop; one
+    result or error per file, in order.
 
-    Big files go to a worker process, one at a time (``ring`` must then be picklable);
-    small ones run in a thread with the ring resolved once.
-
-    Raises:
-        MatchingError: the worker process died (e.g. killed for memory).
+    With ``consume`` each file's bytes are dropped from ``exports`` as soon as its keys
+    are read, and the list is emptied: a country's files (~50 MB for 3 M keys) are never
+    all held beside their parsed keys.
     """
-    results: list[ParsedExport | ExportFileError | None] = [None] * len(exports)
-    big = [i for i, e in enumerate(exports) if len(e.content) >= PROCESS_PARSE_BYTES]
-    small = [i for i, e in enumerate(exports) if len(e.content) < PROCESS_PARSE_BYTES]
-    done = 0
-
-    def report() -> None:
+    pinned = _resolve(ring)
+    results: list[ParsedExport | ExportFileError] = []
+    for i in range(len(exports)):
+        content = exports[i].content
+        if consume:
+            exports[i] = ExportInput(exports[i].name, b"")
+        try:
+            results.append(await asyncio.to_thread(read_export_keys, content, pinned, now_interval))
+        except ExportFileError as exc:
+            results.append(exc)
+        del content
         if progress is not None:
-            progress("verify", done, len(exports))
-
-    if small:
-        pinned = _resolve(ring)
-        for i in small:
-            try:
-                results[i] = await asyncio.to_thread(
-                    read_export_keys, exports[i].content, pinned, now_interval
-                )
-            except ExportFileError as exc:
-                results[i] = exc
-            done += 1
-            report()
-    if big:
-        loop = asyncio.get_running_loop()
-        # one parse at a time: a 1 M-key file peaks near 400 MB in its worker
-        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-            futures = {
-                i: loop.run_in_executor(
-                    pool, read_export_keys, exports[i].content, ring, now_interval
-                )
-                for i in big
-            }
-            for i, future in futures.items():
-                try:
-                    results[i] = await future
-                except ExportFileError as exc:
-                    results[i] = exc
-                except BrokenProcessPool as exc:
-                    raise MatchingError(WORKER_DIED) from exc
-                done += 1
-                report()
-    return [r for r in results if r is not None]
+            progress("verify", i + 1, len(exports))
+    if consume:
+        exports.clear()
+    return results
 
 
 async def load_sightings(store: Store, now: float) -> tuple[SightingIndex, frozenset[bytes]]:
@@ -205,32 +176,17 @@ async def match_exports(
     """
     report = CycleReport()
     workers = workers or default_workers()
-    todo: list[ExportInput] = []
-    for export in exports:
-        sha256 = hashlib.sha256(export.content).digest()
-        if skip_processed and await store.is_file_processed(sha256):
-            report.files_skipped.append(export.name)
-        else:
-            todo.append(export)
+    todo = await _unprocessed(store, exports, skip_processed, report)
     if consume:
         if not isinstance(exports, list):
             raise TypeError("consume=True needs the exports as a list")
         exports.clear()
-    now_interval = en_interval_number(now)
-    verified = await verify_exports(todo, ring, now_interval, progress=progress)
     names = [export.name for export in todo]
-    todo.clear()  # from here on only the parsed keys are needed
-    files: list[tuple[str, ParsedExport]] = []
-    for name, result in zip(names, verified, strict=True):
-        if isinstance(result, ExportFileError):
-            if strict:
-                raise type(result)(f"{name}: {_reason(result)}") from result
-            _LOGGER.warning("rejected %s: %s", name, _reason(result))
-            report.files_rejected.append((name, _reason(result)))
-            continue
-        files.append((name, result))
-        report.counters.update(result.dropped)
-    verified.clear()
+    # with consume, todo holds the only reference to each file: freed as it is parsed
+    verified = await verify_exports(
+        todo, ring, en_interval_number(now), progress=progress, consume=consume
+    )
+    files = _accepted(names, verified, strict, report)
     if files:
         processed = [(name, p.sha256, p.key_count) for name, p in files]
         parts = [p.keys for _, p in files]
@@ -245,12 +201,48 @@ async def match_exports(
     return report
 
 
+async def _unprocessed(
+    store: Store, exports: Sequence[ExportInput], skip_processed: bool, report: CycleReport
+) -> list[ExportInput]:
+    """The exports whose SHA-256 the store does not know (all, without skip_processed)."""
+    todo: list[ExportInput] = []
+    for export in exports:
+        sha256 = hashlib.sha256(export.content).digest()
+        if skip_processed and await store.is_file_processed(sha256):
+            report.files_skipped.append(export.name)
+        else:
+            todo.append(export)
+    return todo
+
+
+def _accepted(
+    names: list[str],
+    verified: list[ParsedExport | ExportFileError],
+    strict: bool,
+    report: CycleReport,
+) -> list[tuple[str, ParsedExport]]:
+    """The verified files by name; rejected ones are reported (or raised, if ``strict``).
+    ``verified`` is emptied."""
+    files: list[tuple[str, ParsedExport]] = []
+    for name, result in zip(names, verified, strict=True):
+        if isinstance(result, ExportFileError):
+            if strict:
+                raise type(result)(f"{name}: {_reason(result)}") from result
+            _LOGGER.warning("rejected %s: %s", name, _reason(result))
+            report.files_rejected.append((name, _reason(result)))
+            continue
+        files.append((name, result))
+        report.counters.update(result.dropped)
+    verified.clear()
+    return files
+
+
 def _merge(parts: list[KeyArrays]) -> tuple[KeyArrays, int]:
     """All files' keys in one set, deduplicated; ``parts`` is emptied so that each file's
     own arrays are freed before matching."""
-    merged = KeyArrays.concat(parts)
-    parts.clear()
-    return merged.dedupe()
+    deduped = KeyArrays.merge(parts).dedupe()
+    trim_heap()
+    return deduped
 
 
 async def _match_parsed(

@@ -14,7 +14,7 @@ import numpy as np
 from agent import crypto
 from agent.clock import en_interval_number, interval_start_seconds
 from agent.constants import EN_INTERVAL_SECONDS, TEK_ROLLING_PERIOD
-from agent.matching_fast import KeyArrays
+from agent.matching_fast.keys import KeyArrays
 from agent.models import ObservedScan, ReportType, TemporaryExposureKey
 from agent.payload import Metadata
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,22 +24,24 @@ from agent.matching import (
     match_keys,
     reference_candidates,
 )
-from agent.matching_fast import (
+from agent.matching_fast import parallel
+from agent.matching_fast.kernel import (
     CtypesEcb,
-    KeyArrays,
     Prefilter,
     PublicEcb,
     derive_rpik_fast,
     ecb_backend,
-    fast_match,
     find_candidates,
-    find_candidates_parallel,
 )
+from agent.matching_fast.keys import KeyArrays
+from agent.matching_fast.match import fast_match
+from agent.matching_fast.parallel import find_candidates_parallel
 from agent.models import ReportType, TemporaryExposureKey
 from tests.matching.dataset import make_dataset, observed, random_key, sighting_of
 from tests.vectors import en_v1_2
 
 DAY_START = 2_833_344
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _backends() -> list[str]:
@@ -143,22 +150,74 @@ def test_fast_finds_exactly_the_planted_candidates() -> None:
     assert len(fast_match(data.keys, SightingIndex(data.scans)).matches) == 25
 
 
-def test_worker_processes_give_the_same_candidates() -> None:
+@pytest.mark.parametrize("backend", _backends())
+def test_worker_processes_give_the_same_candidates(backend: str) -> None:
     data = make_dataset(3000, 2000, planted=12, seed=5)
     blob = SightingIndex(data.scans).rpi_blob()
     seen: list[int] = []
     found = find_candidates_parallel(
-        data.keys, blob, workers=2, task_keys=700, progress=seen.append
+        data.keys, blob, workers=2, task_keys=700, progress=seen.append, backend=backend
     )
     assert sorted(found) == data.planted
     assert seen == [700, 1400, 2100, 2800, 3000]
 
 
-def test_a_dead_worker_pool_is_a_clear_error() -> None:
+def test_a_dead_worker_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     data = make_dataset(300, 10, planted=1, seed=5)
     blob = SightingIndex(data.scans).rpi_blob()
+    monkeypatch.setattr(parallel, "_BOOT", "import os; os._exit(3)")  # dies on start
     with pytest.raises(MatchingError, match="worker process died"):
+        find_candidates_parallel(data.keys, blob, workers=2, task_keys=100, backend="ctypes")
+
+
+def test_a_worker_killed_mid_run_is_a_clear_error() -> None:
+    data = make_dataset(300, 10, planted=1, seed=5)
+    worker = parallel.WorkerProcess(SightingIndex(data.scans).rpi_blob(), "auto")
+    try:
+        os.kill(worker.pid, signal.SIGKILL)
+        with pytest.raises(MatchingError, match="worker process died"):
+            worker.find(data.keys.key_data, data.keys.rolling_start, 0)
+    finally:
+        worker.close()
+
+
+def test_a_failed_request_is_reported_and_the_worker_goes_on() -> None:
+    data = make_dataset(300, 10, planted=1, seed=5)
+    worker = parallel.WorkerProcess(SightingIndex(data.scans).rpi_blob(), "auto")
+    try:
+        with pytest.raises(MatchingError, match="a matching worker failed: ValueError"):
+            worker._call((b"", b"abc", 0))  # 3 bytes of int32 starts: refused
+        found = worker.find(data.keys.key_data, data.keys.rolling_start, 0)
+        assert sorted(found) == data.planted
+    finally:
+        worker.close()
+
+
+def test_an_unknown_backend_fails_before_any_work() -> None:
+    data = make_dataset(300, 10, planted=1, seed=5)
+    blob = SightingIndex(data.scans).rpi_blob()
+    with pytest.raises(ValueError, match="unknown AES backend 'rot13'"):
         find_candidates_parallel(data.keys, blob, workers=2, task_keys=100, backend="rot13")
+
+
+def test_a_worker_process_loads_only_the_kernel() -> None:
+    """What keeps a worker at ~30 MB: no cryptography, protobuf or the rest of the agent."""
+    code = "import sys, agent.matching_fast.worker; print(' '.join(sorted(sys.modules)))"
+    modules = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {code}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert "numpy" in modules
+    heavy = [m for m in modules if m.split(".")[0] in ("cryptography", "google", "aiohttp")]
+    assert heavy == []
+    assert not [
+        m
+        for m in modules
+        if m.startswith("agent.")
+        and m.split(".")[1] in ("matching", "crypto", "export", "models", "cli", "daemon")
+    ]
 
 
 def test_reference_candidates_match_the_kernel_on_real_data() -> None:

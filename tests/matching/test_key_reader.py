@@ -18,7 +18,7 @@ from agent.export import (
     zip_entries,
 )
 from agent.export import export_pb2 as pb
-from agent.matching_fast import read_export_keys
+from agent.matching_fast.keys import read_export_keys
 from agent.models import ReportType
 from tests.shared import shared_path
 

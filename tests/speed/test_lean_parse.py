@@ -22,7 +22,7 @@ from agent.export.arrays import _full_parse, _lean_parse, _validate
 from agent.export.fastparse import KeyColumns, split_export
 from agent.export.validation import validate_arrays
 from agent.matching import dedupe_keys
-from agent.matching_fast import KeyArrays, read_export_keys
+from agent.matching_fast.keys import KeyArrays, read_export_keys
 from agent.models import ReportType, TemporaryExposureKey
 from tests.export.factory import NOW_INTERVAL, TODAY, make_keys, ring_for, signed_export
 from tests.export.test_fastparse import _columns_equal
@@ -207,9 +207,7 @@ def test_compact_keeps_every_value() -> None:
 def test_read_export_keys_round_trip() -> None:
     keys = make_keys(700)
     parsed = read_export_keys(signed_export(keys, KEY), RING, NOW_INTERVAL)
-    assert {parsed.keys[i].key_data for i in range(len(parsed.keys))} == {
-        k.key_data for k in keys
-    }
+    assert {parsed.keys[i].key_data for i in range(len(parsed.keys))} == {k.key_data for k in keys}
     assert parsed.key_count == 700
 
 

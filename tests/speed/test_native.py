@@ -16,15 +16,16 @@ from hypothesis import strategies as st
 from agent import crypto, native
 from agent.constants import TEK_ROLLING_PERIOD
 from agent.matching import SightingIndex, match_keys, reference_candidates
-from agent.matching_fast import (
-    KeyArrays,
+from agent.matching_fast.finder import (
     NativeFinder,
     PythonFinder,
-    ecb_backend,
-    fast_match,
-    find_candidates_parallel,
+    backend_choice,
+    candidate_finder,
 )
-from agent.matching_fast.finder import backend_choice, candidate_finder
+from agent.matching_fast.kernel import ecb_backend
+from agent.matching_fast.keys import KeyArrays
+from agent.matching_fast.match import fast_match
+from agent.matching_fast.parallel import find_candidates_parallel
 from agent.models import ReportType, TemporaryExposureKey
 from tests.matching.dataset import make_dataset, observed, random_key, sighting_of
 from tests.vectors import en_v1_2
