@@ -13,8 +13,8 @@ match is. Speed comes from:
   template, written into a chunk buffer: through one re-keyed OpenSSL context by
   ``ctypes`` when the system libcrypto loads and passes a self-test (design 6), else
   through the public ``cryptography`` API (design 4);
-- a numpy prefilter per chunk of 2048 keys (a bit table on each RPI's first 32 bits),
-  confirmed by an exact set lookup;
+- a numpy prefilter per chunk of 1024 keys (a bit table on each RPI's first 32 bits),
+  confirmed exactly against the observed RPIs sorted as 64-bit halves;
 - chunks of 64k keys spread over worker processes (design 9), at niceness 10.
 
 :func:`candidate_finder` picks the kernel (``$CONTACT_AGENT_AES_BACKEND``:

@@ -1,8 +1,9 @@
 """From downloaded exports to stored results and new notifications.
 
-One cycle: skip files already processed (SHA-256) -> verify and parse (fail closed) ->
-validate keys -> dedupe keys across files -> load the sightings of the last 14 days once
--> match (CPU-bound: in a thread, which spreads big jobs over worker processes) ->
+One cycle: skip files already processed (SHA-256) -> verify and parse, one file at a
+time in a thread (fail closed) -> validate keys -> dedupe keys across files -> search
+them for the RPIs observed in the last 14 days (CPU-bound: in threads or worker
+processes) -> drop all but the keys with candidates, then load the sightings -> match ->
 exposure windows and scores -> remove the windows of REVOKED keys -> store the new
 windows -> mark the files processed -> recompute the daily summaries -> the new
 qualifying exposures for the notifier, which is told once per window.
@@ -29,7 +30,7 @@ from agent.export import PublicKeyRing
 from agent.keyschedule import KeySchedule
 from agent.matching import SightingIndex
 from agent.matching_fast.keys import KeyArrays, ParsedExport, read_export_keys
-from agent.matching_fast.match import fast_match
+from agent.matching_fast.match import evaluate_search, search_keys
 from agent.matching_fast.parallel import default_workers
 from agent.models import ExposureWindow
 from agent.native import trim_heap
@@ -258,16 +259,24 @@ async def _match_parsed(
     keys, duplicates = await asyncio.to_thread(_merge, parts)  # CPU: off the loop
     report.counters["duplicate_keys"] += duplicates
     report.keys = len(keys)
-    index, own_keys = await load_sightings(store, now)
+    own_keys = frozenset(t.key_data for t in await store.load_own_teks())
+    rpi_blob = await store.observed_rpis(now - RETENTION_SECONDS)
     loop = asyncio.get_running_loop()
 
     def match_progress(done: int) -> None:
         if progress is not None:
-            loop.call_soon_threadsafe(progress, "match", done, len(keys))
+            loop.call_soon_threadsafe(progress, "match", done, report.keys)
 
-    result = await asyncio.to_thread(
-        fast_match, keys, index, own_keys, workers=workers, progress=match_progress
+    # the keys first, with only the observed RPIs (16 bytes each); the sightings are loaded
+    # once just the keys with candidates are left: the two big sets are never held at once
+    search = await asyncio.to_thread(
+        search_keys, keys, rpi_blob, own_keys, workers=workers, progress=match_progress
     )
+    del keys, rpi_blob
+    await asyncio.to_thread(trim_heap)
+    index, _ = await load_sightings(store, now)
+    result = await asyncio.to_thread(evaluate_search, search, index, own_keys)
+    del search, index
     report.counters.update(result.counters)
     report.matched_keys = result.matched_keys
     for match in result.matches:
@@ -280,7 +289,7 @@ async def _match_parsed(
     report.counters = +report.counters
     _LOGGER.info(
         "matched %d keys from %d files: %d keys matched, %d windows (%d new), %d removed",
-        len(keys),
+        report.keys,
         file_count,
         result.matched_keys,
         len(report.windows),

@@ -48,6 +48,7 @@ _ENCOUNTERS = """
 SELECT rpi, aem, min(t), max(t), count(*), min(rssi), avg(rssi), max(rssi)
 FROM sighting WHERE rowid >= ? AND t >= ? GROUP BY rpi, aem ORDER BY min(t)
 """
+_DISTINCT_RPIS = "SELECT DISTINCT rpi FROM sighting WHERE rowid >= ? AND t >= ?"
 _COUNT = "SELECT count(*) FROM sighting WHERE rowid >= ? AND t >= ?"
 _COUNT_DISTINCT = "SELECT count(DISTINCT rpi) FROM sighting WHERE rowid >= ? AND t >= ?"
 _ALL = """
@@ -141,6 +142,14 @@ async def observed_scans(db: Database, since: float) -> list[ObservedScan]:
     grouped = await db.fetchall(_GROUPED, (low, since))
     unscanned = await db.fetchall(_UNSCANNED, (low, since))
     return await asyncio.to_thread(_scans_from_rows, grouped, unscanned)
+
+
+async def distinct_rpis(db: Database, since: float) -> bytes:
+    """Every RPI seen at or after ``since`` once, concatenated (16 bytes each)."""
+    low = await _low_row(db, since)
+    if low is None:
+        return b""
+    return b"".join(rpi for (rpi,) in await db.fetchall(_DISTINCT_RPIS, (low, since)))
 
 
 async def encounters(db: Database, since: float) -> list[Encounter]:

@@ -161,6 +161,11 @@ class Store:
         """
         return await sql_sightings.observed_scans(self._db, since)
 
+    async def observed_rpis(self, since: float) -> bytes:
+        """Every RPI seen at or after ``since`` once, concatenated (16 bytes each): what
+        a key search needs, at a fraction of :meth:`observed_scans`' memory."""
+        return await sql_sightings.distinct_rpis(self._db, since)
+
     async def encounters(self, since: float) -> list[Encounter]:
         """Per RPI (and AEM): first/last seen, count, min/mean/max calibrated RSSI."""
         return await sql_sightings.encounters(self._db, since)

@@ -150,6 +150,23 @@ def test_fast_finds_exactly_the_planted_candidates() -> None:
     assert len(fast_match(data.keys, SightingIndex(data.scans)).matches) == 25
 
 
+@pytest.mark.parametrize("twins", [False, True])
+def test_the_prefilter_confirms_exactly(twins: bool) -> None:
+    """Also when two observed RPIs share their first 64 bits (the set fallback)."""
+    data = make_dataset(400, 300, planted=6, seed=21)
+    blob = SightingIndex(data.scans).rpi_blob()
+    if twins:  # an RPI that differs from an observed one only in its last byte
+        blob += blob[:15] + bytes([blob[15] ^ 1])
+    prefilter = Prefilter(blob)
+    assert (prefilter._exact is not None) == twins
+    found = find_candidates(data.keys.key_data, data.keys.rolling_start, prefilter)
+    assert sorted(found) == data.planted
+    rpis = np.frombuffer(blob, dtype="<u8")
+    assert prefilter.confirm(rpis[0::2], rpis[1::2]).all()
+    assert not prefilter.confirm(rpis[0::2] ^ np.uint64(1), rpis[1::2]).any()
+    assert not Prefilter(b"").confirm(rpis[0::2], rpis[1::2]).any()
+
+
 @pytest.mark.parametrize("backend", _backends())
 def test_worker_processes_give_the_same_candidates(backend: str) -> None:
     data = make_dataset(3000, 2000, planted=12, seed=5)

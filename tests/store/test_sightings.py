@@ -90,6 +90,16 @@ async def test_observed_scans_are_sorted_and_filtered_by_since(store: Store) -> 
     }
 
 
+async def test_observed_rpis_are_the_distinct_rpis_of_the_observed_scans(store: Store) -> None:
+    assert await store.observed_rpis(0) == b""
+    await add_scripted_stream(store)
+    for since in (0, T0 + 100, T0 + 250, T0 + 10_000):
+        blob = await store.observed_rpis(since)
+        rpis = [blob[i : i + 16] for i in range(0, len(blob), 16)]
+        assert len(rpis) == len(set(rpis))  # each once
+        assert set(rpis) == {s.rpi for s in await store.observed_scans(since)}
+
+
 async def test_encounters_aggregate_per_rpi_and_aem(store: Store) -> None:
     await add_scripted_stream(store)
     encounters = {(e.rpi, e.aem): e for e in await store.encounters(0)}
