@@ -33,6 +33,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` (``VmRSS``), MB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent", *args],
@@ -114,6 +123,7 @@ def daemon(seconds: float, rounds: int) -> dict[str, Any]:
             time.sleep(seconds)
             cpu = _cpu_seconds(agent.pid) - cpu_before
             wall = time.monotonic() - wall_before
+            rss_mb = _rss_mb(agent.pid)
             status, startup = [], []
             for _ in range(rounds):
                 began = time.perf_counter()
@@ -133,6 +143,7 @@ def daemon(seconds: float, rounds: int) -> dict[str, Any]:
         "idle_seconds": wall,
         "idle_cpu_seconds": cpu,
         "idle_cpu_fraction": cpu / wall,
+        "idle_rss_mb": rss_mb,
         "status_rounds": rounds,
         "status_seconds": status_s,
         "python_startup_seconds": startup_s,
