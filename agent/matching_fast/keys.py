@@ -219,7 +219,7 @@ _COLUMNS = (
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ParsedExport:
-    """The usable keys of one verified export (picklable: it crosses process borders)."""
+    """The usable keys of one verified export."""
 
     sha256: bytes
     keys: KeyArrays
@@ -237,10 +237,10 @@ def read_export_keys(
     now_interval: int,
     max_bytes: int = MAX_EXPORT_BYTES,
 ) -> ParsedExport:
-    """Verify an export and return its usable keys (for a worker process or a thread).
+    """Verify an export and return its usable keys (CPU-bound: run it in a thread).
 
-    ``ring`` may be a picklable factory (``functools.partial(PublicKeyRing.from_pem, ...)``)
-    because key objects cannot be sent to another process.
+    ``ring`` may also be a factory (``functools.partial(PublicKeyRing.from_pem, ...)``),
+    called once here.
 
     Raises:
         ExportFileError, SignatureError: the file is rejected; no key of it is returned.
