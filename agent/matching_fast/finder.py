@@ -87,6 +87,7 @@ def native_kernel(backend: str | None = None) -> native.NativeKernel | None:
     """The native kernel if the choice allows it and it loads.
 
     Raises:
+        ValueError: an unknown backend name.
         OSError: ``native`` was asked for explicitly and cannot be built or loaded.
     """
     choice = backend_choice(backend)

@@ -27,7 +27,6 @@ from agent.matching import (
 from agent.matching_fast.finder import (
     CandidateFinder,
     NativeFinder,
-    backend_choice,
     candidate_finder,
     lower_priority,
     native_kernel,
@@ -196,8 +195,7 @@ def find_candidates_parallel(
     n = len(keys)
     workers = workers or default_workers()
     task_keys = task_keys or TASK_KEYS
-    backend_choice(backend)  # an unknown name fails here, before any work
-    kernel = native_kernel(backend)
+    kernel = native_kernel(backend)  # an unknown name fails here, before any work
     view = memoryview(keys.key_data)  # slices of a view copy nothing
 
     def submit_to(find: Callable[..., list[Candidate]]) -> Callable[..., Future[list[Candidate]]]:

@@ -27,7 +27,7 @@ from agent.config import RiskConfig
 from agent.constants import RETENTION_SECONDS
 from agent.errors import ExportFileError
 from agent.export import PublicKeyRing
-from agent.keyschedule import KeySchedule
+from agent.keyschedule import KeySchedule, OwnTek
 from agent.matching import SightingIndex
 from agent.matching_fast.keys import KeyArrays, ParsedExport, read_export_keys
 from agent.matching_fast.match import evaluate_search, search_keys
@@ -137,9 +137,13 @@ async def verify_exports(
     return results
 
 
-async def load_sightings(store: Store, now: float) -> tuple[SightingIndex, frozenset[bytes]]:
-    """The last 14 days of observed scans minus our own RPIs, and our own key_data."""
-    teks = await store.load_own_teks()
+async def load_sightings(
+    store: Store, now: float, teks: Sequence[OwnTek] | None = None
+) -> tuple[SightingIndex, frozenset[bytes]]:
+    """The last 14 days of observed scans minus our own RPIs, and our own key_data
+    (``teks``: our own keys, if the caller has them already)."""
+    if teks is None:
+        teks = await store.load_own_teks()
     own_rpis = KeySchedule(teks).own_rpis(en_interval_number(now)) if teks else frozenset()
     scans = await store.observed_scans(now - RETENTION_SECONDS)
     index = await asyncio.to_thread(SightingIndex, scans, own_rpis)  # CPU: off the loop
@@ -259,7 +263,8 @@ async def _match_parsed(
     keys, duplicates = await asyncio.to_thread(_merge, parts)  # CPU: off the loop
     report.counters["duplicate_keys"] += duplicates
     report.keys = len(keys)
-    own_keys = frozenset(t.key_data for t in await store.load_own_teks())
+    teks = await store.load_own_teks()
+    own_keys = frozenset(t.key_data for t in teks)
     rpi_blob = await store.observed_rpis(now - RETENTION_SECONDS)
     loop = asyncio.get_running_loop()
 
@@ -274,7 +279,7 @@ async def _match_parsed(
     )
     del keys, rpi_blob
     await asyncio.to_thread(trim_heap)
-    index, _ = await load_sightings(store, now)
+    index, _ = await load_sightings(store, now, teks)
     result = await asyncio.to_thread(evaluate_search, search, index, own_keys)
     del search, index
     report.counters.update(result.counters)
