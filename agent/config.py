@@ -49,6 +49,10 @@ class PublicKeyConfig:
     id: str
     version: str
     pem_file: str
+    pin: str = "id"
+    """``id``: signatures must carry exactly this key id and version (either may be the
+    empty string, as the Corona-Warn-App server's are); ``key``: the public key alone is
+    pinned and any id and version it signs with is accepted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,9 +221,14 @@ def _keys(t: Mapping[str, Any]) -> KeysConfig:
             id=str(_get(k, where, "id", str, "")),
             version=_get(k, where, "version", str, ""),
             pem_file=_get(k, where, "pem_file", str, ""),
+            pin=_get(k, where, "pin", str, "id"),
         )
-        if not pk.version or not pk.pem_file:
-            raise ConfigError(f"config: {where} needs version and pem_file")
+        if pk.pin not in ("id", "key"):
+            raise ConfigError(f"config: {where}.pin must be 'id' or 'key'")
+        if not pk.pem_file or (pk.pin == "id" and "version" not in k):
+            raise ConfigError(
+                f'config: {where} needs pem_file, and version (may be "") unless pin = "key"'
+            )
         public_keys.append(pk)
     cfg = KeysConfig(
         sources=tuple(sources),

@@ -16,8 +16,9 @@ MAX_EXPORT_BYTES: Final = 64 * 1024 * 1024
 """Default cap on the zip and on the decompressed export.bin. A 1 M-key file is ~34 MB
 (performance.md §1e); the largest real national daily files were a few MB."""
 
-MAX_SIG_BYTES: Final = 64 * 1024
-"""export.sig holds at most 10 signatures of ~110 bytes each."""
+MAX_SIG_BYTES: Final = 16 * 1024
+"""export.sig holds at most 10 signatures of ~110-150 bytes each; the cap is checked on the
+declared size before a byte of it is decompressed or parsed."""
 
 MAX_COMPRESSION_RATIO: Final = 100
 """Declared size over compressed size above this is a zip bomb (threats doc, bad input 21).

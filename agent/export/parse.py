@@ -102,7 +102,13 @@ def parse_export_sig(export_sig: bytes) -> list[Signature]:
 def check_consistency(
     message: pb.TemporaryExposureKeyExport, signatures: list[Signature], used: Signature
 ) -> None:
-    """The export's own claims about its signatures and batch must agree (threats doc 28)."""
+    """The export's own claims about its signatures and batch must agree (threats doc 28),
+    but no further than Google's own tools (google/exposure-notifications-server
+    ``tools/export-analyzer/main.go`` checks neither): ``export.bin`` infos that carry
+    only ``android_package`` (Google's May-2020 files) name no key, so they cannot
+    disagree; a file without ``batch_size`` is a file on its own (the batch fields are
+    optional in the proto).
+    """
     infos = signature_infos(message)
     if len(infos) > MAX_SIGNATURE_INFOS:
         raise SignatureError(f"export lists {len(infos)} signature infos; at most 10 allowed")
@@ -111,11 +117,14 @@ def check_consistency(
             f"export.sig holds {len(signatures)} signature(s) but export.bin lists "
             f"{len(infos)} signature info(s)"
         )
-    if used.info not in infos:
+    names_keys = any(i.key_id or i.key_version or i.algorithm for i in infos)
+    if names_keys and used.info not in infos:
         raise SignatureError(
             f"the verifying signature {used.info.label} is not listed in export.bin"
         )
     num, size = message.batch_num, message.batch_size
+    if not message.HasField("batch_size"):
+        return
     if not 1 <= num <= size <= MAX_BATCH_SIZE:
         raise SignatureError(f"export batch {num}/{size} is not a valid batch number/size")
     for sig in signatures:
