@@ -98,7 +98,7 @@ def test_the_flood_as_a_file_is_refused_by_size_before_parsing(ecdsa_calls: list
     export_bin = _export_bin([("310", "v1", SIGNATURE_ALGORITHM_P256_SHA256)])
     export_sig = _sig_list(FLOOD)
     assert len(export_sig) > MAX_SIG_BYTES
-    with pytest.raises(ExportFileError, match="export.sig declares"):
+    with pytest.raises(ExportFileError, match=r"export\.sig declares"):
         read_verified_export(zip_of(export_bin, export_sig), _ring())
     assert ecdsa_calls == []
 
