@@ -1,9 +1,19 @@
 """The local test key server: verification server + key server + export hosting, in aiohttp.
 
 For tests, the demo and field kits: binds 127.0.0.1 by default, signs exports with its
-own P-256 key and records every request it gets (``requests``) so that tests can assert
-what was - and was not - sent. ``fail_next`` injects faults (HTTP errors, or a dropped
-connection after the request was processed) into the next request of one path.
+own P-256 key and records the last requests it got (``requests``, bounded) so that tests
+can assert what was - and was not - sent. ``fail_next`` injects faults (HTTP errors, or
+a dropped connection after the request was processed) into the next request of one path.
+
+It answers as the real servers do (shapes, status and error codes from
+google/exposure-notifications-server ``pkg/api/v1/exposure_types.go``,
+``internal/publish/publish.go``, ``internal/jsonutil/unmarshal.go`` and
+google/exposure-notifications-verification-server ``pkg/api/api.go``; see
+:mod:`agent.keyserver.publish`), with one deliberate difference: a publish retried with
+the same certificate after its answer was lost gets the first answer again (the real
+server would answer ``missing_revision_token``), so that the agent's resume path can be
+tested. Verification attempts are throttled per client and in total (HTTP 429 with
+``Retry-After``), and a client's valid code is burnt after a few wrong guesses.
 
 Routes (``docs/report.md``):
     POST /api/verify, /api/certificate   device API (X-API-Key), Google verification protocol
@@ -16,6 +26,7 @@ Routes (``docs/report.md``):
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -32,8 +43,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.clock import Clock, SystemClock, en_interval_number
 from agent.export import generate_signing_key, load_signing_key, private_key_pem, public_key_pem
 from agent.keyserver.exports import ExportPublisher
-from agent.keyserver.publish import apply_certificate, check_hmac, parse_publish, validate_keys
+from agent.keyserver.publish import (
+    BAD_REQUEST,
+    INVALID_REVISION_TOKEN,
+    MISSING_REVISION_TOKEN,
+    PARTIAL_FAILURE,
+    UNKNOWN_HEALTH_AUTHORITY,
+    apply_certificate,
+    check_hmac,
+    onset_interval,
+    parse_publish,
+    transform_keys,
+)
 from agent.keyserver.refusal import ApiRefusal
+from agent.keyserver.throttle import TokenBuckets, WrongGuesses, retry_after
 from agent.keyserver.verification import (
     CODE_TTL_SECONDS,
     VerificationAuthority,
@@ -53,6 +76,31 @@ DEFAULT_KEY_VERSION = "v1"
 SIGNING_KEY_FILE = "export-signing-key.pem"
 VERIFICATION_KEY_FILE = "verification-key.pem"
 PUBLIC_KEY_FILE = "export-public-key.pem"
+API_KEY_FILE = "device-api-key"
+"""The generated device API key, 0600 in the data directory."""
+
+REQUEST_LOG_LIMIT = 256
+"""Requests kept in ``requests`` (the oldest are dropped)."""
+REQUEST_LOG_BODY_BYTES = 16 * 1024
+"""Bytes of each body kept in the log."""
+
+CLIENT_ATTEMPTS = 10
+"""Verification attempts (``/api/verify`` and ``/api/certificate``) a client may make at
+once; then one more every ``CLIENT_REFILL_SECONDS``."""
+CLIENT_REFILL_SECONDS = 6.0
+SERVER_ATTEMPTS = 100
+"""Verification attempts of all clients together at once; then ``SERVER_RATE`` a second."""
+SERVER_RATE = 5.0
+WRONG_GUESSES_BEFORE_BURN = 3
+"""After this many wrong codes from a client (within an hour), a valid code it presents
+is used up without a token."""
+WRONG_GUESS_WINDOW_SECONDS = 3600.0
+
+VERIFY_FIELDS = frozenset({"code", "accept", "nonce", "padding"})
+CERTIFICATE_FIELDS = frozenset({"token", "ekeyhmac", "padding"})
+ISSUE_FIELDS = frozenset(
+    {"testType", "symptomDate", "testDate", "tzOffset", "phone", "uuid", "padding"}
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,8 +129,7 @@ class _Fault:
 
 @dataclass
 class _Published:
-    revision_token: str
-    inserted: int
+    answer: dict[str, object]
     key_hmac: bytes = field(repr=False)
 
 
@@ -92,11 +139,26 @@ def _json_response(body: Mapping[str, object], status: int = 200) -> web.Respons
     )
 
 
-def _refusal_response(refusal: ApiRefusal) -> web.Response:
-    return _json_response(
-        {"error": refusal.message, "errorCode": refusal.code, "code": refusal.code},
-        refusal.status,
-    )
+def _refusal_response(refusal: ApiRefusal, *, key_server: bool) -> web.Response:
+    """The key server names the error ``code``, the verification server ``errorCode``."""
+    name = "code" if key_server else "errorCode"
+    response = _json_response({"error": refusal.message, name: refusal.code}, refusal.status)
+    if refusal.retry_after:
+        response.headers["Retry-After"] = refusal.retry_after
+    return response
+
+
+def _load_or_create_api_key(path: Path | None) -> tuple[str, bool]:
+    """The device API key stored at ``path`` (0600), or a new one; True when new."""
+    if path is not None and path.exists():
+        return path.read_text(encoding="ascii").strip(), False
+    key = secrets.token_urlsafe(24)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as stream:
+            stream.write(key + "\n")
+    return key, True
 
 
 def _load_or_create_key(path: Path | None) -> ec.EllipticCurvePrivateKey:
@@ -127,7 +189,7 @@ class LocalKeyServer:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Clock | None = None,
-        api_key: str = "",
+        api_key: str | None = None,
         admin_key: str | None = None,
         health_authority_id: str = DEFAULT_HEALTH_AUTHORITY_ID,
         region: str = DEFAULT_REGION,
@@ -141,7 +203,14 @@ class LocalKeyServer:
         self.host = host
         self.port = port
         self.clock: Clock = clock or SystemClock()
+        self.api_key_created = False
+        """True when the device API key was generated by this start (print it once)."""
+        if api_key is None:
+            api_key, self.api_key_created = _load_or_create_api_key(
+                data_dir / API_KEY_FILE if data_dir else None
+            )
         self.api_key = api_key
+        """The device ``X-API-Key``; given "" the server checks none (tests)."""
         self.admin_key = admin_key or secrets.token_urlsafe(18)
         self.health_authority_id = health_authority_id
         self.data_dir = data_dir
@@ -166,6 +235,11 @@ class LocalKeyServer:
         self.requests: list[RecordedRequest] = []
         self._faults: dict[str, deque[_Fault]] = {}
         self._published: dict[str, _Published] = {}
+        self._keys_published: set[bytes] = set()
+        self._revisions: dict[str, frozenset[bytes]] = {}
+        self._client_attempts = TokenBuckets(CLIENT_ATTEMPTS, 1.0 / CLIENT_REFILL_SECONDS)
+        self._server_attempts = TokenBuckets(SERVER_ATTEMPTS, SERVER_RATE)
+        self._wrong_guesses = WrongGuesses(WRONG_GUESS_WINDOW_SECONDS)
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -251,13 +325,13 @@ class LocalKeyServer:
     def requests_to(self, path: str, *, chaff: bool | None = None) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path and (chaff is None or r.chaff == chaff)]
 
-    def config_toml(self, public_key_file: Path) -> str:
+    def config_toml(self, public_key_file: Path, *, show_api_key: bool = True) -> str:
         """A config snippet that points an agent at this server."""
         return (
             "[report]\n"
             f'verification_url = "{self.verification_url}"\n'
             f'publish_url = "{self.publish_url}"\n'
-            f'api_key = "{self.api_key}"\n'
+            f'api_key = "{self.api_key if show_api_key else ""}"\n'
             f'health_authority_id = "{self.health_authority_id}"\n'
             "[keys]\n"
             f'sources = [{{ kind = "index", url = "{self.index_url}" }}]\n'
@@ -269,11 +343,22 @@ class LocalKeyServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        body = await request.read() if request.can_read_body else b""
+        try:
+            body = await request.read() if request.can_read_body else b""
+        except web.HTTPRequestEntityTooLarge:
+            body = b""
         chaff = "X-Chaff" in request.headers
         self.requests.append(
-            RecordedRequest(request.method, request.path, dict(request.headers), body, chaff)
+            RecordedRequest(
+                request.method,
+                request.path,
+                dict(request.headers),
+                body[:REQUEST_LOG_BODY_BYTES],
+                chaff,
+            )
         )
+        if len(self.requests) > REQUEST_LOG_LIMIT:
+            del self.requests[: len(self.requests) - REQUEST_LOG_LIMIT]
         queue = self._faults.get(request.path)
         fault = queue.popleft() if queue else None
         if fault is not None and not fault.after_processing:
@@ -281,7 +366,7 @@ class LocalKeyServer:
         try:
             response = await handler(request)
         except ApiRefusal as refusal:
-            response = _refusal_response(refusal)
+            response = _refusal_response(refusal, key_server=request.path == "/v1/publish")
         if fault is not None:
             return self._fault_response(request, fault)
         return response
@@ -301,14 +386,34 @@ class LocalKeyServer:
             raise ApiRefusal(401, "unauthorized", "missing or wrong X-API-Key")
 
     @staticmethod
-    async def _body(request: web.Request) -> dict[str, object]:
+    async def _body(
+        request: web.Request, fields: frozenset[str] | None = None, code: str = "unparsable_request"
+    ) -> dict[str, object]:
+        """The JSON object of a request, decoded as the real servers do: Content-Type
+        ``application/json`` (else 415), one object, and no field outside ``fields``."""
+        if not request.headers.get("Content-Type", "").startswith("application/json"):
+            raise ApiRefusal(415, code, "content-type is not application/json")
         try:
             value = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            raise ApiRefusal(400, "unparsable_request", "body is not JSON") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise ApiRefusal(400, code, "malformed json") from None
         if not isinstance(value, dict):
-            raise ApiRefusal(400, "unparsable_request", "body is not a JSON object")
+            raise ApiRefusal(400, code, "body must be a JSON object")
+        if fields is not None:
+            unknown = sorted(set(value) - fields)
+            if unknown:
+                raise ApiRefusal(400, code, f'unknown field "{unknown[0][:40]}"')
         return value
+
+    def _throttle(self, request: web.Request) -> None:
+        """429 with ``Retry-After`` when this client, or all together, try too often."""
+        now = self.clock.monotonic()
+        client = request.remote or "?"
+        wait = self._client_attempts.take(client, now) or self._server_attempts.take("*", now)
+        if wait:
+            raise ApiRefusal(
+                429, "", "too many verification attempts; try again later", retry_after(wait)
+            )
 
     # --- verification server -----------------------------------------------------------
 
@@ -316,20 +421,31 @@ class LocalKeyServer:
         self._authorize(request, self.api_key)
         if "X-Chaff" in request.headers:
             return _json_response({})
-        body = await self._body(request)
-        return _json_response(self.verification.verify(body.get("code"), body.get("accept")))
+        self._throttle(request)
+        body = await self._body(request, VERIFY_FIELDS)
+        client = request.remote or "?"
+        now = self.clock.monotonic()
+        burn = self._wrong_guesses.count(client, now) >= WRONG_GUESSES_BEFORE_BURN
+        try:
+            answer = self.verification.verify(body.get("code"), body.get("accept"), burn=burn)
+        except ApiRefusal as refusal:
+            if refusal.code in ("code_not_found", "code_invalid", "code_expired"):
+                self._wrong_guesses.add(client, now)
+            raise
+        return _json_response(answer)
 
     async def _certificate(self, request: web.Request) -> web.Response:
         self._authorize(request, self.api_key)
         if "X-Chaff" in request.headers:
             return _json_response({})
-        body = await self._body(request)
+        self._throttle(request)
+        body = await self._body(request, CERTIFICATE_FIELDS)
         cert = self.verification.certificate(body.get("token"), body.get("ekeyhmac"))
         return _json_response({"certificate": cert})
 
     async def _issue(self, request: web.Request) -> web.Response:
         self._authorize(request, self.admin_key)
-        body = await self._body(request)
+        body = await self._body(request, ISSUE_FIELDS)
         test_type = body.get("testType", "confirmed")
         day = body.get("symptomDate")
         onset = symptom_onset_interval(day) if isinstance(day, str) and day else None
@@ -341,29 +457,44 @@ class LocalKeyServer:
     async def _publish(self, request: web.Request) -> web.Response:
         if "X-Chaff" in request.headers:
             return _json_response({})
-        parsed = parse_publish(await self._body(request))
+        parsed = parse_publish(await self._body(request, code=BAD_REQUEST))
         if parsed.health_authority_id != self.health_authority_id:
-            raise ApiRefusal(
-                400, "unknown_health_authority_id", "healthAuthorityID is not known here"
-            )
+            raise ApiRefusal(401, UNKNOWN_HEALTH_AUTHORITY, "healthAuthorityID is not known here")
         certificate = self.verification.check_certificate(parsed.certificate)
         check_hmac(parsed, certificate)
         done = self._published.get(certificate.jti)
         if done is not None:
             # A retry of an upload whose answer was lost: same certificate, and the HMAC
             # check above proves the same keys. Answer as before; insert nothing twice.
-            return _json_response(
-                {"revisionToken": done.revision_token, "insertedExposures": done.inserted}
-            )
-        validate_keys(parsed.keys, en_interval_number(self.clock.wall()))
-        keys = apply_certificate(parsed.keys, certificate)
-        self.exports.add(keys)
-        self.exports.release()
-        published = _Published(secrets.token_urlsafe(24), len(keys), certificate.tekmac)
-        self._published[certificate.jti] = published
-        return _json_response(
-            {"revisionToken": published.revision_token, "insertedExposures": len(keys)}
+            return _json_response(done.answer)
+        now_interval = en_interval_number(self.clock.wall())
+        transformed = transform_keys(parsed, now_interval)
+        existing = {k.key_data for k in transformed.keys} & self._keys_published
+        if existing:
+            if not parsed.revision_token:
+                raise ApiRefusal(
+                    400, MISSING_REVISION_TOKEN, "no revision token, but sent existing keys"
+                )
+            if not existing <= self._revisions.get(parsed.revision_token, frozenset()):
+                raise ApiRefusal(400, INVALID_REVISION_TOKEN, "revision token is invalid")
+        onset = onset_interval(parsed, certificate, now_interval)
+        new = [k for k in transformed.keys if k.key_data not in existing]
+        keys = apply_certificate(new, certificate, onset)
+        if keys:
+            self.exports.add(keys)
+            self.exports.release()
+        self._keys_published |= {k.key_data for k in keys}
+        token = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+        self._revisions[token] = frozenset(
+            self._revisions.get(parsed.revision_token, frozenset())
+            | {k.key_data for k in transformed.keys}
         )
+        answer: dict[str, object] = {"revisionToken": token, "insertedExposures": len(keys)}
+        if transformed.errors:
+            answer["code"] = PARTIAL_FAILURE
+            answer["error"] = "; ".join(transformed.errors)
+        self._published[certificate.jti] = _Published(answer, certificate.tekmac)
+        return _json_response(answer)
 
     # --- downloads -----------------------------------------------------------------------
 

@@ -1,6 +1,10 @@
-"""A small verification server: codes -> tokens -> certificates (gaen-spec §5.2).
+"""A small verification server: codes -> tokens -> certificates.
 
-Codes are 10 digits (like the Saqbol lab codes), expire and are single-use. Tokens and
+Request and response shapes, test types and error codes are those of
+google/exposure-notifications-verification-server ``pkg/api/api.go``
+(``VerifyCodeRequest``: ``accept`` missing or empty accepts every test type, ``likely``
+implies ``confirmed``, ``negative`` implies both; ``user-report`` must be named;
+``unsupported_test_type`` with HTTP 412). Codes are 10 digits, expire and are single-use. Tokens and
 certificates are ES256 JWTs signed with the server's own P-256 key; a certificate carries
 the device's ``tekmac`` and the ``reportType`` that the code was issued for, and the key
 server checks it with :meth:`VerificationAuthority.check_certificate`.
@@ -25,11 +29,12 @@ CODE_DIGITS = 10
 CODE_TTL_SECONDS = 3600.0
 TOKEN_TTL_SECONDS = 24 * 3600.0
 CERTIFICATE_TTL_SECONDS = 15 * 60.0
-TEST_TYPES = ("confirmed", "likely", "negative")
+TEST_TYPES = ("confirmed", "likely", "negative", "user-report")
 REPORT_TYPES = {
     "confirmed": ReportType.CONFIRMED_TEST,
     "likely": ReportType.CONFIRMED_CLINICAL_DIAGNOSIS,
     "negative": ReportType.REVOKED,
+    "user-report": ReportType.SELF_REPORT,
 }
 """How the key server turns a certificate's ``reportType`` into the export's report type."""
 ISSUER = "contact-agent-test-verification"
@@ -58,20 +63,25 @@ class Certificate:
     symptom_onset_interval: int | None
 
 
+CERTIFICATE_INVALID = "health_authority_verification_certificate_invalid"
+"""The key server's code for a certificate it cannot accept (HTTP 401)."""
+
+
 def _accepted(accept: object) -> set[str]:
-    """Google's rule: ``likely`` implies ``confirmed``; ``negative`` implies both."""
-    if accept is None:
-        return {"confirmed"}
+    """Missing or empty: everything; ``likely`` implies ``confirmed``; ``negative`` both."""
+    if accept is None or accept == []:
+        return set(TEST_TYPES)
     if not isinstance(accept, list) or not all(isinstance(a, str) for a in accept):
         raise ApiRefusal(400, "unparsable_request", "accept must be a list of test types")
     unknown = set(accept) - set(TEST_TYPES)
     if unknown:
         raise ApiRefusal(400, "invalid_test_type", f"unknown test type(s): {sorted(unknown)}")
+    accepted = {"confirmed"} | (set(accept) & {"user-report"})
+    if "likely" in accept or "negative" in accept:
+        accepted.add("likely")
     if "negative" in accept:
-        return set(TEST_TYPES)
-    if "likely" in accept:
-        return {"confirmed", "likely"}
-    return {"confirmed"}
+        accepted.add("negative")
+    return accepted
 
 
 class VerificationAuthority:
@@ -112,8 +122,12 @@ class VerificationAuthority:
         """Make a code expire now (tests, and the admin who revokes a code)."""
         self._codes[code].expires_at = self._clock.wall() - 1
 
-    def verify(self, code: object, accept: object) -> dict[str, object]:
-        """``/api/verify``: exchange a code for a token (the code is used up)."""
+    def verify(self, code: object, accept: object, *, burn: bool = False) -> dict[str, object]:
+        """``/api/verify``: exchange a code for a token (the code is used up).
+
+        With ``burn`` (the client guessed wrong several times first) a valid code is used
+        up without a token: a code found by guessing is worth nothing.
+        """
         if not isinstance(code, str) or not code:
             raise ApiRefusal(400, "unparsable_request", "code is missing")
         accepted = _accepted(accept)
@@ -125,6 +139,9 @@ class VerificationAuthority:
             raise ApiRefusal(400, "code_invalid", "verification code invalid or already used")
         if now >= issued.expires_at:
             raise ApiRefusal(400, "code_expired", "verification code expired")
+        if burn:
+            issued.used = True
+            raise ApiRefusal(400, "code_invalid", "verification code invalid or already used")
         if issued.test_type not in accepted:
             raise ApiRefusal(412, "unsupported_test_type", "the code's test type is not accepted")
         issued.used = True
@@ -138,7 +155,14 @@ class VerificationAuthority:
         }
         if issued.symptom_onset_interval is not None:
             claims["soi"] = issued.symptom_onset_interval
-        return {"token": sign_jwt(self.key, claims, kid=KEY_ID), "testtype": issued.test_type}
+        answer: dict[str, object] = {
+            "token": sign_jwt(self.key, claims, kid=KEY_ID),
+            "testtype": issued.test_type,
+        }
+        if issued.symptom_onset_interval is not None:
+            day = dt.datetime.fromtimestamp(issued.symptom_onset_interval * 600, dt.UTC)
+            answer["symptomDate"] = day.date().isoformat()
+        return answer
 
     def certificate(self, token: object, ekeyhmac: object) -> str:
         """``/api/certificate``: exchange a token and the device's TEK HMAC for a certificate."""
@@ -181,7 +205,9 @@ class VerificationAuthority:
     def check_certificate(self, certificate: object) -> Certificate:
         """The key server's check of ``verificationPayload``: signature, audience, time."""
         refused = ApiRefusal(
-            400, "certificate_invalid", "verification certificate invalid or expired"
+            401,
+            CERTIFICATE_INVALID,
+            "unable to validate diagnosis verification: certificate invalid or expired",
         )
         if not isinstance(certificate, str):
             raise refused

@@ -55,7 +55,7 @@ from agent.report.pending import (
     purge_stale_pending,
     save_pending,
 )
-from agent.report.transport import new_session, post_step
+from agent.report.transport import PARTIAL_FAILURE, new_session, post_step
 from agent.report.wire import b64encode, key_to_json
 
 _LOGGER = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ class ReportResult:
     inserted: int
     resumed: bool
     """True when this run finished an earlier, interrupted upload."""
+    partial: bool = False
+    """The key server dropped some keys and inserted the rest (``partial_failure``)."""
 
 
 def normalize_code(code: str) -> str:
@@ -251,9 +253,16 @@ class Reporter:
             await self._store.set_state(REVISION_STATE_KEY, revision)
         inserted = answer.get("insertedExposures")
         count = inserted if isinstance(inserted, int) else len(pending.keys)
+        partial = answer.get("code") == PARTIAL_FAILURE
+        if partial:
+            # Some keys were dropped, the rest inserted: a success, and the revision
+            # token above is kept for later uploads (Google's key server answers 200).
+            _LOGGER.warning("the key server inserted %d of %d keys", count, len(pending.keys))
         await self._store.set_state(LAST_REPORT_STATE_KEY, f"{self._clock.wall():.0f}")
         await clear_pending(self._store)
-        return ReportResult(keys_published=len(pending.keys), inserted=count, resumed=resumed)
+        return ReportResult(
+            keys_published=len(pending.keys), inserted=count, resumed=resumed, partial=partial
+        )
 
     async def _certify(
         self, session: aiohttp.ClientSession, pending: PendingUpload

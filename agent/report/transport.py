@@ -70,7 +70,32 @@ _REFUSALS: Mapping[str, tuple[type[RequestRefusedError], str]] = {
         "the key server refused the verification certificate (invalid or expired); "
         "start again with a new code",
     ),
+    # Google's key server (pkg/api/v1/exposure_types.go): HTTP 401 for an invalid or
+    # expired certificate and for keys that do not match its HMAC alike.
+    "health_authority_verification_certificate_invalid": (
+        RequestRefusedError,
+        "the key server refused the verification certificate: it is invalid or expired, "
+        "or the keys do not match it (HMAC mismatch); nothing was published; start again "
+        "with a new code",
+    ),
+    "unknown_health_authority_id": (
+        RequestRefusedError,
+        "the key server does not know this health authority: check report.health_authority_id",
+    ),
+    "missing_revision_token": (
+        RequestRefusedError,
+        "the key server already holds some of these keys and needs the revision token of "
+        "the earlier upload, which this device does not have",
+    ),
+    "invalid_revision_token": (
+        RequestRefusedError,
+        "the key server refused the saved revision token; nothing was published",
+    ),
 }
+
+PARTIAL_FAILURE = "partial_failure"
+"""HTTP 200 with this ``code``: some keys were dropped, the others were inserted
+(google/exposure-notifications-server ``pkg/api/v1/exposure_types.go``). A success."""
 
 
 def new_session() -> aiohttp.ClientSession:
@@ -161,7 +186,7 @@ async def post_json(
         return answer or {}
     if answer is None:
         raise ServerFailureError(f"the {server} at {host} sent an answer that is not JSON")
-    if answer.get("error"):
+    if answer.get("error") and answer.get("code") != PARTIAL_FAILURE:
         raise _refusal(server, status, answer)
     _LOGGER.debug("%s answered HTTP %d", server, status)
     return answer

@@ -60,8 +60,9 @@ async def post(
     api_key: str = API_KEY,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, object]]:
-    """POST JSON; the status and the JSON answer."""
-    all_headers = {"X-API-Key": api_key, **(headers or {})}
+    """POST JSON (``Content-Type: application/json``, as every real client sends it); the
+    status and the JSON answer."""
+    all_headers = {"X-API-Key": api_key, "Content-Type": "application/json", **(headers or {})}
     async with http.post(url, data=json.dumps(body), headers=all_headers) as response:
         raw = await response.read()
         return response.status, json.loads(raw) if raw.strip() else {}

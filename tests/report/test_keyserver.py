@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import json
 import secrets
 from pathlib import Path
 
@@ -12,8 +15,10 @@ import pytest
 from agent.clock import FakeClock
 from agent.export import PublicKeyRing, read_verified_export
 from agent.keyserver import LocalKeyServer
+from agent.keyserver.verification import CERTIFICATE_INVALID
 from agent.models import ReportType, TemporaryExposureKey
 from agent.report.hmac import tek_hmac_b64
+from agent.report.wire import key_to_json
 from tests.report.conftest import (
     API_KEY,
     TODAY,
@@ -23,6 +28,9 @@ from tests.report.conftest import (
     publish_body,
     served_exports,
 )
+
+
+ZERO_KEY = base64.b64encode(bytes(16)).decode()
 
 
 def key_set(keys: list[TemporaryExposureKey]) -> set[tuple[bytes, int, int]]:
@@ -124,15 +132,16 @@ async def test_publish_with_a_mismatching_hmac_is_refused_and_publishes_nothing(
     status, answer = await post(
         http, server.publish_url, publish_body(other, secret, certificate), api_key=""
     )
-    assert (status, answer["errorCode"]) == (400, "hmac_mismatch")
-    assert "HMAC" in str(answer["error"])
+    # the real key server: 401, one code for certificate and HMAC failures, named "code"
+    assert (status, answer["code"]) == (401, CERTIFICATE_INVALID)
+    assert "HMAC" in str(answer["error"]) and "errorCode" not in answer
     status, answer = await post(
         http,
         server.publish_url,
         publish_body(keys, secrets.token_bytes(32), certificate),
         api_key="",
     )
-    assert (status, answer["errorCode"]) == (400, "hmac_mismatch")
+    assert (status, answer["code"]) == (401, CERTIFICATE_INVALID)
     assert await served_exports(http, server) == []
 
 
@@ -166,6 +175,117 @@ async def test_publish_validation_follows_the_server_rules(
     assert await served_exports(http, server) == []
 
 
+def raw_hmac(secret: bytes, entries: list[dict[str, object]]) -> str:
+    """The TEK HMAC over keys exactly as posted (what the real key server recomputes)."""
+    text = ",".join(
+        sorted(
+            f"{e['key']}.{e['rollingStartNumber']}.{e.get('rollingPeriod', 0)}"
+            f".{e.get('transmissionRisk', 0)}"
+            for e in entries
+        )
+    )
+    return base64.b64encode(hmac.new(secret, text.encode(), hashlib.sha256).digest()).decode()
+
+
+async def raw_certificate(
+    http: aiohttp.ClientSession,
+    server: LocalKeyServer,
+    secret: bytes,
+    entries: list[dict[str, object]],
+) -> str:
+    _, answer = await post(http, f"{server.url}/api/verify", {"code": server.issue_code()})
+    status, answer = await post(
+        http,
+        f"{server.url}/api/certificate",
+        {"token": answer["token"], "ekeyhmac": raw_hmac(secret, entries)},
+    )
+    assert status == 200, answer
+    return str(answer["certificate"])
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ({"key": "AAAA", "rollingStartNumber": TODAY, "rollingPeriod": 144}, "16 bytes"),
+        (
+            {
+                "key": ZERO_KEY,
+                "rollingStartNumber": TODAY,
+                "rollingPeriod": 144,
+                "transmissionRisk": 9,
+            },
+            "0..8",
+        ),
+        ({"key": ZERO_KEY, "rollingStartNumber": TODAY, "rollingPeriod": 145}, "1..144"),
+        ({"key": ZERO_KEY, "rollingStartNumber": TODAY}, "interval count 0"),  # no default
+    ],
+)
+async def test_a_request_whose_only_key_is_bad_is_a_bad_request(
+    server: LocalKeyServer, http: aiohttp.ClientSession, entry: dict[str, object], reason: str
+) -> None:
+    secret = secrets.token_bytes(32)
+    certificate = await raw_certificate(http, server, secret, [entry])
+    body = {**publish_body([], secret, certificate), "temporaryExposureKeys": [entry]}
+    status, answer = await post(http, server.publish_url, body, api_key="")
+    assert (status, answer["code"]) == (400, "bad_request") and reason in str(answer["error"])
+    assert await served_exports(http, server) == []
+
+
+async def test_one_bad_key_is_a_partial_failure_and_the_rest_is_published(
+    server: LocalKeyServer, http: aiohttp.ClientSession
+) -> None:
+    keys = day_keys(3)
+    entries = [key_to_json(k) for k in keys]
+    entries.append({"key": ZERO_KEY, "rollingStartNumber": TODAY - 16 * 144, "rollingPeriod": 144})
+    secret = secrets.token_bytes(32)
+    certificate = await raw_certificate(http, server, secret, entries)
+    body = {**publish_body([], secret, certificate), "temporaryExposureKeys": entries}
+    status, answer = await post(http, server.publish_url, body, api_key="")
+    assert status == 200
+    assert answer["code"] == "partial_failure" and "too old" in str(answer["error"])
+    assert answer["insertedExposures"] == 3 and answer["revisionToken"]
+    [export] = await served_exports(http, server)
+    assert key_set(export) == key_set(keys)
+
+
+async def test_key_age_counts_from_the_end_of_the_key(
+    server: LocalKeyServer, http: aiohttp.ClientSession
+) -> None:
+    # starts before the 15-day cutoff but is valid for 144 intervals, so it is still
+    # valid after it: the real server keeps it (start + period against the maximum age)
+    entry = {"key": ZERO_KEY, "rollingStartNumber": TODAY - 15 * 144 + 60, "rollingPeriod": 144}
+    secret = secrets.token_bytes(32)
+    certificate = await raw_certificate(http, server, secret, [entry])
+    body = {**publish_body([], secret, certificate), "temporaryExposureKeys": [entry]}
+    status, answer = await post(http, server.publish_url, body, api_key="")
+    assert status == 200 and answer["insertedExposures"] == 1, answer
+
+
+async def test_url_safe_base64_and_missing_risk_are_accepted_like_the_real_server(
+    server: LocalKeyServer, http: aiohttp.ClientSession
+) -> None:
+    key = bytes([0xFB, 0xFF] * 8)  # "+/" in standard base64, "-_" in URL-safe
+    entry = {
+        "key": base64.urlsafe_b64encode(key).decode().rstrip("="),
+        "rollingStartNumber": TODAY - 144,
+        "rollingPeriod": 144,
+    }
+    secret = secrets.token_bytes(32)
+    certificate = await raw_certificate(http, server, secret, [entry])
+    body = {
+        **publish_body([], secret, certificate),
+        "temporaryExposureKeys": [entry],
+        "hmacKey": base64.urlsafe_b64encode(secret).decode(),
+    }
+    status, answer = await post(http, server.publish_url, body, api_key="")
+    assert status == 200, answer
+    [export] = await served_exports(http, server)
+    assert [k.key_data for k in export] == [key]
+    # no transmission risk sent: 2 for "confirmed"; no onset known: 4 days ago
+    assert [k.transmission_risk_level for k in export] == [2]
+    assert [k.days_since_onset_of_symptoms for k in export] == [3]
+
+
 async def test_publish_rejects_bad_fields_with_clear_errors(
     server: LocalKeyServer, http: aiohttp.ClientSession
 ) -> None:
@@ -173,42 +293,54 @@ async def test_publish_rejects_bad_fields_with_clear_errors(
     secret = secrets.token_bytes(32)
     certificate = await certificate_for(http, server, keys, secret)
     body = publish_body(keys, secret, certificate)
-    cases: list[tuple[dict[str, object], str]] = [
-        ({"temporaryExposureKeys": [{"key": "AAAA", "rollingStartNumber": TODAY}]}, "16 bytes"),
-        (
-            {
-                "temporaryExposureKeys": [
-                    {
-                        "key": base64.b64encode(bytes(16)).decode(),
-                        "rollingStartNumber": TODAY,
-                        "transmissionRisk": 9,
-                    }
-                ]
-            },
-            "0..8",
-        ),
-        (
-            {
-                "temporaryExposureKeys": [
-                    {
-                        "key": base64.b64encode(bytes(16)).decode(),
-                        "rollingStartNumber": TODAY,
-                        "rollingPeriod": 145,
-                    }
-                ]
-            },
-            "1..144",
-        ),
-        ({"healthAuthorityID": "someone-else"}, "healthAuthorityID"),
-        ({"verificationPayload": certificate[:-4] + "AAAA"}, "certificate"),
-        ({"hmacKey": "%%%"}, "hmacKey"),
+    cases: list[tuple[dict[str, object], int, str, str]] = [
+        ({"healthAuthorityID": "someone-else"}, 401, "unknown_health_authority_id", "health"),
+        ({"verificationPayload": certificate[:-4] + "AAAA"}, 401, CERTIFICATE_INVALID, "cert"),
+        ({"hmacKey": "%%%"}, 401, CERTIFICATE_INVALID, "HMAC"),
+        ({"appPackageName": "x"}, 400, "bad_request", 'unknown field "appPackageName"'),
+        ({"traveler": "no"}, 400, "bad_request", "traveler"),
     ]
-    for change, reason in cases:
+    for change, status_wanted, code, reason in cases:
         status, answer = await post(http, server.publish_url, {**body, **change}, api_key="")
-        assert status == 400 and reason in str(answer["error"]), (change, answer)
-    async with http.post(server.publish_url, data=b"not json") as response:
+        assert (status, answer["code"]) == (status_wanted, code), (change, answer)
+        assert reason in str(answer["error"]), (change, answer)
+    async with http.post(
+        server.publish_url, data=b"not json", headers={"Content-Type": "application/json"}
+    ) as response:
         assert response.status == 400
+    async with http.post(server.publish_url, data=json.dumps(body)) as response:  # text/plain
+        assert response.status == 415
+        assert json.loads(await response.read())["code"] == "bad_request"
     assert await served_exports(http, server) == []
+
+
+async def test_revision_tokens_follow_the_real_server(
+    server: LocalKeyServer, http: aiohttp.ClientSession
+) -> None:
+    keys = day_keys(2)
+    secret = secrets.token_bytes(32)
+    certificate = await certificate_for(http, server, keys, secret)
+    status, first = await post(http, server.publish_url, publish_body(keys, secret, certificate))
+    assert status == 200
+    token = str(first["revisionToken"])
+    assert base64.b64decode(token, validate=True)  # standard base64, like the real one
+    more = [*keys, TemporaryExposureKey(b"\x55" * 16, TODAY - 5 * 144, 144)]
+    for extra, wanted in (
+        ({}, (400, "missing_revision_token")),
+        ({"revisionToken": base64.b64encode(b"forged").decode()}, (400, "invalid_revision_token")),
+    ):
+        secret = secrets.token_bytes(32)
+        certificate = await certificate_for(http, server, more, secret)
+        status, answer = await post(
+            http, server.publish_url, publish_body(more, secret, certificate, **extra)
+        )
+        assert (status, answer["code"]) == wanted, answer
+    secret = secrets.token_bytes(32)
+    certificate = await certificate_for(http, server, more, secret)
+    status, answer = await post(
+        http, server.publish_url, publish_body(more, secret, certificate, revisionToken=token)
+    )
+    assert status == 200 and answer["insertedExposures"] == 1, answer  # only the new key
 
 
 async def test_an_expired_certificate_is_refused(
@@ -221,7 +353,7 @@ async def test_an_expired_certificate_is_refused(
     status, answer = await post(
         http, server.publish_url, publish_body(keys, secret, certificate), api_key=""
     )
-    assert (status, answer["errorCode"]) == (400, "certificate_invalid")
+    assert (status, answer["code"]) == (401, CERTIFICATE_INVALID)
 
 
 async def test_a_retry_with_the_same_certificate_inserts_nothing_twice(
@@ -279,7 +411,7 @@ async def test_chaff_is_answered_like_real_requests_and_changes_nothing(
     async with http.post(
         f"{server.url}/api/verify",
         data=b'{"code": "%s"}' % code.encode(),
-        headers={"X-API-Key": API_KEY},
+        headers={"X-API-Key": API_KEY, "Content-Type": "application/json"},
     ) as response:
         assert response.status == 200  # the decoy did not use the code up
         sizes.add(len(await response.read()))
@@ -357,13 +489,17 @@ async def test_a_server_with_a_data_dir_keeps_its_key_and_exports(
 ) -> None:
     keys = day_keys(2)
     secret = secrets.token_bytes(32)
-    async with LocalKeyServer(clock=clock, embargo=False, data_dir=tmp_path) as first:
+    async with LocalKeyServer(
+        clock=clock, embargo=False, data_dir=tmp_path, api_key=API_KEY
+    ) as first:
         certificate = await certificate_for(http, first, keys, secret)
         await post(http, first.publish_url, publish_body(keys, secret, certificate))
         pem = first.public_key_pem
         before = await served_exports(http, first)
     assert (tmp_path / "export-signing-key.pem").stat().st_mode & 0o777 == 0o600
-    async with LocalKeyServer(clock=clock, embargo=False, data_dir=tmp_path) as second:
+    async with LocalKeyServer(
+        clock=clock, embargo=False, data_dir=tmp_path, api_key=API_KEY
+    ) as second:
         assert second.public_key_pem == pem
         assert await served_exports(http, second) == before
         assert [key_set(e) for e in before] == [key_set(keys)]
