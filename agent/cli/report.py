@@ -180,8 +180,11 @@ async def _serve(server: LocalKeyServer, public_key_file: Path, issue: bool) -> 
     )
     click.echo(server.public_key_pem.decode("ascii").rstrip())
     click.echo(f"admin API key (POST {url}/api/issue): {server.admin_key}")
+    if server.api_key_kept_in is not None:
+        click.echo(f"device API key: generated at first start, kept in {server.api_key_kept_in}")
     click.echo("config for agents:")
-    click.echo(server.config_toml(public_key_file).rstrip())
+    shown = server.api_key_kept_in is None  # given, or generated now: printed this once
+    click.echo(server.config_toml(public_key_file, show_api_key=shown).rstrip())
     if issue:
         click.echo(f"verification code: {server.issue_code()}")
     try:
@@ -200,7 +203,12 @@ async def _serve(server: LocalKeyServer, public_key_file: Path, issue: bool) -> 
     help="Keep the signing keys and published exports here across restarts.",
 )
 @click.option("--issue-code", is_flag=True, help="Issue one verification code and print it.")
-@click.option("--api-key", default="test-api-key", show_default=True, help="Device X-API-Key.")
+@click.option(
+    "--api-key",
+    default=None,
+    help="Device X-API-Key [generated at first start, printed once, kept 0600 in "
+    "DIR/device-api-key].",
+)
 @click.option(
     "--health-authority-id", default="contact-agent-test", show_default=True, help="Expected ID."
 )
@@ -224,7 +232,7 @@ def keyserver(
     port: int,
     data_dir_for_server: Path | None,
     issue_code: bool,
-    api_key: str,
+    api_key: str | None,
     health_authority_id: str,
     no_embargo: bool,
     fake_keys: int,

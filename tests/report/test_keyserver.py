@@ -29,7 +29,6 @@ from tests.report.conftest import (
     served_exports,
 )
 
-
 ZERO_KEY = base64.b64encode(bytes(16)).decode()
 
 
