@@ -1,5 +1,5 @@
 """Pure parsing of key-server listings: Google's ``index.txt`` and the Corona-Warn-App
-date and hour lists (gaen-spec §4.6). Bytes in, names and URLs out; no I/O.
+date and hour lists. Bytes in, names and URLs out; no I/O.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from agent.errors import NetworkError
 
@@ -45,18 +45,21 @@ def parse_index(body: bytes, *, max_entries: int) -> list[str]:
 def index_file_url(index_url: str, name: str) -> str:
     """URL of an index line.
 
-    Google's server writes ``exposureKeyExport-US/123-456-00001.zip`` into
-    ``.../exposureKeyExport-US/index.txt``: lines are relative to the bucket root. A line
-    whose first segment repeats the index's folder is resolved against the parent
-    folder; any other line against the index's own folder.
+    Google's exporter and mirror (google/exposure-notifications-server
+    ``internal/export``, ``internal/mirror``: each line is ``FilenameRoot`` joined with
+    the file name) list each file by its path from the bucket root: ``v1/us/1590159600-1590246000-00001.zip`` in ``.../v1/us/index.txt``.
+    When a line's folders are the last folders of the index's own path, the line is
+    resolved against the root they leave (``.../v1/us`` minus ``v1/us``); any other line
+    (a bare file name, or a sub-folder of the index's folder) against the index's folder.
     """
     parts = urlsplit(index_url)
-    folder = parts.path.rsplit("/", 1)[0]
-    first = name.split("/", 1)[0]
-    base = index_url
-    if "/" in name and folder.rsplit("/", 1)[-1] == first:
-        base = urljoin(index_url, "..")
-    return urljoin(base, name)
+    folders = [segment for segment in parts.path.split("/")[:-1] if segment]
+    line_folders = name.split("/")[:-1]
+    count = len(line_folders)
+    if count and folders[-count:] == line_folders:
+        root = "/" + "".join(f"{segment}/" for segment in folders[:-count])
+        return urljoin(urlunsplit((parts.scheme, parts.netloc, root, "", "")), name)
+    return urljoin(index_url, name)
 
 
 def cwa_root(url: str, country: str) -> str:

@@ -79,6 +79,41 @@ def test_index_line_urls() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("index_url", "line", "url"),
+    [
+        # Google's exporter: lines relative to the bucket root, export folder v1/us
+        (
+            "https://storage.example/bucket/v1/us/index.txt",
+            "v1/us/1590159600-1590246000-00001.zip",
+            "https://storage.example/bucket/v1/us/1590159600-1590246000-00001.zip",
+        ),
+        (
+            "https://cdn.example/v1/us/index.txt",
+            "v1/us/1-2-00001.zip",
+            "https://cdn.example/v1/us/1-2-00001.zip",
+        ),
+        # one segment, at the host root and below a bucket prefix
+        (
+            "https://keys.example/exposureKeyExport-US/index.txt",
+            "exposureKeyExport-US/1-2-00001.zip",
+            "https://keys.example/exposureKeyExport-US/1-2-00001.zip",
+        ),
+        (
+            "https://storage.example/bucket/exposureKeyExport-US/index.txt",
+            "exposureKeyExport-US/1-2-00001.zip",
+            "https://storage.example/bucket/exposureKeyExport-US/1-2-00001.zip",
+        ),
+        # bare names and sub-folders stay in the index's folder
+        ("https://cdn.example/v1/us/index.txt", "3-4.zip", "https://cdn.example/v1/us/3-4.zip"),
+        ("https://cdn.example/v1/us/index.txt", "us/x.zip", "https://cdn.example/v1/us/x.zip"),
+        ("https://cdn.example/v1/us/index.txt", "eu/x.zip", "https://cdn.example/v1/us/eu/x.zip"),
+    ],
+)
+def test_google_bucket_root_lines(index_url: str, line: str, url: str) -> None:
+    assert index_file_url(index_url, line) == url
+
+
 CWA_ROOT = "/version/v1/diagnosis-keys/country/DE/date"
 
 
