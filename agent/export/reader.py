@@ -14,6 +14,7 @@ import logging
 from collections import Counter
 from types import MappingProxyType
 
+from agent.constants import EXPORT_HEADER
 from agent.errors import ExportFileError, SignatureError
 from agent.export import export_pb2 as pb
 from agent.export.container import open_export_zip
@@ -99,8 +100,16 @@ def inspect_export(zip_bytes: bytes, *, max_bytes: int = MAX_EXPORT_BYTES) -> Ex
     """Parse an export WITHOUT verifying it, for ``keys show``; never use it for matching.
 
     The result has ``verified=False``. A missing or unreadable export.sig is tolerated
-    (``signature_count`` is then 0) so that broken files can still be looked at.
+    (``signature_count`` is then 0) so that broken files can still be looked at. A raw
+    ``export.bin`` (it starts with the ``EK Export v1`` header instead of a ZIP's
+    ``PK``), as unpacked from an export or kept by other tools, is read as it is.
     """
+    if bytes(zip_bytes[: len(EXPORT_HEADER)]) == EXPORT_HEADER:
+        if len(zip_bytes) > max_bytes:
+            raise ExportFileError(
+                f"export.bin is {len(zip_bytes)} bytes, over the cap of {max_bytes}"
+            )
+        return _export_file(zip_bytes, parse_export_bin(bytes(zip_bytes)), signature_count=0)
     entries = open_export_zip(zip_bytes, max_bytes=max_bytes, require_signature=False)
     message = parse_export_bin(entries.export_bin)
     count = 0

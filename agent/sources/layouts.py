@@ -47,10 +47,11 @@ def index_file_url(index_url: str, name: str) -> str:
 
     Google's exporter and mirror (google/exposure-notifications-server
     ``internal/export``, ``internal/mirror``: each line is ``FilenameRoot`` joined with
-    the file name) list each file by its path from the bucket root: ``v1/us/1590159600-1590246000-00001.zip`` in ``.../v1/us/index.txt``.
-    When a line's folders are the last folders of the index's own path, the line is
-    resolved against the root they leave (``.../v1/us`` minus ``v1/us``); any other line
-    (a bare file name, or a sub-folder of the index's folder) against the index's folder.
+    the file name) list each file by its path from the bucket root:
+    ``v1/us/1590159600-1590246000-00001.zip`` in ``.../v1/us/index.txt``. When a line's
+    folders are the last folders of the index's own path, the line is resolved against
+    the root they leave (``.../v1/us`` minus ``v1/us``); any other line (a bare file
+    name, or a sub-folder of the index's folder) against the index's folder.
     """
     parts = urlsplit(index_url)
     folders = [segment for segment in parts.path.split("/")[:-1] if segment]
