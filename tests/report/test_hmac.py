@@ -74,3 +74,43 @@ def test_fresh_secrets_are_32_random_bytes() -> None:
     secrets = {new_hmac_secret() for _ in range(50)}
     assert len(secrets) == 50
     assert {len(s) for s in secrets} == {32}
+
+
+def test_the_published_vector_file_agrees_with_the_facts_above_and_both_sides() -> None:
+    """Google's vectors as published in ../shared (skips without it): the agent computes
+    them, and the test key server accepts each one as the real key server does."""
+    import json
+
+    from agent.keyserver.publish import PostedKey, PublishRequest, check_hmac
+    from agent.keyserver.verification import Certificate
+    from agent.models import ReportType
+    from tests.shared import shared_path
+
+    vectors = json.loads(
+        shared_path("testdata/third-party/google-hmac/google-hmac-vectors.json").read_text()
+    )
+    secret = bytes.fromhex(vectors["secret_hex"])
+    assert secret == SECRET
+    for case in vectors["cases"]:
+        entries = case["keys"]
+        teks = [
+            TemporaryExposureKey(
+                base64.b64decode(e["key"]),
+                e["rollingStartNumber"],
+                e["rollingPeriod"],
+                transmission_risk_level=e["transmissionRisk"],
+            )
+            for e in entries
+        ]
+        assert [base64.b64encode(m).decode() for m in allowed_tek_hmacs(secret, teks)] == case[
+            "want_all"
+        ]
+        posted = tuple(
+            PostedKey(e["key"], e["rollingStartNumber"], e["rollingPeriod"], e["transmissionRisk"])
+            for e in entries
+        )
+        request = PublishRequest(posted, "ha", "cert", secret, "", 0)
+        for mac in case["want_all"]:
+            check_hmac(
+                request, Certificate("jti", base64.b64decode(mac), ReportType.CONFIRMED_TEST, None)
+            )
