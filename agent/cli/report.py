@@ -154,6 +154,8 @@ def report(
         f"{what}published {result.keys_published} keys (the server accepted "
         f"{result.inserted}). Thank you for reporting."
     )
+    if result.partial:
+        click.echo("The key server did not accept some keys; the others were published.")
 
 
 def _is_loopback(host: str) -> bool:
