@@ -102,7 +102,7 @@ def parse_export_sig(export_sig: bytes) -> list[Signature]:
 def check_consistency(
     message: pb.TemporaryExposureKeyExport, signatures: list[Signature], used: Signature
 ) -> None:
-    """The export's own claims about its signatures and batch must agree (threats doc 28),
+    """The export's own claims about its signatures and batch must agree,
     but no further than Google's own tools (google/exposure-notifications-server
     ``tools/export-analyzer/main.go`` checks neither): ``export.bin`` infos that carry
     only ``android_package`` (Google's May-2020 files) name no key, so they cannot

@@ -1,10 +1,10 @@
-"""Signed export batches of the test key server, listed in ``index.txt`` (gaen-spec §4.6).
+"""Signed export batches of the test key server, listed in ``index.txt``.
 
 Published keys wait in a pool; :meth:`ExportPublisher.release` moves the keys whose
 embargo is over into a new signed batch ``exports/{start}-{end}-00001.zip``, where
 ``start`` is the previous batch's end. ``index.txt`` lists every batch, oldest first, as a
 path relative to the server's base URL (the Google layout). Optional padding adds random
-fake keys shaped like each real one (threats doc T6); batches are sorted by key bytes by
+fake keys shaped like each real one; batches are sorted by key bytes by
 the export writer, so the upload order is lost either way.
 
 Still-valid keys (their validity covers the current interval) are embargoed until 2 h

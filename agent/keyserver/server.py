@@ -320,7 +320,7 @@ class LocalKeyServer:
         """Make the next request to ``path`` fail with ``status`` (0: drop the connection).
 
         With ``after_processing`` the request takes effect first and only the answer is
-        lost, the "outcome unknown" case of the threats doc (bad input 47).
+        lost: the "outcome unknown" case.
         """
         self._faults.setdefault(path, deque()).append(_Fault(status, after_processing))
 

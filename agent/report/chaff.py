@@ -33,7 +33,7 @@ from agent.report.wire import b64encode, key_to_json
 _LOGGER = logging.getLogger(__name__)
 
 CHAFF_MEAN_INTERVAL_SECONDS = 86_400.0
-"""Mean wait between decoy flows: about one a day (threats doc T7)."""
+"""Mean wait between decoy flows: about one a day."""
 CHAFF_STEP_DELAY_SECONDS = (0.2, 2.0)
 """Random pause between the three requests of a decoy, like a device doing real work."""
 _CODE_DIGITS = 10

@@ -186,7 +186,7 @@ class Reporter:
         """Finish an interrupted upload, or report with ``code``.
 
         ``withhold_days``: rolling start intervals (UTC midnights) of days whose keys the
-        user chose not to publish (threats doc T8).
+        user chose not to publish.
         """
         check_report_config(self._settings)
         async with AsyncExitStack() as stack:

@@ -1,4 +1,4 @@
-"""TEK HMAC (``tekmac`` / ``ekeyhmac``) of the verification protocol (gaen-spec §5.3).
+"""TEK HMAC (``tekmac`` / ``ekeyhmac``) of the verification protocol.
 
 The device picks a fresh random secret, computes HMAC-SHA256 over a canonical text of the
 keys it is about to publish and gives only the HMAC to the verification server, which

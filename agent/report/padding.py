@@ -1,4 +1,5 @@
-"""Fixed-size request and response bodies (threats doc T7, gaen-spec §5.1 ``padding``).
+"""Fixed-size request and response bodies (the ``padding`` field of the
+publish and verification APIs).
 
 An observer of encrypted traffic sees body sizes. Every body of one kind (verify,
 certificate, publish) is padded to the same total size with random base64 in its

@@ -1,4 +1,5 @@
-"""The durable record of an upload in progress (threats doc, bad input 47).
+"""The durable record of an upload in progress (an answer lost after the
+server acted: the outcome is unknown).
 
 Written with synchronous=FULL *before* anything about the chosen keys is sent: the keys
 (already in their random order), the HMAC secret, the verification token and, once

@@ -2,7 +2,7 @@
 
 Real and decoy (chaff) requests go through :func:`post_json` alike: same headers (the
 ``X-Chaff`` header of a decoy is matched by an equally long filler header on real
-requests), same padded body size, no cookies, one generic User-Agent (threats doc T7).
+requests), same padded body size, no cookies, one generic User-Agent.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""JSON shapes of the publish protocol (gaen-spec §5.1), shared by client and test server."""
+"""JSON shapes of the publish protocol (google/exposure-notifications-server
+``pkg/api/v1/exposure_types.go``), shared by client and test server."""
 
 from __future__ import annotations
 
