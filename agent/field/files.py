@@ -49,7 +49,7 @@ def load_keys(exports: Sequence[Path], public_keys: Sequence[Path]) -> list[Temp
     ring = PublicKeyRing()
     for pem in public_keys:
         try:
-            ring.add("", "", load_public_key(_read_bytes(pem, "public key")))
+            ring.add(None, None, load_public_key(_read_bytes(pem, "public key")))  # the key alone
         except AgentError as exc:
             raise type(exc)(f"{pem}: {exc}") from None
     keys: list[TemporaryExposureKey] = []

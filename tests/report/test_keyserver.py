@@ -512,3 +512,53 @@ async def test_public_key_is_served_and_written(
     path = server.write_public_key(tmp_path / "pk.pem")
     assert PublicKeyRing.from_pem(path.read_bytes())
     assert f'pem_file = "{path}"' in server.config_toml(path)
+
+
+@pytest.mark.parametrize(
+    ("test_type", "accept", "status"),
+    [
+        ("likely", None, 200),  # accept missing: every type (verification-server api.go)
+        ("negative", [], 200),  # accept empty: the same
+        ("user-report", None, 200),
+        ("user-report", ["negative"], 412),  # user-report must be named
+        ("user-report", ["confirmed", "user-report"], 200),
+        ("negative", ["likely"], 412),
+    ],
+)
+async def test_accept_follows_the_verification_servers_rules(
+    server: LocalKeyServer,
+    http: aiohttp.ClientSession,
+    test_type: str,
+    accept: list[str] | None,
+    status: int,
+) -> None:
+    body: dict[str, object] = {"code": server.issue_code(test_type)}
+    if accept is not None:
+        body["accept"] = accept
+    got, answer = await post(http, f"{server.url}/api/verify", body)
+    assert got == status, answer
+    if status == 200:
+        assert answer["testtype"] == test_type
+    else:
+        assert answer["errorCode"] == "unsupported_test_type"
+
+
+async def test_user_reports_are_exported_as_self_reports(
+    server: LocalKeyServer, http: aiohttp.ClientSession
+) -> None:
+    keys = day_keys(2)
+    secret = secrets.token_bytes(32)
+    _, answer = await post(
+        http, f"{server.url}/api/verify", {"code": server.issue_code("user-report")}
+    )
+    _, answer = await post(
+        http,
+        f"{server.url}/api/certificate",
+        {"token": answer["token"], "ekeyhmac": tek_hmac_b64(secret, keys)},
+    )
+    status, _ = await post(
+        http, server.publish_url, publish_body(keys, secret, str(answer["certificate"]))
+    )
+    assert status == 200
+    [export] = await served_exports(http, server)
+    assert {k.report_type for k in export} == {ReportType.SELF_REPORT}

@@ -75,7 +75,7 @@ def test_full_example_loads(tmp_path: Path) -> None:
         ("[keys]\nsources = [{ kind = 'index' }]\n", "url is required"),
         ("[keys]\nsources = [{ kind = 'index', url = 'http://keys.example/i' }]\n", "https URL"),
         ("[keys]\nsources = [{ kind = 'cwa', url = 'https://x.example' }]\n", "country is"),
-        ("[keys]\npublic_keys = [{ id = '310' }]\n", "needs version and pem_file"),
+        ("[keys]\npublic_keys = [{ id = '310' }]\n", "needs pem_file, and version"),
         ("[keys]\nfetch_interval_hours = 0\n", "fetch_interval_hours must be > 0"),
         ("[risk]\nattenuation_thresholds_db = [70, 60, 50]\n", "3 increasing integers"),
         ("[risk]\nattenuation_weights = [1, 1, 1]\n", "list of 4 numbers"),
