@@ -198,3 +198,18 @@ def test_config_pin_by_key_and_explicit_empty_version(tmp_path) -> None:  # type
         load_config_text(base + f'public_keys = [{{ id = "310", pem_file = "{pem}" }}]\n')
     with pytest.raises(ConfigError, match="pin must be"):
         load_config_text(base + f'public_keys = [{{ pin = "any", pem_file = "{pem}" }}]\n')
+
+
+def test_a_flood_small_enough_for_the_size_cap_is_refused_by_count(
+    ecdsa_calls: list[str],
+) -> None:
+    message = pb.TEKSignatureList()
+    for _ in range(FLOOD):
+        message.signatures.add(batch_num=1, batch_size=1)  # no info, no signature bytes
+    export_sig = message.SerializeToString()
+    assert len(export_sig) <= MAX_SIG_BYTES
+    export_bin = _export_bin([("310", "v1", SIGNATURE_ALGORITHM_P256_SHA256)])
+    for ring in (_ring(), _ring(None, None), _ring("", "")):
+        with pytest.raises(SignatureError, match="1361 signatures; at most 10"):
+            read_verified_export(zip_of(export_bin, export_sig), ring)
+    assert ecdsa_calls == []
