@@ -150,6 +150,12 @@ def report(
             sys.exit(1)
     result = asyncio.run(_run(cli, code, withhold))
     what = "finished the interrupted upload: " if result.resumed else ""
+    if result.already_published:
+        click.echo(
+            f"{what}the key server already had these {result.keys_published} keys from the "
+            "first attempt (only its answer was lost). Thank you for reporting."
+        )
+        return
     click.echo(
         f"{what}published {result.keys_published} keys (the server accepted "
         f"{result.inserted}). Thank you for reporting."

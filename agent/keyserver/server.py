@@ -9,10 +9,9 @@ It answers as the real servers do (shapes, status and error codes from
 google/exposure-notifications-server ``pkg/api/v1/exposure_types.go``,
 ``internal/publish/publish.go``, ``internal/jsonutil/unmarshal.go`` and
 google/exposure-notifications-verification-server ``pkg/api/api.go``; see
-:mod:`agent.keyserver.publish`), with one deliberate difference: a publish retried with
-the same certificate after its answer was lost gets the first answer again (the real
-server would answer ``missing_revision_token``), so that the agent's resume path can be
-tested. Verification attempts are throttled per client and in total (HTTP 429 with
+:mod:`agent.keyserver.publish`): a publish retried after its answer was lost gets
+``missing_revision_token`` as from the real server, since the keys are already there.
+Verification attempts are throttled per client and in total (HTTP 429 with
 ``Retry-After``), and a client's valid code is burnt after a few wrong guesses.
 
 Routes (``docs/report.md``):
@@ -33,7 +32,7 @@ import os
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 
@@ -125,12 +124,6 @@ class _Fault:
     status: int
     """HTTP status to answer with; 0 drops the connection without an answer."""
     after_processing: bool
-
-
-@dataclass
-class _Published:
-    answer: dict[str, object]
-    key_hmac: bytes = field(repr=False)
 
 
 def _json_response(body: Mapping[str, object], status: int = 200) -> web.Response:
@@ -236,7 +229,6 @@ class LocalKeyServer:
         self.public_key_pem: bytes = public_key_pem(signing_key)
         self.requests: list[RecordedRequest] = []
         self._faults: dict[str, deque[_Fault]] = {}
-        self._published: dict[str, _Published] = {}
         self._keys_published: set[bytes] = set()
         self._revisions: dict[str, frozenset[bytes]] = {}
         self._client_attempts = TokenBuckets(CLIENT_ATTEMPTS, 1.0 / CLIENT_REFILL_SECONDS)
@@ -464,11 +456,6 @@ class LocalKeyServer:
             raise ApiRefusal(401, UNKNOWN_HEALTH_AUTHORITY, "healthAuthorityID is not known here")
         certificate = self.verification.check_certificate(parsed.certificate)
         check_hmac(parsed, certificate)
-        done = self._published.get(certificate.jti)
-        if done is not None:
-            # A retry of an upload whose answer was lost: same certificate, and the HMAC
-            # check above proves the same keys. Answer as before; insert nothing twice.
-            return _json_response(done.answer)
         now_interval = en_interval_number(self.clock.wall())
         transformed = transform_keys(parsed, now_interval)
         existing = {k.key_data for k in transformed.keys} & self._keys_published
@@ -495,7 +482,6 @@ class LocalKeyServer:
         if transformed.errors:
             answer["code"] = PARTIAL_FAILURE
             answer["error"] = "; ".join(transformed.errors)
-        self._published[certificate.jti] = _Published(answer, certificate.tekmac)
         return _json_response(answer)
 
     # --- downloads -----------------------------------------------------------------------

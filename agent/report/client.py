@@ -55,7 +55,12 @@ from agent.report.pending import (
     purge_stale_pending,
     save_pending,
 )
-from agent.report.transport import PARTIAL_FAILURE, new_session, post_step
+from agent.report.transport import (
+    MISSING_REVISION_TOKEN,
+    PARTIAL_FAILURE,
+    new_session,
+    post_step,
+)
 from agent.report.wire import b64encode, key_to_json
 
 _LOGGER = logging.getLogger(__name__)
@@ -92,6 +97,9 @@ class ReportResult:
     """True when this run finished an earlier, interrupted upload."""
     partial: bool = False
     """The key server dropped some keys and inserted the rest (``partial_failure``)."""
+    already_published: bool = False
+    """A resumed upload found its keys already on the key server: the first attempt had
+    reached it and only its answer was lost."""
 
 
 def normalize_code(code: str) -> str:
@@ -239,12 +247,25 @@ class Reporter:
     async def _finish(
         self, session: aiohttp.ClientSession, pending: PendingUpload, *, resumed: bool
     ) -> ReportResult:
+        published_before = resumed and bool(pending.certificate)
         try:
             if not pending.certificate:
                 pending = await self._certify(session, pending)
             answer = await self._publish(session, pending)
-        except RequestRefusedError:
+        except RequestRefusedError as exc:
             await clear_pending(self._store)  # the same request can never succeed
+            if published_before and exc.error_code == MISSING_REVISION_TOKEN:
+                # Google's key server refuses keys it already holds without their revision
+                # token: the first attempt with this certificate got through and only
+                # its answer (and the token) was lost. The keys are published.
+                _LOGGER.info("the interrupted upload had already reached the key server")
+                await self._store.set_state(LAST_REPORT_STATE_KEY, f"{self._clock.wall():.0f}")
+                return ReportResult(
+                    keys_published=len(pending.keys),
+                    inserted=0,
+                    resumed=True,
+                    already_published=True,
+                )
             raise
         except (ServerUnreachableError, ServerFailureError) as exc:
             raise type(exc)(f"{exc}{RETRY_HINT}") from exc

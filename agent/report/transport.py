@@ -34,6 +34,10 @@ FILLER_HEADER = ("X-Pad", "000")
 """Sent on real requests so that they are exactly as long as decoys with ``X-Chaff: 1``."""
 MAX_RESPONSE_BYTES = 256 * 1024
 
+MISSING_REVISION_TOKEN = "missing_revision_token"  # noqa: S105 (an error code)
+"""HTTP 400 with this ``code``: the server already holds some of the keys and wants the
+revision token of the upload that published them."""
+
 _REFUSALS: Mapping[str, tuple[type[RequestRefusedError], str]] = {
     "code_invalid": (
         VerificationCodeError,
@@ -82,7 +86,7 @@ _REFUSALS: Mapping[str, tuple[type[RequestRefusedError], str]] = {
         RequestRefusedError,
         "the key server does not know this health authority: check report.health_authority_id",
     ),
-    "missing_revision_token": (
+    MISSING_REVISION_TOKEN: (
         RequestRefusedError,
         "the key server already holds some of these keys and needs the revision token of "
         "the earlier upload, which this device does not have",
