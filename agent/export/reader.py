@@ -43,6 +43,11 @@ def verified_message(
         ExportFileError: a bad container, header or protobuf.
         SignatureError: unsigned, unknown signer, invalid signature, inconsistent claims.
     """
+    if bytes(zip_bytes[: len(EXPORT_HEADER)]) == EXPORT_HEADER:
+        raise SignatureError(
+            "this is a raw export.bin: it carries no signature; verify the export ZIP it "
+            "came from"
+        )
     entries = open_export_zip(zip_bytes, max_bytes=max_bytes)
     if entries.export_sig is None:  # open_export_zip requires it; keep the guard explicit
         raise SignatureError("export is unsigned: no export.sig")

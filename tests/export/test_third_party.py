@@ -108,6 +108,8 @@ def test_keys_show_reads_a_raw_export_bin(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["key_count"] == 2 and shown["verified"] is False
+    with pytest.raises(SignatureError, match=r"raw export\.bin: it carries no signature"):
+        read_verified_export(raw, _ring(_google() / "public.pem", None, None))
 
 
 @pytest.mark.parametrize("name", sorted(CWA_FILES))
