@@ -21,7 +21,7 @@ from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock, decide_clock_trust
 from agent.clocksync import system_synchronized
 from agent.constants import RETENTION_SECONDS, TEK_ROLLING_PERIOD
-from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
+from agent.daemon.control import DaemonNotRunningError, request
 from agent.errors import AgentError, MalformedInputError
 from agent.interchange import (
     EXPOSURE_FIELDS,
@@ -264,7 +264,7 @@ def forget(cli: CliContext, yes: bool) -> None:
         await store.set_state(CONSENT_STATE_KEY, "off")
 
     try:  # a running daemon deletes (radio off first, nothing in memory written later)
-        request(client_socket_paths(cli.data_dir), "forget", timeout=FORGET_TIMEOUT_SECONDS)
+        request(cli.socket_paths(), "forget", timeout=FORGET_TIMEOUT_SECONDS)
         by = " by the running daemon"
     except DaemonNotRunningError:
         _with_store(cli.data_dir, run)

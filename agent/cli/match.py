@@ -21,7 +21,7 @@ import click
 from agent.cli import CliContext, pass_cli
 from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
 from agent.clocksync import marker_synchronized
-from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
+from agent.daemon.control import DaemonNotRunningError, request
 from agent.errors import AgentError, ClockUntrustedError, ConfigError, MalformedInputError
 from agent.export import PublicKeyRing
 from agent.interchange import window_json
@@ -208,7 +208,7 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
 def _fetch_by_daemon(cli: CliContext, as_json: bool) -> bool:
     """Ask a running daemon to fetch (its notifier, no concurrent cycle); False: none runs."""
     try:
-        answer = request(client_socket_paths(cli.data_dir), "fetch", timeout=DAEMON_FETCH_TIMEOUT)
+        answer = request(cli.socket_paths(), "fetch", timeout=DAEMON_FETCH_TIMEOUT)
     except DaemonNotRunningError:
         return False
     result = answer.get("result", {})

@@ -44,6 +44,8 @@ CONSENT_STATE_KEY: Final = "consent"
 """``on`` / ``off``: the user's consent to contact detection."""
 LOWER_BOUND_STATE_KEY: Final = "clock.lower_bound"
 """Unix seconds that true time is known to be at or after (Appendix A), as text."""
+LAST_FETCH_STATE_KEY: Final = "keys.last_fetch"
+"""JSON summary of the latest fetch for ``status``: at, ok, files, matched_keys, ..."""
 SHA256_LENGTH: Final = 32
 
 
