@@ -170,9 +170,7 @@ def test_status_with_a_running_daemon_imports_no_heavy_part(short_dir: Path) -> 
 
 def test_status_without_daemon_or_data_imports_no_pipeline(short_dir: Path) -> None:
     missing = short_dir / "nothing-here"
-    output, seen = probe(
-        ["--data-dir", str(missing), "status"], env={"CONTACT_AGENT_SOCKET": ""}
-    )
+    output, seen = probe(["--data-dir", str(missing), "status"], env={"CONTACT_AGENT_SOCKET": ""})
     assert seen["code"] == 0, output
     assert heavy_imports(seen["modules"]) == []
     assert seen["peak_kb"] < PEAK_CAP_KB
