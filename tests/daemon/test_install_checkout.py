@@ -100,8 +100,9 @@ def test_install_refuses_an_old_python(tmp_path: Path) -> None:
     assert "needs Python 3.11 or newer" in result.stderr
 
 
-def test_install_updates_the_package_lists_before_installing() -> None:
-    """apt-get install on a fresh machine fails without a prior apt-get update."""
+def test_install_gets_packages_the_way_setup_does() -> None:
+    """apt-need.sh (tested in tests/unit/test_setup_scripts.py) runs apt-get update first
+    and uses sudo only when not root; install.sh calls no apt-get of its own."""
     script = (ROOT / "scripts/install.sh").read_text()
-    install_at = script.index("apt-get install")
-    assert "apt-get update" in script[:install_at]
+    assert 'bash "$SRC/scripts/apt-need.sh" python3-venv bluez dbus' in script
+    assert "apt-get install" not in script.split("set -euo pipefail", 1)[1]
