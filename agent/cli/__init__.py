@@ -173,6 +173,11 @@ class AgentGroup(click.Group):
                 raise
             click.echo(f"contact-agent: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            # A bad option value or argument of a command: one line, exit status 2.
+            where = exc.ctx.command_path if exc.ctx is not None else "contact-agent"
+            click.echo(f"contact-agent: {exc.format_message()} (see: {where} --help)", err=True)
+            sys.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:

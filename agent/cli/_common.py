@@ -1,10 +1,14 @@
-"""Small parsing helpers shared by the command modules."""
+"""Small parsing helpers shared by the command modules.
+
+A bad option value is a usage error: :class:`click.BadParameter` (exit status 2, with
+the usage line), never a failed operation.
+"""
 
 from __future__ import annotations
 
 import binascii
 
-from agent.errors import MalformedInputError
+import click
 
 
 def parse_hex(name: str, text: str, length: int | None = None) -> bytes:
@@ -15,9 +19,10 @@ def parse_hex(name: str, text: str, length: int | None = None) -> bytes:
     try:
         value = binascii.unhexlify(cleaned)
     except (binascii.Error, ValueError):
-        raise MalformedInputError(f"{name} must be hexadecimal, got {text!r}") from None
+        raise click.BadParameter(f"must be hexadecimal, got {text!r}", param_hint=name) from None
     if length is not None and len(value) != length:
-        raise MalformedInputError(
-            f"{name} must be {length} bytes ({2 * length} hex digits), got {len(value)} bytes"
+        raise click.BadParameter(
+            f"must be {length} bytes ({2 * length} hex digits), got {len(value)} bytes",
+            param_hint=name,
         )
     return value

@@ -83,9 +83,11 @@ def derive(tek: str, start: int, count: int, metadata: str | None, as_json: bool
     tek_bytes = parse_hex("--tek", tek, TEK_LENGTH)
     meta = parse_hex("--metadata", metadata, METADATA_LENGTH) if metadata is not None else None
     if start < 0:
-        raise MalformedInputError(f"--start must not be negative, got {start}")
+        raise click.BadParameter(f"must not be negative, got {start}", param_hint="--start")
+    if start > 0xFFFFFFFF:
+        raise click.BadParameter("interval number must be in 0..2^32-1", param_hint="--start")
     if not 1 <= count <= 10_000:
-        raise MalformedInputError(f"--count must be in 1..10000, got {count}")
+        raise click.BadParameter(f"must be in 1..10000, got {count}", param_hint="--count")
     table = derive_table(tek_bytes, start, count, meta)
     if as_json:
         click.echo(json.dumps(table, indent=1))

@@ -14,7 +14,7 @@ import click
 from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock, en_interval_number
 from agent.clocksync import marker_synchronized
-from agent.errors import MalformedInputError, NetworkError
+from agent.errors import NetworkError
 from agent.keyserver import LocalKeyServer
 from agent.report.client import (
     LOWER_BOUND_STATE_KEY,
@@ -48,8 +48,8 @@ def _parse_days(days: tuple[str, ...]) -> frozenset[int]:
         try:
             date = dt.date.fromisoformat(day)
         except ValueError:
-            raise MalformedInputError(
-                f"--withhold-day must be a date YYYY-MM-DD, got {day!r}"
+            raise click.BadParameter(
+                f"must be a date YYYY-MM-DD, got {day!r}", param_hint="--withhold-day"
             ) from None
         midnight = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
         starts.add(en_interval_number(midnight.timestamp()))
@@ -76,7 +76,7 @@ async def _prepare(cli: CliContext, code: str | None, withhold: frozenset[int]) 
         if await load_pending(store) is not None:
             return True, 0
         if code is None:
-            raise MalformedInputError("give the verification code: report --code CODE")
+            raise click.UsageError("give the verification code: report --code CODE")
         normalize_code(code)
         return False, await StoreKeyRelease(store, cli.data_dir, clock).available(withhold)
     finally:
