@@ -185,15 +185,13 @@ class AgentGroup(click.Group):
             sys.exit(130)
         except BrokenPipeError:
             _quiet_broken_pipe()
-        except OSError as exc:
-            if _debug_requested() or exc.errno not in _USER_OS_ERRORS:
-                raise
-            where = f"{exc.filename}: " if exc.filename is not None else ""
-            click.echo(f"contact-agent: {where}{exc.strerror or exc}", err=True)
-            sys.exit(EXIT_FAILURE)
         except Exception as exc:
             if _debug_requested():
                 raise
+            if isinstance(exc, OSError) and exc.errno in _USER_OS_ERRORS:
+                where = f"{exc.filename}: " if exc.filename is not None else ""
+                click.echo(f"contact-agent: {where}{exc.strerror or exc}", err=True)
+                sys.exit(EXIT_FAILURE)
             click.echo(
                 f"contact-agent: internal error: {type(exc).__name__}: {exc} "
                 "(run with --debug for details)",
