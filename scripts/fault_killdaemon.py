@@ -7,7 +7,8 @@ key fetch now and then (the daemon writes the sightings it holds before every fe
 an answered fetch *acknowledges* everything counted by the ``status`` that follows), and
 SIGKILLs it at a random moment -- during start-up (before READY=1), or a random time
 after READY=1: in the middle of a flush, between flushes. Which phase a round kills in is
-decided by the round, not by how fast the machine is. After every kill the script opens the database itself and checks:
+decided by the round, not by how fast the machine is. After every kill the script opens
+the database itself and checks:
 
 * ``PRAGMA integrity_check`` is ``ok``;
 * no acknowledged sighting is lost (the row count never drops below the acknowledged

@@ -5,7 +5,8 @@ A child process opens the real :class:`agent.store.Store` on a shared data direc
 appends sighting batches as fast as it can, printing each batch id after its commit;
 every few batches it also writes FULL state, records a scan and purges old rows (so kills
 land in checkpoints and purges too). The parent kills it with SIGKILL at a random moment
-(sometimes before it is even ready; otherwise after a few acknowledged batches), then reopens the database and checks:
+(sometimes before it is even ready; otherwise after a few acknowledged batches), then
+reopens the database and checks:
 
 * ``PRAGMA integrity_check`` is ok after every kill;
 * every batch the child printed is present with all its rows (no committed batch lost);
