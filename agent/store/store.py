@@ -180,6 +180,10 @@ class Store:
         """Number of distinct RPIs seen at or after ``since``."""
         return await sql_sightings.count(self._db, since, distinct_rpis=True)
 
+    async def sighting_time_range(self, since: float) -> tuple[float, float] | None:
+        """Oldest and newest sighting at or after ``since``; None when there are none."""
+        return await sql_sightings.time_range(self._db, since)
+
     def iter_sightings(self, since: float = 0) -> AsyncIterator[Sighting]:
         """Every stored sighting at or after ``since``, oldest first (for export)."""
         return sql_sightings.iterate(self._db, since)
