@@ -11,14 +11,13 @@ import asyncio
 import datetime as dt
 import functools
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 
 from agent.cli import CliContext, pass_cli
+from agent.cli._common import TerminalProgress
 from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
 from agent.clocksync import marker_synchronized
 from agent.constants import RETENTION_SECONDS
@@ -142,32 +141,6 @@ def _untrusted(trust: TrustDecision) -> ClockUntrustedError:
     )
 
 
-class _TerminalProgress:
-    """A click progress bar per stage, shown only when stdout is a terminal."""
-
-    _LABELS = {"download": "downloading", "verify": "verifying", "match": "matching keys"}
-
-    def __init__(self) -> None:
-        self._stage = ""
-        self._bar: Any = None
-        self._pos = 0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage != self._stage:
-            self.close()
-            self._stage, self._pos = stage, 0
-            self._bar = click.progressbar(length=total, label=self._LABELS.get(stage, stage))
-            self._bar.__enter__()
-        if self._bar is not None and done > self._pos:
-            self._bar.update(done - self._pos)
-            self._pos = done
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
-
-
 async def _match(
     cli: CliContext, files: Sequence[Path], ring: functools.partial[PublicKeyRing]
 ) -> tuple[CycleReport, tuple[float, float] | None]:
@@ -248,7 +221,7 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
         raise ConfigError("config: [keys] sources is empty: there is nothing to fetch from")
     ring = config_ring(config, cli.config_path.parent)
     clock = SystemClock()
-    progress = _TerminalProgress() if show_progress else None
+    progress = TerminalProgress() if show_progress else None
     async with await Store.open(cli.data_dir) as store:
         trust = await _trust(store, clock, config.clock.require_sync)
         if not trust.state.trusted:
@@ -295,7 +268,7 @@ def fetch(cli: CliContext, as_json: bool) -> None:
     """
     if _fetch_by_daemon(cli, as_json):
         return
-    report = asyncio.run(_fetch(cli, show_progress=sys.stdout.isatty() and not as_json))
+    report = asyncio.run(_fetch(cli, show_progress=TerminalProgress.wanted() and not as_json))
     if as_json:
         summary = report.summary(0)
         summary.pop("at")
