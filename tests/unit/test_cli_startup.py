@@ -218,3 +218,13 @@ def test_status_skips_a_system_socket_this_user_may_not_use(
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     paths = client_socket_paths(short_dir / "d", {}, prefer_system=True)
     assert system / "control.sock" not in paths
+
+
+def test_keys_derive_imports_neither_the_export_reader_nor_the_store() -> None:
+    output, seen = probe(
+        ["keys", "derive", "--tek", "75c734c6dd1a782de7a965da5eb93125", "--start", "1",
+         "--count", "2"]
+    )  # fmt: skip
+    assert seen["code"] == 0 and output.startswith("RPIK ")
+    unwanted = ("numpy", "aiohttp", "aiosqlite", "agent.pipeline", "agent.demo", "agent.store")
+    assert [m for m in seen["modules"] if any(m == u or m.startswith(u + ".") for u in unwanted)] == []
