@@ -227,4 +227,5 @@ def test_keys_derive_imports_neither_the_export_reader_nor_the_store() -> None:
     )  # fmt: skip
     assert seen["code"] == 0 and output.startswith("RPIK ")
     unwanted = ("numpy", "aiohttp", "aiosqlite", "agent.pipeline", "agent.demo", "agent.store")
-    assert [m for m in seen["modules"] if any(m == u or m.startswith(u + ".") for u in unwanted)] == []
+    loaded = [m for m in seen["modules"] if any(m == u or m.startswith(u + ".") for u in unwanted)]
+    assert loaded == []
