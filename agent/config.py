@@ -1,4 +1,4 @@
-"""The TOML configuration (``docs/interface.md``): frozen dataclasses, loaded and validated.
+"""The TOML configuration (reference: ``docs/daemon.md``): frozen dataclasses, loaded and validated.
 
 Every problem becomes a :class:`~agent.errors.ConfigError` naming the key and what is
 expected, which the CLI turns into one line on stderr and exit status 78.
