@@ -413,13 +413,9 @@ def read_config_data(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: Path | None, *, required: bool = False) -> Config:
-    """Load the config file; a missing file at the default location means defaults, a
-    missing file that was asked for (``required``) is an error."""
-    if path is None:
-        return Config()
-    if not path.exists():
-        if required:
-            raise ConfigError(f"config: {path} does not exist")
+def load_config(path: Path | None) -> Config:
+    """Load the config file; a missing file means defaults (the CLI refuses a missing
+    file that was asked for by name before it gets here)."""
+    if path is None or not path.exists():
         return Config()
     return parse_config(read_config_data(path))

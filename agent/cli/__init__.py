@@ -5,7 +5,7 @@ defines it and its one-line help, so ``contact-agent --help`` imports no command
 and ``contact-agent status`` imports only :mod:`agent.cli.daemon`. Command modules
 import heavy parts (numpy, aiohttp, the pipeline, the demo) inside the command functions
 that use them. A new command is one line in ``COMMANDS`` plus the click command in its
-module; ``tests/cli/test_startup.py`` checks that both agree.
+module; ``tests/unit/test_cli_startup.py`` checks that both agree.
 
 Exit statuses (one contract for every command): 0 ok, 1 failed, 2 usage (unknown option,
 bad option value), 78 configuration. Every expected failure is an
@@ -17,6 +17,7 @@ quietly. A traceback appears only with ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import logging
@@ -106,15 +107,13 @@ class CliContext:
     debug: bool
     data_dir_explicit: bool = False
     """``--data-dir`` or ``CONTACT_AGENT_DATA_DIR`` was given: no system daemon look-up."""
-    config_explicit: bool = False
-    """``--config`` or ``CONTACT_AGENT_CONFIG`` was given: the file must exist."""
     _config: Config | None = None
 
     @property
     def config(self) -> Config:
         """The validated config, loaded on first use (exit 78 on error)."""
         if self._config is None:
-            self._config = load_config(self.config_path, required=self.config_explicit)
+            self._config = load_config(self.config_path)
         return self._config
 
     def socket_paths(self) -> list[Path]:
@@ -127,11 +126,8 @@ class CliContext:
 
 def _quiet_broken_pipe() -> None:
     """The reader went away: discard what is still buffered and end without a word."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(EXIT_FAILURE)
 
 
@@ -242,6 +238,7 @@ def main(ctx: click.Context, data_dir: Path | None, config_path: Path | None, de
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # A config file asked for by name must exist; the default location may be absent.
     config_explicit = config_path is not None or bool(os.environ.get("CONTACT_AGENT_CONFIG"))
     config_path = config_path or default_config_path()
     if config_explicit and not config_path.exists():
@@ -251,5 +248,4 @@ def main(ctx: click.Context, data_dir: Path | None, config_path: Path | None, de
         config_path=config_path,
         debug=debug,
         data_dir_explicit=data_dir is not None or bool(os.environ.get("CONTACT_AGENT_DATA_DIR")),
-        config_explicit=config_explicit,
     )

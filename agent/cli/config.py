@@ -81,7 +81,7 @@ def check(cli: CliContext, file: Path | None) -> None:
     if path.exists():
         data = read_config_data(path)
         origin = str(path)
-    elif file is not None or cli.config_explicit:
+    elif file is not None:
         raise ConfigError(f"config: {path} does not exist")
     else:
         data, origin = {}, "nowhere"
