@@ -8,6 +8,7 @@ import datetime as dt
 import ipaddress
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,7 +16,6 @@ from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock, en_interval_number
 from agent.clocksync import marker_synchronized
 from agent.errors import NetworkError
-from agent.keyserver import LocalKeyServer
 from agent.report.client import (
     LOWER_BOUND_STATE_KEY,
     Reporter,
@@ -28,6 +28,9 @@ from agent.report.pending import clear_pending, load_pending
 from agent.report.release import StoreKeyRelease
 from agent.signals import wait_for_stop_signal
 from agent.store import Store
+
+if TYPE_CHECKING:  # the test key server is a lab tool: only `keyserver` loads it
+    from agent.keyserver import LocalKeyServer
 
 PRIVACY_NOTICE = """\
 Before you publish, please read what it reveals:
@@ -231,6 +234,8 @@ def keyserver(
     public_key_file: Path | None,
 ) -> None:
     """Run the local test key server (verification + publish + signed exports)."""
+    from agent.keyserver import LocalKeyServer
+
     if not _is_loopback(host):
         click.echo(
             f"contact-agent: warning: serving plain HTTP on {host}; agents accept http only "

@@ -229,3 +229,10 @@ def test_keys_derive_imports_neither_the_export_reader_nor_the_store() -> None:
     unwanted = ("numpy", "aiohttp", "aiosqlite", "agent.pipeline", "agent.demo", "agent.store")
     loaded = [m for m in seen["modules"] if any(m == u or m.startswith(u + ".") for u in unwanted)]
     assert loaded == []
+
+
+def test_report_does_not_load_the_test_key_server(tmp_path: Path) -> None:
+    """Product commands never import the lab tools; only `keyserver` does."""
+    _, seen = probe(["--data-dir", str(tmp_path / "data"), "report", "--help"])
+    assert seen["code"] == 0
+    assert not [m for m in seen["modules"] if m.startswith(("agent.keyserver", "agent.demo"))]
