@@ -1,4 +1,4 @@
-"""The TOML configuration (``docs/interface.md``): frozen dataclasses, loaded and validated.
+"""The TOML configuration (reference: ``docs/daemon.md``): frozen dataclasses, loaded and validated.
 
 Every problem becomes a :class:`~agent.errors.ConfigError` naming the key and what is
 expected, which the CLI turns into one line on stderr and exit status 78.
@@ -6,8 +6,11 @@ expected, which the CLI turns into one line on stderr and exit status 78.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import ipaddress
 import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,14 +315,84 @@ def _notify(t: Mapping[str, Any]) -> NotifyConfig:
     return cfg
 
 
-_KNOWN = {"radio", "clock", "keys", "risk", "report", "notify", "metrics"}
+# --- which keys exist: derived from the dataclasses above ----------------------------
+_TOML_ONLY: dict[str, dict[str, str]] = {"metrics": {"textfile": "metrics_textfile"}}
+"""Sections that are not a dataclass of their own: TOML key -> :class:`Config` field.
+Every other section is a :class:`Config` field holding a dataclass, and its keys are that
+dataclass's fields (a new field is a valid key at once)."""
+
+
+def _table_classes(cls: type) -> dict[str, type]:
+    """Fields of ``cls`` that hold a list of tables (``tuple[SomeDataclass, ...]``)."""
+    nested: dict[str, type] = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint)
+        inner = args[0] if typing.get_origin(hint) is tuple and args else None
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
+            nested[name] = inner
+    return nested
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+def valid_keys() -> dict[str, frozenset[str]]:
+    """Every section and its keys, as the parser accepts them, in file order; the keys
+    of a list of tables such as ``keys.sources`` appear under ``keys.sources[]``."""
+    sections: dict[str, frozenset[str]] = {}
+    for name, cls in typing.get_type_hints(Config).items():
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            continue
+        sections[name] = _field_names(cls)
+        for key, inner in _table_classes(cls).items():
+            sections[f"{name}.{key}[]"] = _field_names(inner)
+    sections.update({name: frozenset(keys) for name, keys in _TOML_ONLY.items()})
+    return sections
+
+
+def config_value(config: Config, section: str, key: str) -> Any:
+    """The effective value of ``section.key`` in ``config``."""
+    if section in _TOML_ONLY:
+        return getattr(config, _TOML_ONLY[section][key])
+    return getattr(getattr(config, section), key)
+
+
+def _closest(name: str, choices: frozenset[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_known_keys(data: Mapping[str, Any]) -> None:
+    """Refuse a section or key the agent does not know, naming the closest valid one."""
+    sections = valid_keys()
+    top = frozenset(name for name in sections if "." not in name)
+    for section, table in data.items():
+        if section not in top:
+            raise ConfigError(f"config: unknown section [{section}]{_closest(section, top)}")
+        if not isinstance(table, dict):
+            continue  # _table() names the type error
+        for key, value in table.items():
+            if key not in sections[section]:
+                raise ConfigError(
+                    f"config: unknown key {key!r} in [{section}]"
+                    f"{_closest(key, sections[section])}"
+                )
+            inner = sections.get(f"{section}.{key}[]")
+            if inner is None or not isinstance(value, list):
+                continue
+            for i, entry in enumerate(value):
+                for entry_key in entry if isinstance(entry, dict) else ():
+                    if entry_key not in inner:
+                        raise ConfigError(
+                            f"config: unknown key {entry_key!r} in {section}.{key}[{i}]"
+                            f"{_closest(entry_key, inner)}"
+                        )
 
 
 def parse_config(data: Mapping[str, Any]) -> Config:
     """Build a validated :class:`Config` from parsed TOML."""
-    unknown = set(data) - _KNOWN
-    if unknown:
-        raise ConfigError(f"config: unknown section(s): {', '.join(sorted(unknown))}")
+    check_known_keys(data)
     metrics = _table(data, "metrics")
     return Config(
         radio=_radio(_table(data, "radio")),
@@ -334,10 +407,8 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     )
 
 
-def load_config(path: Path | None) -> Config:
-    """Load the config file; a missing file at the default location means defaults."""
-    if path is None or not path.exists():
-        return Config()
+def read_config_data(path: Path) -> dict[str, Any]:
+    """The parsed TOML of ``path`` (ConfigError when unreadable or not TOML)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -348,4 +419,12 @@ def load_config(path: Path | None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
-    return parse_config(data)
+    return data
+
+
+def load_config(path: Path | None) -> Config:
+    """Load the config file; a missing file means defaults (the CLI refuses a missing
+    file that was asked for by name before it gets here)."""
+    if path is None or not path.exists():
+        return Config()
+    return parse_config(read_config_data(path))

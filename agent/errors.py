@@ -1,7 +1,7 @@
 """One error hierarchy for the agent.
 
 Every error carries a one-line message meant for a person and an exit status for the CLI
-(``1`` operation failed, ``78`` configuration error; see ``docs/interface.md``).
+(``1`` operation failed, ``78`` configuration error, ``2`` usage; see README.md).
 Library errors are wrapped at the adapters with ``raise ... from exc``.
 """
 

@@ -1,4 +1,4 @@
-"""Default locations of the data directory and the config file (``docs/interface.md``)."""
+"""Default locations of the data directory and the config file (README.md, "Command line")."""
 
 from __future__ import annotations
 

@@ -31,6 +31,9 @@ E2E_RSS_MB = 250.0
 INGEST_PER_SECOND = 2_000.0
 DB_BYTES_PER_SIGHTING = 40.0
 IDLE_CPU = 0.01
+STARTUP_RATIO = 6.0
+"""``contact-agent status`` and ``--help``: at most this many x ``python -c pass``."""
+STARTUP_PEAK_MB = 30.0
 LOOP_LAG_P99_MS = 50.0
 """A 5 ms periodic task on the event loop while matching: its 99th percentile delay."""
 
@@ -127,6 +130,12 @@ def check(results: dict[str, Any]) -> list[str]:
     daemon = results.get("daemon")
     if daemon:
         limit("idle daemon CPU (share of one core)", daemon["idle_cpu_fraction"], IDLE_CPU)
+    startup = results.get("startup")
+    if startup:
+        for name in ("status", "help"):
+            limit(f"{name} x python -c pass", startup[f"{name}_over_startup"], STARTUP_RATIO)
+            if not results.get("quick"):  # memory: the full run checks it plainly
+                limit(f"{name} peak memory (MB)", startup[f"{name}_peak_mb"], STARTUP_PEAK_MB, 1.0)
     return misses
 
 
@@ -186,6 +195,20 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"<= {DB_BYTES_PER_SIGHTING:g} B",
             )
         )
+    startup = results.get("startup")
+    if startup:
+        for name, label in (("status", "status (no daemon, no data)"), ("help", "--help")):
+            rows.append(
+                (
+                    f"contact-agent {label}",
+                    f"{startup[f'{name}_seconds'] * 1000:.0f} ms = "
+                    f"{startup[f'{name}_over_startup']:.1f} x python -c pass "
+                    f"({startup['python_startup_seconds'] * 1000:.0f} ms); peak "
+                    f"{startup[f'{name}_peak_mb']:.0f} MB (python -c pass "
+                    f"{startup['python_peak_mb']:.0f} MB)",
+                    f"<= {STARTUP_RATIO:g} x, <= {STARTUP_PEAK_MB:g} MB",
+                )
+            )
     daemon = results.get("daemon")
     if daemon:
         rows.append(
@@ -198,7 +221,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         )
         rows.append(
             (
-                "contact-agent status",
+                "contact-agent status (daemon running)",
                 f"{daemon['status_seconds'] * 1000:.0f} ms = "
                 f"{daemon['status_over_startup']:.1f} x python -c pass",
                 "(reported)",

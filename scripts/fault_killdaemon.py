@@ -5,8 +5,10 @@
 beacons stream sightings in. In every round the daemon starts, the script asks it for a
 key fetch now and then (the daemon writes the sightings it holds before every fetch, so
 an answered fetch *acknowledges* everything counted by the ``status`` that follows), and
-SIGKILLs it at a random moment -- during start-up, in the middle of a flush, between
-flushes. After every kill the script opens the database itself and checks:
+SIGKILLs it at a random moment -- during start-up (before READY=1), or a random time
+after READY=1: in the middle of a flush, between flushes. Which phase a round kills in is
+decided by the round, not by how fast the machine is. After every kill the script opens
+the database itself and checks:
 
 * ``PRAGMA integrity_check`` is ``ok``;
 * no acknowledged sighting is lost (the row count never drops below the acknowledged
@@ -204,13 +206,27 @@ async def _round(
     before: Snapshot,
     report: Report,
 ) -> Snapshot:
+    """One start and one kill. Even rounds kill during start-up: the first right after
+    the process is spawned (necessarily before READY), later ones at a random moment
+    before the fastest READY seen so far. Odd rounds kill while running: after READY=1
+    and a first acknowledged flush of new sightings, at a random delay measured from
+    there, so the phase does not depend on how long start-up takes on a busy machine."""
     acked: list[int] = []
     await daemon.start()
     pinger = asyncio.create_task(_acknowledge(daemon, acked, rng))
-    await asyncio.sleep(rng.uniform(min_delay, max_delay))
+    if report.rounds % 2 == 1:
+        with contextlib.suppress(RuntimeError, TimeoutError):  # ended: counted below
+            report.ready_seconds.append(await daemon.wait_ready(timeout=120))
+            # ... and a flush of new sightings acknowledged in this run, then the delay.
+            deadline = time.monotonic() + 120
+            while not (acked and acked[-1] > before.rows) and time.monotonic() < deadline:
+                if not daemon.running:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(rng.uniform(min_delay, max_delay))
+    elif report.ready_seconds:
+        await asyncio.sleep(rng.uniform(0.0, 0.8 * min(report.ready_seconds)))
     ready = daemon.is_ready()
-    if ready:
-        report.ready_seconds.append(time.monotonic() - daemon.started_at)
     ended = await daemon.kill9()
     pinger.cancel()
     with contextlib.suppress(asyncio.CancelledError):

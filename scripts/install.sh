@@ -56,6 +56,11 @@ if [ "$LIVE" -eq 1 ] && [ "$(id -u)" -ne 0 ]; then
     echo "install.sh: run as root (sudo), or use --root DIR" >&2
     exit 1
 fi
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "install.sh: contact-agent needs Python 3.11 or newer (Debian 12 / Raspberry Pi OS" \
+        "Bookworm or later); $PYTHON is $("$PYTHON" -V 2>&1 || echo missing)" >&2
+    exit 1
+fi
 if [ "$LIVE" -eq 1 ] && ! command -v systemctl >/dev/null 2>&1; then
     echo "install.sh: systemctl not found; this installer needs systemd" >&2
     exit 1
@@ -88,14 +93,7 @@ fi
 
 # 1. System packages (BlueZ, D-Bus, venv support).
 if [ "$LIVE" -eq 1 ] && [ "$APT" -eq 1 ]; then
-    missing=()
-    for pkg in python3-venv bluez dbus; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        say "installing ${missing[*]}"
-        apt-get install -y --no-install-recommends "${missing[@]}"
-    fi
+    bash "$SRC/scripts/apt-need.sh" python3-venv bluez dbus
 fi
 
 # 2. The service account (sysusers.d; falls back to useradd on systems without it).
@@ -119,6 +117,15 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 SOURCE=${SOURCE:-$SRC}
 say "installing contact-agent from $SOURCE"
+BUILD=""
+if [ -d "$SOURCE" ]; then
+    # Build from a copy: pip would leave root-owned build/ and *.egg-info in the checkout.
+    BUILD=$(mktemp -d)
+    trap 'rm -rf "$BUILD"' EXIT
+    cp -r "$SOURCE/pyproject.toml" "$SOURCE/README.md" "$SOURCE/agent" "$BUILD/"
+    find "$BUILD" -name __pycache__ -prune -exec rm -rf {} +
+    SOURCE=$BUILD
+fi
 # shellcheck disable=SC2086  # PIP_ARGS is a list of words on purpose
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade $PIP_ARGS "$SOURCE"
 "$VENV/bin/python" -I -m agent.daemon.i18n >/dev/null
@@ -133,6 +140,20 @@ if [ ! -e "$CONF_DIR/config.toml" ]; then
     say "wrote the default configuration $CONF_DIR/config.toml"
 else
     say "keeping the existing $CONF_DIR/config.toml"
+fi
+
+# The installed program checks the configuration: invalid keys, and settings with which
+# it can never notify anyone (no key source, no pinned key) are shown with how to fix them.
+if check=$("$VENV/bin/contact-agent" config check "$CONF_DIR/config.toml" 2>&1 >/dev/null); then
+    if [ -n "$check" ]; then
+        printf '%s\n' "$check" | sed 's/^contact-agent: /install.sh: /' >&2
+        say "edit $CONF_DIR/config.toml, then: sudo contact-agent config check"
+    fi
+elif [ $? -eq 78 ]; then
+    printf '%s\n' "$check" | sed 's/^contact-agent: /install.sh: /' >&2
+    say "the configuration $CONF_DIR/config.toml is invalid: the service will not start"
+else
+    say "could not run contact-agent config check (see: $VENV/bin/contact-agent config check)"
 fi
 
 # 5. The unit.

@@ -5,7 +5,8 @@ A child process opens the real :class:`agent.store.Store` on a shared data direc
 appends sighting batches as fast as it can, printing each batch id after its commit;
 every few batches it also writes FULL state, records a scan and purges old rows (so kills
 land in checkpoints and purges too). The parent kills it with SIGKILL at a random moment
-(sometimes before it is even ready), then reopens the database and checks:
+(sometimes before it is even ready; otherwise after a few acknowledged batches), then
+reopens the database and checks:
 
 * ``PRAGMA integrity_check`` is ok after every kill;
 * every batch the child printed is present with all its rows (no committed batch lost);
@@ -45,6 +46,9 @@ OLD_TIME = 1_000_000_000
 """Rows this old are purged by the child while it runs."""
 EARLY_KILL_SHARE = 0.1
 """Share of rounds killed at a random moment of start-up instead of while writing."""
+BATCHES_BEFORE_KILL = 6
+"""A writing round waits for this many acknowledged batches, then kills after a random
+delay: the work done before a kill is an event, not a race with a busy machine."""
 
 
 def batch_rpi(round_no: int, batch: int) -> bytes:
@@ -137,15 +141,21 @@ def run_round(
     assert proc.stdout is not None
     started = time.monotonic()
     early = rng.random() < EARLY_KILL_SHARE
+    seen: list[str] = []
     if early:
         delay = rng.uniform(0.0, 0.15)
     else:
         proc.stdout.readline()  # "ready" (or "" if the child died)
+        while len(seen) < BATCHES_BEFORE_KILL:
+            line = proc.stdout.readline()
+            if not line:
+                break  # the child died: the checks below say what was lost
+            seen.append(line)
         delay = rng.uniform(0.0, max_delay)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     out, _ = proc.communicate()
-    lines = [line.strip() for line in out.splitlines()]
+    lines = [line.strip() for line in [*seen, *out.splitlines()]]
     acked = [int(line) for line in lines if line.isdigit()]
     return acked, early, (time.monotonic() - started) * 1000
 

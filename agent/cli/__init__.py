@@ -1,16 +1,27 @@
 """The ``contact-agent`` command line: parse, build the config, call the core; no logic.
 
-Command groups live in the modules of this package; each module exports ``COMMANDS``, a
-list of click commands added to the main group. Every expected failure is an
+Start-up is lazy: ``COMMANDS`` names each command, the module of this package that
+defines it and its one-line help, so ``contact-agent --help`` imports no command module
+and ``contact-agent status`` imports only :mod:`agent.cli.daemon`. Command modules
+import heavy parts (numpy, aiohttp, the pipeline, the demo) inside the command functions
+that use them. A new command is one line in ``COMMANDS`` plus the click command in its
+module; ``tests/unit/test_cli_startup.py`` checks that both agree.
+
+Exit statuses (one contract for every command): 0 ok, 1 failed, 2 usage (unknown option,
+bad option value), 78 configuration. Every expected failure is an
 :class:`~agent.errors.AgentError` and becomes one line on stderr with its exit status;
-a traceback appears only with ``--debug``.
+so does an operating-system error a user can cause (missing file, read-only or full
+disk, permission denied). A reader that closes the pipe (``| head``) ends the command
+quietly. A traceback appears only with ``--debug``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import logging
-import pkgutil
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +31,71 @@ import click
 
 from agent import __version__
 from agent.config import Config, load_config
-from agent.errors import EXIT_FAILURE, AgentError
+from agent.errors import EXIT_FAILURE, AgentError, ConfigError
 from agent.paths import default_config_path, default_data_dir
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module in agent.cli, one-line help shown by `contact-agent --help`)
+    "config": ("config", "Check a configuration file and show where each setting comes from."),
+    "demo": (
+        "demo",
+        "The whole story on this machine, no Bluetooth needed: B is notified, C is not.",
+    ),
+    "disable": (
+        "daemon",
+        "Withdraw consent: no advertising and no scanning within 2 s (data is kept).",
+    ),
+    "enable": ("daemon", "Consent to contact detection: advertise and scan."),
+    "export": ("data", "Write stored sightings or exposures as jsonl or csv (never own keys)."),
+    "fetch": (
+        "match",
+        "Download new diagnosis keys from the configured sources, verify and match them now.",
+    ),
+    "field": ("field", "Field tests between two devices: preflight, time server, report."),
+    "forget": (
+        "data",
+        "Delete every own key, sighting, downloaded-key record and result, provably.",
+    ),
+    "import": ("data", "Load data from files."),
+    "keys": ("keys", "Work with Temporary Exposure Keys and diagnosis-key exports."),
+    "keyserver": (
+        "report",
+        "Run the local test key server (verification + publish + signed exports).",
+    ),
+    "mark": ("field", 'Append a ground-truth mark ("from now on the devices are D m apart").'),
+    "match": (
+        "match",
+        "Verify diagnosis-key exports, then match them against the local sightings.",
+    ),
+    "purge": ("data", "Apply the 14-day retention now (the daemon also does it daily)."),
+    "report": (
+        "report",
+        "Self-report after a positive test: code -> certificate -> publish your keys.",
+    ),
+    "run": ("daemon", "Run the agent in the foreground (systemd runs this)."),
+    "simulate": (
+        "demo",
+        "Simulate a field of agents from a scenario file: precision and recall of detection.",
+    ),
+    "status": ("daemon", "State of the running daemon, or of the data directory when none runs."),
+}
+"""Every command: the module that defines it (its ``COMMANDS`` list) and its help line."""
+
+_USER_OS_ERRORS = frozenset(
+    {
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EEXIST,
+        errno.ENAMETOOLONG,
+    }
+)
+"""OS errors a user causes (a path, a disk, a permission): one line, exit 1."""
 
 
 @dataclass
@@ -31,6 +105,8 @@ class CliContext:
     data_dir: Path
     config_path: Path
     debug: bool
+    data_dir_explicit: bool = False
+    """``--data-dir`` or ``CONTACT_AGENT_DATA_DIR`` was given: no system daemon look-up."""
     _config: Config | None = None
 
     @property
@@ -40,9 +116,50 @@ class CliContext:
             self._config = load_config(self.config_path)
         return self._config
 
+    def socket_paths(self) -> list[Path]:
+        """Where to look for a running daemon: the system daemon first unless a data
+        directory was given (and only where this user may talk to it)."""
+        from agent.daemon.control import client_socket_paths
+
+        return client_socket_paths(self.data_dir, prefer_system=not self.data_dir_explicit)
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away: discard what is still buffered and end without a word."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(EXIT_FAILURE)
+
 
 class AgentGroup(click.Group):
-    """A click group that turns agent errors into one clear line and an exit status."""
+    """The main group: commands loaded on use, errors turned into one line and a status."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        module = importlib.import_module(f"{__name__}.{COMMANDS[cmd_name][0]}")
+        commands: list[click.Command] = getattr(module, "COMMANDS", [])
+        for command in commands:
+            if command.name == cmd_name:
+                self.add_command(command)
+                return command
+        raise RuntimeError(f"agent.cli.{COMMANDS[cmd_name][0]} does not define {cmd_name!r}")
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from ``COMMANDS``, without importing any command module."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            command = self.commands.get(name) or click.Command(name, help=COMMANDS[name][1])
+            rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -52,20 +169,37 @@ class AgentGroup(click.Group):
                 raise
             click.echo(f"contact-agent: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            # A bad option value or argument of a command: one line, exit status 2.
+            where = exc.ctx.command_path if exc.ctx is not None else "contact-agent"
+            click.echo(f"contact-agent: {exc.format_message()} (see: {where} --help)", err=True)
+            sys.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
             click.echo("contact-agent: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except Exception as exc:
             if _debug_requested():
                 raise
+            if isinstance(exc, OSError) and exc.errno in _USER_OS_ERRORS:
+                where = f"{exc.filename}: " if exc.filename is not None else ""
+                click.echo(f"contact-agent: {where}{exc.strerror or exc}", err=True)
+                sys.exit(EXIT_FAILURE)
             click.echo(
                 f"contact-agent: internal error: {type(exc).__name__}: {exc} "
                 "(run with --debug for details)",
                 err=True,
             )
             sys.exit(EXIT_FAILURE)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except BrokenPipeError:  # raised while click itself writes (help, usage)
+            _quiet_broken_pipe()
 
 
 def _debug_requested() -> bool:
@@ -90,7 +224,7 @@ _VERBOSE_COMMANDS = frozenset({"run", "keyserver", "demo", "simulate"})
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Configuration file (TOML).",
+    help="Configuration file (TOML); it must exist when given.",
 )
 @click.option("--debug", is_flag=True, help="Verbose logging and tracebacks.")
 @click.pass_context
@@ -104,20 +238,14 @@ def main(ctx: click.Context, data_dir: Path | None, config_path: Path | None, de
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # A config file asked for by name must exist; the default location may be absent.
+    config_explicit = config_path is not None or bool(os.environ.get("CONTACT_AGENT_CONFIG"))
+    config_path = config_path or default_config_path()
+    if config_explicit and not config_path.exists():
+        raise ConfigError(f"config: {config_path} does not exist")
     ctx.obj = CliContext(
         data_dir=data_dir or default_data_dir(),
-        config_path=config_path or default_config_path(),
+        config_path=config_path,
         debug=debug,
+        data_dir_explicit=data_dir is not None or bool(os.environ.get("CONTACT_AGENT_DATA_DIR")),
     )
-
-
-def _register_commands() -> None:
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for command in getattr(module, "COMMANDS", ()):
-            main.add_command(command)
-
-
-_register_commands()

@@ -10,10 +10,7 @@ import click
 
 from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock
-from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
-from agent.daemon.offline import offline_status, set_consent_offline
-from agent.daemon.service import AgentService
-from agent.daemon.status import render
+from agent.daemon.control import DaemonNotRunningError, request, request_at
 
 _ADAPTER = re.compile(r"hci[0-9]{1,3}")
 
@@ -34,6 +31,8 @@ def _check_adapter(ctx: click.Context, param: click.Parameter, value: str | None
 @pass_cli
 def run(cli: CliContext, adapter: str | None) -> None:
     """Run the agent in the foreground (systemd runs this)."""
+    from agent.daemon.service import AgentService
+
     config = cli.config
     service = AgentService(
         config,
@@ -49,10 +48,19 @@ def run(cli: CliContext, adapter: str | None) -> None:
 @pass_cli
 def status(cli: CliContext, as_json: bool) -> None:
     """State of the running daemon, or of the data directory when none runs."""
+    from agent.daemon.status import render
+
     try:
-        result = request(client_socket_paths(cli.data_dir), "status")
+        socket, result = request_at(cli.socket_paths(), "status")
+        result["socket"] = str(socket)
+        result.setdefault("data_dir", str(cli.data_dir))
     except DaemonNotRunningError:
+        from agent.daemon.offline import offline_status
+
         result = asyncio.run(offline_status(cli.data_dir, cli.config, SystemClock()))
+        result["socket"] = None
+        result["data_dir"] = str(cli.data_dir)
+        result["data_dir_exists"] = cli.data_dir.is_dir()
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
@@ -62,8 +70,10 @@ def status(cli: CliContext, as_json: bool) -> None:
 def _set_consent(cli: CliContext, enabled: bool) -> None:
     word = "enabled" if enabled else "disabled"
     try:
-        request(client_socket_paths(cli.data_dir), "enable" if enabled else "disable")
+        request(cli.socket_paths(), "enable" if enabled else "disable")
     except DaemonNotRunningError:
+        from agent.daemon.offline import set_consent_offline
+
         asyncio.run(set_consent_offline(cli.data_dir, enabled, SystemClock()))
         click.echo(f"contact detection {word}; the daemon is not running, it applies this at start")
         return

@@ -21,7 +21,7 @@ from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock, decide_clock_trust
 from agent.clocksync import system_synchronized
 from agent.constants import RETENTION_SECONDS, TEK_ROLLING_PERIOD
-from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
+from agent.daemon.control import DaemonNotRunningError, request
 from agent.errors import AgentError, MalformedInputError
 from agent.interchange import (
     EXPOSURE_FIELDS,
@@ -58,8 +58,9 @@ def parse_since(text: str | None) -> float:
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise MalformedInputError(
-            f"--since must be an ISO date like 2024-05-01 or 2024-05-01T12:00:00Z, got {text!r}"
+        raise click.BadParameter(
+            f"must be an ISO date like 2024-05-01 or 2024-05-01T12:00:00Z, got {text!r}",
+            param_hint="--since",
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
@@ -132,7 +133,10 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         yield sys.stdout
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise AgentError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             yield out
@@ -264,7 +268,7 @@ def forget(cli: CliContext, yes: bool) -> None:
         await store.set_state(CONSENT_STATE_KEY, "off")
 
     try:  # a running daemon deletes (radio off first, nothing in memory written later)
-        request(client_socket_paths(cli.data_dir), "forget", timeout=FORGET_TIMEOUT_SECONDS)
+        request(cli.socket_paths(), "forget", timeout=FORGET_TIMEOUT_SECONDS)
         by = " by the running daemon"
     except DaemonNotRunningError:
         _with_store(cli.data_dir, run)

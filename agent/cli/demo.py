@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from agent.cli import CliContext, pass_cli
+from agent.cli._common import TerminalProgress
 from agent.demo.fieldtext import field_lines
 from agent.demo.layout import MAX_AGENTS, MIN_AGENTS
 from agent.demo.report import write_demo_report
@@ -22,6 +23,20 @@ from agent.demo.steps import Event, event_line
 from agent.demo.story import StoryOptions, StoryResult, run_story
 from agent.demo.summary import result_json, summary_lines, verdict_line
 from agent.errors import EXIT_FAILURE, AgentError
+from agent.field.plots import matplotlib_available
+
+
+def report_lines(files: dict[str, str]) -> list[str]:
+    """Where the report is, as a path and a URL to open; a note when it has no plots."""
+    lines = []
+    if not matplotlib_available():
+        lines.append(
+            "plots: not drawn, matplotlib is missing "
+            "(bash scripts/setup.sh, or .venv/bin/pip install -e '.[field]')"
+        )
+    html = Path(files["html"])
+    lines.append(f"report: {files['markdown']} (and {html.name}; open {html.resolve().as_uri()})")
+    return lines
 
 
 async def _story(options: StoryOptions, show: Callable[[Event], None] | None) -> StoryResult:
@@ -113,7 +128,8 @@ def demo(
         for line in summary_lines(result):
             click.echo(line)
         if files:
-            click.echo(f"report: {files['markdown']} (and {Path(files['html']).name})")
+            for line in report_lines(files):
+                click.echo(line)
         elif report_dir is None:
             click.echo("(--report DIR writes this as Markdown and HTML, with plots per pair)")
         if result.work_dir is not None:
@@ -134,7 +150,12 @@ def demo(
 @click.option("--seed", default=None, type=int, help="Use this seed instead of the scenario's.")
 def simulate(scenario_file: Path, as_json: bool, seed: int | None) -> None:
     """Simulate a field of agents from a scenario file: precision and recall of detection."""
-    result = simulate_field(load_scenario(scenario_file, seed))
+    progress = TerminalProgress() if TerminalProgress.wanted() and not as_json else None
+    try:
+        result = simulate_field(load_scenario(scenario_file, seed), progress)
+    finally:
+        if progress is not None:
+            progress.close()
     if as_json:
         click.echo(json.dumps(result.to_json()))
         return

@@ -39,9 +39,11 @@ def _parse_distance(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise MalformedInputError(f"--distance must be a number of metres, got {text!r}") from None
+        raise click.BadParameter(
+            f"must be a number of metres, got {text!r}", param_hint="--distance"
+        ) from None
     if not math.isfinite(value):
-        raise MalformedInputError("--distance must be a finite number of metres")
+        raise click.BadParameter("must be a finite number of metres", param_hint="--distance")
     return value
 
 
@@ -62,10 +64,13 @@ def mark(
 ) -> None:
     """Append a ground-truth mark ("from now on the devices are D m apart")."""
     if end == (distance_text is not None):
-        raise MalformedInputError("give either --distance METRES or --end")
+        raise click.UsageError("give either --distance METRES or --end")
     distance = None if end else _parse_distance(str(distance_text))
-    when = parse_time(at_text) if at_text is not None else SystemClock().wall()
-    entry = new_mark(distance_m=distance, time=when, note=note, wall=wall)
+    try:  # every input here is an option value: a bad one is a usage error (exit 2)
+        when = parse_time(at_text) if at_text is not None else SystemClock().wall()
+        entry = new_mark(distance_m=distance, time=when, note=note, wall=wall)
+    except MalformedInputError as exc:
+        raise click.UsageError(str(exc)) from None
     path = cli.data_dir / MARKS_FILE_NAME
     number = append_mark(path, entry)
     where = f" ({entry.note})" if entry.note else ""
@@ -177,11 +182,13 @@ def report(
     from agent.field.files import load_keys, load_log, write_report
 
     if tx_power is not None and not -127 <= tx_power <= 127:
-        raise MalformedInputError(f"--tx-power must be in -127..127 dBm, got {tx_power}")
+        raise click.BadParameter(
+            f"must be in -127..127 dBm, got {tx_power}", param_hint="--tx-power"
+        )
     if not gap_seconds > 0 or not scan_period > 0 or not math.isfinite(offset_b):
-        raise MalformedInputError("--gap-seconds and --scan-period must be > 0")
+        raise click.UsageError("--gap-seconds and --scan-period must be > 0")
     if name_a == name_b:
-        raise MalformedInputError("--name-a and --name-b must differ")
+        raise click.UsageError("--name-a and --name-b must differ")
     config = cli.config
     settings = ReportSettings(
         tx_power_dbm=config.radio.tx_power_dbm if tx_power is None else tx_power,

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,19 +23,10 @@ from agent.constants import (
     TEK_ROLLING_PERIOD,
 )
 from agent.errors import AgentError, ExportFileError, MalformedInputError
-from agent.export import (
-    MAX_EXPORT_BYTES,
-    ExportFile,
-    PublicKeyRing,
-    generate_signing_key,
-    inspect_export,
-    load_signing_key,
-    public_key_pem,
-    read_verified_export,
-    write_export,
-)
 from agent.models import ReportType, TemporaryExposureKey
-from agent.store import DB_FILENAME, Store
+
+if TYPE_CHECKING:  # `keys derive` needs neither the export reader (numpy) nor the store
+    from agent.export import ExportFile, PublicKeyRing
 
 
 @click.group()
@@ -83,9 +74,11 @@ def derive(tek: str, start: int, count: int, metadata: str | None, as_json: bool
     tek_bytes = parse_hex("--tek", tek, TEK_LENGTH)
     meta = parse_hex("--metadata", metadata, METADATA_LENGTH) if metadata is not None else None
     if start < 0:
-        raise MalformedInputError(f"--start must not be negative, got {start}")
+        raise click.BadParameter(f"must not be negative, got {start}", param_hint="--start")
+    if start > 0xFFFFFFFF:
+        raise click.BadParameter("interval number must be in 0..2^32-1", param_hint="--start")
     if not 1 <= count <= 10_000:
-        raise MalformedInputError(f"--count must be in 1..10000, got {count}")
+        raise click.BadParameter(f"must be in 1..10000, got {count}", param_hint="--count")
     table = derive_table(tek_bytes, start, count, meta)
     if as_json:
         click.echo(json.dumps(table, indent=1))
@@ -112,6 +105,8 @@ def _read_file(path: Path, what: str, cap: int) -> bytes:
 
 
 def _ring(public_key: Path, key_id: str, key_version: str) -> PublicKeyRing:
+    from agent.export import PublicKeyRing
+
     data = _read_file(public_key, "--public-key", 64 * 1024)
     try:
         return PublicKeyRing.from_pem(data, key_id, key_version)
@@ -120,6 +115,8 @@ def _ring(public_key: Path, key_id: str, key_version: str) -> PublicKeyRing:
 
 
 def _read_export(path: Path, ring: PublicKeyRing | None) -> ExportFile:
+    from agent.export import MAX_EXPORT_BYTES, inspect_export, read_verified_export
+
     data = _read_file(path, "export", MAX_EXPORT_BYTES)
     try:
         return read_verified_export(data, ring) if ring else inspect_export(data)
@@ -264,6 +261,8 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 async def _own_keys(data_dir: Path, now_interval: int) -> list[TemporaryExposureKey]:
+    from agent.store import DB_FILENAME, Store
+
     if not (data_dir / DB_FILENAME).exists():
         raise AgentError(f"no database in {data_dir}: no own keys to export")
     store = await Store.open(data_dir)
@@ -314,6 +313,8 @@ def export_own(
     yes: bool,
 ) -> None:
     """Own keys of the last 14 days as a signed GAEN export (FIELD TESTS ONLY)."""
+    from agent.export import generate_signing_key, load_signing_key, public_key_pem, write_export
+
     if not yes:
         click.confirm(
             "This writes your own Temporary Exposure Keys of the last 14 days, including "

@@ -11,19 +11,26 @@ import asyncio
 import datetime as dt
 import functools
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 
 from agent.cli import CliContext, pass_cli
+from agent.cli._common import TerminalProgress
 from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
 from agent.clocksync import marker_synchronized
-from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
-from agent.errors import AgentError, ClockUntrustedError, ConfigError, MalformedInputError
-from agent.export import PublicKeyRing
+from agent.constants import RETENTION_SECONDS
+from agent.daemon.control import DaemonNotRunningError, request
+from agent.errors import (
+    AgentError,
+    ClockUntrustedError,
+    ConfigError,
+    ExportFileError,
+    MalformedInputError,
+)
+from agent.export import MAX_EXPORT_BYTES, PublicKeyRing
+from agent.export.container import open_export_zip
 from agent.interchange import window_json
 from agent.models import ExposureWindow, ReportType
 from agent.pipeline import (
@@ -72,6 +79,47 @@ def _print_cycle(cycle: CycleReport) -> None:
         click.echo(f"possible exposure on {day}: about {exposure.minutes:.0f} weighted minutes")
 
 
+_WHY_NOT_MATCHED = {
+    "rolling_start_too_old": "keys dropped by the rules: rolling start older than 15 days",
+    "rolling_start_in_future": "keys dropped by the rules: rolling start in the future",
+    "days_since_onset": "keys dropped by the rules: days since onset outside -14..14",
+    "duplicate": "keys dropped by the rules: duplicates within a file",
+    "key_length": "keys dropped by the rules: not 16 bytes long",
+    "rolling_period": "keys dropped by the rules: invalid rolling period",
+    "rolling_start_negative": "keys dropped by the rules: negative rolling start",
+    "duplicate_keys": "keys counted once: the same key in several files",
+    "unsighted_key_skipped": "keys checked but outside the time window of every sighting",
+    "own_key_skipped": "keys skipped: our own",
+    "recursive_key_skipped": "keys skipped: recursive reports",
+    "revoked_key": "keys are revocations",
+}
+"""The pipeline's counters of keys not matched, as a person reads them; other counters
+(sightings dropped by the matching rules) are shown with their own names."""
+_SKIPPED_AT_SEARCH = ("unsighted_key_skipped", "own_key_skipped", "recursive_key_skipped")
+"""Counted among the keys checked, but left out of the search."""
+
+
+def explain_count(cycle: CycleReport, sightings: tuple[float, float] | None) -> list[str]:
+    """Why ``keys: N checked, M matched`` says what it says: the keys dropped or skipped
+    and why, and the time range of the stored sightings that keys can match."""
+    lines = []
+    for name, count in sorted(cycle.counters.items(), key=lambda item: -item[1]):
+        what = _WHY_NOT_MATCHED.get(name, name.replace("_", " "))
+        lines.append(f"  {count} {what}")
+    skipped = sum(cycle.counters[name] for name in _SKIPPED_AT_SEARCH)
+    unheard = cycle.keys - cycle.matched_keys - skipped
+    if unheard > 0:
+        lines.append(f"  {unheard} keys checked: none of their identifiers was heard")
+    if sightings is None:
+        lines.append("sightings: none stored in the last 14 days, so no key can match")
+    else:
+        first, last = (
+            dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M") for t in sightings
+        )
+        lines.append(f"sightings: from {first} to {last} UTC (keys match only inside it)")
+    return lines
+
+
 async def _trust(store: Store, clock: Clock, require_sync: bool) -> TrustDecision:
     text = await store.get_state(LOWER_BOUND_STATE_KEY)
     try:
@@ -93,57 +141,38 @@ def _untrusted(trust: TrustDecision) -> ClockUntrustedError:
     )
 
 
-class _TerminalProgress:
-    """A click progress bar per stage, shown only when stdout is a terminal."""
-
-    _LABELS = {"download": "downloading", "verify": "verifying", "match": "matching keys"}
-
-    def __init__(self) -> None:
-        self._stage = ""
-        self._bar: Any = None
-        self._pos = 0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage != self._stage:
-            self.close()
-            self._stage, self._pos = stage, 0
-            self._bar = click.progressbar(length=total, label=self._LABELS.get(stage, stage))
-            self._bar.__enter__()
-        if self._bar is not None and done > self._pos:
-            self._bar.update(done - self._pos)
-            self._pos = done
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
-
-
 async def _match(
     cli: CliContext, files: Sequence[Path], ring: functools.partial[PublicKeyRing]
-) -> CycleReport:
+) -> tuple[CycleReport, tuple[float, float] | None]:
     exports = []
     for path in files:
         try:
             exports.append(ExportInput(path.name, path.read_bytes()))
         except OSError as exc:
             raise MalformedInputError(f"cannot read {path}: {exc.strerror}") from None
+        try:  # the file first: "not a ZIP" says more than "the clock is not trusted"
+            open_export_zip(exports[-1].content, max_bytes=MAX_EXPORT_BYTES)
+        except ExportFileError as exc:
+            raise ExportFileError(f"{path.name}: {exc}") from None
     clock = SystemClock()
     async with await Store.open(cli.data_dir) as store:
         trust = await _trust(store, clock, cli.config.clock.require_sync)
         if not trust.state.trusted:
             raise _untrusted(trust)
-        return await match_exports(
+        now = clock.wall()
+        cycle = await match_exports(
             store,
             exports,
             ring=ring,
             risk=cli.config.risk,
-            now=clock.wall(),
+            now=now,
             skip_processed=False,
             strict=True,
             source="match",
             consume=True,
         )
+        sightings = await store.sighting_time_range(now - RETENTION_SECONDS)
+    return cycle, sightings
 
 
 @click.command("match")
@@ -173,7 +202,7 @@ def match(
         raise MalformedInputError(f"cannot read {public_key}: {exc.strerror}") from None
     PublicKeyRing.from_pem(pem, key_id, key_version)  # a bad key fails here, clearly
     ring = functools.partial(PublicKeyRing.from_pem, pem, key_id, key_version)
-    cycle = asyncio.run(_match(cli, files, ring))
+    cycle, sightings = asyncio.run(_match(cli, files, ring))
     if as_json:
         payload = {
             "matched_keys": cycle.matched_keys,
@@ -182,6 +211,8 @@ def match(
         click.echo(json.dumps(payload))
     else:
         _print_cycle(cycle)
+        for line in explain_count(cycle, sightings):
+            click.echo(line)
 
 
 async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
@@ -190,7 +221,7 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
         raise ConfigError("config: [keys] sources is empty: there is nothing to fetch from")
     ring = config_ring(config, cli.config_path.parent)
     clock = SystemClock()
-    progress = _TerminalProgress() if show_progress else None
+    progress = TerminalProgress() if show_progress else None
     async with await Store.open(cli.data_dir) as store:
         trust = await _trust(store, clock, config.clock.require_sync)
         if not trust.state.trusted:
@@ -208,7 +239,7 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
 def _fetch_by_daemon(cli: CliContext, as_json: bool) -> bool:
     """Ask a running daemon to fetch (its notifier, no concurrent cycle); False: none runs."""
     try:
-        answer = request(client_socket_paths(cli.data_dir), "fetch", timeout=DAEMON_FETCH_TIMEOUT)
+        answer = request(cli.socket_paths(), "fetch", timeout=DAEMON_FETCH_TIMEOUT)
     except DaemonNotRunningError:
         return False
     result = answer.get("result", {})
@@ -237,7 +268,7 @@ def fetch(cli: CliContext, as_json: bool) -> None:
     """
     if _fetch_by_daemon(cli, as_json):
         return
-    report = asyncio.run(_fetch(cli, show_progress=sys.stdout.isatty() and not as_json))
+    report = asyncio.run(_fetch(cli, show_progress=TerminalProgress.wanted() and not as_json))
     if as_json:
         summary = report.summary(0)
         summary.pop("at")

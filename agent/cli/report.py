@@ -8,14 +8,14 @@ import datetime as dt
 import ipaddress
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock, en_interval_number
 from agent.clocksync import marker_synchronized
-from agent.errors import MalformedInputError, NetworkError
-from agent.keyserver import LocalKeyServer
+from agent.errors import NetworkError
 from agent.report.client import (
     LOWER_BOUND_STATE_KEY,
     Reporter,
@@ -28,6 +28,9 @@ from agent.report.pending import clear_pending, load_pending
 from agent.report.release import StoreKeyRelease
 from agent.signals import wait_for_stop_signal
 from agent.store import Store
+
+if TYPE_CHECKING:  # the test key server is a lab tool: only `keyserver` loads it
+    from agent.keyserver import LocalKeyServer
 
 PRIVACY_NOTICE = """\
 Before you publish, please read what it reveals:
@@ -48,8 +51,8 @@ def _parse_days(days: tuple[str, ...]) -> frozenset[int]:
         try:
             date = dt.date.fromisoformat(day)
         except ValueError:
-            raise MalformedInputError(
-                f"--withhold-day must be a date YYYY-MM-DD, got {day!r}"
+            raise click.BadParameter(
+                f"must be a date YYYY-MM-DD, got {day!r}", param_hint="--withhold-day"
             ) from None
         midnight = dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
         starts.add(en_interval_number(midnight.timestamp()))
@@ -76,7 +79,7 @@ async def _prepare(cli: CliContext, code: str | None, withhold: frozenset[int]) 
         if await load_pending(store) is not None:
             return True, 0
         if code is None:
-            raise MalformedInputError("give the verification code: report --code CODE")
+            raise click.UsageError("give the verification code: report --code CODE")
         normalize_code(code)
         return False, await StoreKeyRelease(store, cli.data_dir, clock).available(withhold)
     finally:
@@ -247,6 +250,8 @@ def keyserver(
     public_key_file: Path | None,
 ) -> None:
     """Run the local test key server (verification + publish + signed exports)."""
+    from agent.keyserver import LocalKeyServer
+
     if not _is_loopback(host):
         click.echo(
             f"contact-agent: warning: serving plain HTTP on {host}; agents accept http only "

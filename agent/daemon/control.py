@@ -63,12 +63,22 @@ def daemon_socket_path(data_dir: Path, environ: Mapping[str, str] | None = None)
     return Path(runtime) / SOCKET_NAME if runtime else data_dir / SOCKET_NAME
 
 
-def client_socket_paths(data_dir: Path, environ: Mapping[str, str] | None = None) -> list[Path]:
-    """Where a CLI looks for the daemon, most specific first."""
+def client_socket_paths(
+    data_dir: Path, environ: Mapping[str, str] | None = None, *, prefer_system: bool = False
+) -> list[Path]:
+    """Where a CLI looks for the daemon, most specific first.
+
+    With ``prefer_system`` (no data directory was given), the system daemon's socket
+    comes before the per-user paths for whoever may use it: root and members of the
+    service's group (the socket is 0660).
+    """
     env = os.environ if environ is None else environ
     paths = []
     if env.get("CONTACT_AGENT_SOCKET"):
         paths.append(Path(env["CONTACT_AGENT_SOCKET"]))
+    system = SYSTEM_RUNTIME_DIR / SOCKET_NAME
+    if prefer_system and os.access(system, os.R_OK | os.W_OK):
+        paths.append(system)
     paths.append(daemon_socket_path(data_dir, env))
     paths.append(data_dir / SOCKET_NAME)
     if data_dir.resolve() == SYSTEM_DATA_DIR:
@@ -221,6 +231,17 @@ def request(
     Raises DaemonNotRunningError when no socket answers and ControlError when the
     daemon refuses the command.
     """
+    return request_at(paths, cmd, timeout=timeout, **args)[1]
+
+
+def request_at(
+    paths: Iterable[Path],
+    cmd: str,
+    *,
+    timeout: float = REQUEST_TIMEOUT_SECONDS,
+    **args: Any,
+) -> tuple[Path, dict[str, Any]]:
+    """:func:`request`, also saying which socket answered."""
     message = json.dumps({"cmd": cmd, **args}).encode("utf-8") + b"\n"
     refused: OSError | None = None
     for path in paths:
@@ -243,7 +264,7 @@ def request(
                 continue
             refused = exc
             continue
-        return _decode(data, path)
+        return path, _decode(data, path)
     if refused is not None and refused.errno in (errno.EACCES, errno.EPERM):
         raise ControlError(
             "permission denied on the daemon's control socket "

@@ -15,7 +15,6 @@ from agent.clocksync import system_synchronized
 from agent.config import Config
 from agent.daemon.consent import ConsentState, match_owner, write_consent
 from agent.daemon.status import stored_status
-from agent.store import Store
 
 
 async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[str, Any]:
@@ -33,6 +32,8 @@ async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[s
         "clock_lower_bound": None,
     }
     if (data_dir / "contact-agent.db").exists():
+        from agent.store import Store  # not imported for an empty data dir
+
         store = await Store.open(data_dir, clock=clock)
         try:
             result.update(await stored_status(store, wall, config.risk))
@@ -68,6 +69,8 @@ async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[s
 
 async def set_consent_offline(data_dir: Path, enabled: bool, clock: Clock) -> ConsentState:
     """Persist consent for the next daemon start."""
+    from agent.store import Store
+
     store = await Store.open(data_dir, clock=clock)
     try:
         return await write_consent(store, enabled, clock.wall())

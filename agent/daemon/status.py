@@ -20,14 +20,11 @@ from agent.clock import en_interval_number
 from agent.config import RiskConfig
 from agent.constants import RETENTION_SECONDS
 from agent.daemon.consent import read_consent
-from agent.daemon.radio import is_scanning
 from agent.models import ExposureWindow
-from agent.pipeline import LAST_FETCH_STATE_KEY
-from agent.risk import counts_for_notification, qualifying_days, score_window
-from agent.store import QUARANTINE_STATE_KEY, Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `contact-agent status` renders without importing the pipeline
     from agent.daemon.service import AgentService
+    from agent.store import Store
 
 LOWER_BOUND_STATE_KEY = "clock.lower_bound"
 """Persisted last-good wall time (Appendix A): true time is at least this."""
@@ -37,6 +34,8 @@ UNIQUE_RPI_WINDOW_SECONDS = 600
 def risk_level(windows: Sequence[ExposureWindow], risk: RiskConfig) -> str:
     """``high``: a day qualifies for a notification; ``low``: contacts that count but
     stay under the threshold; ``none`` otherwise (last 14 days)."""
+    from agent.risk import counts_for_notification, qualifying_days, score_window
+
     scored = [score_window(w, risk) for w in windows]
     if qualifying_days(scored, risk):
         return "high"
@@ -56,6 +55,9 @@ def _json_state(raw: str | None) -> Any:
 
 async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str, Any]:
     """Everything ``status`` shows that the database knows."""
+    from agent.risk import counts_for_notification, qualifying_days, score_window
+    from agent.store import LAST_FETCH_STATE_KEY, QUARANTINE_STATE_KEY
+
     today = wall - wall % 86_400
     since = wall - RETENTION_SECONDS
     windows = await store.exposure_windows(since)
@@ -81,6 +83,8 @@ async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str
 
 async def live_status(service: AgentService) -> dict[str, Any]:
     """The running daemon's status: the stored part plus its live view."""
+    from agent.daemon.radio import is_scanning
+
     wall = service.clock.wall()
     result = await stored_status(service.store, wall, service.config.risk)
     radio = service.radio_status()
@@ -103,6 +107,7 @@ async def live_status(service: AgentService) -> dict[str, Any]:
             "scanning": scanning,
             "scanning_reason": None if scanning else service.scanning_reason(),
             "adapter": service.adapter,
+            "data_dir": str(service.data_dir),
             "scan_mode": radio.get("scan_mode"),
             "radio": radio,
             "current_interval": en_interval_number(wall) if wall >= 0 else None,
@@ -202,6 +207,10 @@ def render(status: Mapping[str, Any]) -> str:
         ("scanning", scanning),
         ("adapter", str(status.get("adapter") or "-")),
     ]
+    radio = status.get("radio")
+    adapter_state = radio.get("adapter_state") if isinstance(radio, Mapping) else None
+    if adapter_state and not (status.get("advertising") and status.get("scanning")):
+        rows.append(("radio", str(adapter_state)))
     interval = status.get("current_interval")
     if isinstance(interval, int):
         rows.append(("current interval", f"{interval} (from {_when(interval * 600)})"))
@@ -216,6 +225,13 @@ def render(status: Mapping[str, Any]) -> str:
         ("risk level", str(status.get("risk_level", "none"))),
         ("database", _size(status.get("database_bytes"))),
     ]
+    if "data_dir" in status:
+        where = str(status["data_dir"])
+        if status.get("data_dir_exists") is False:
+            where += " (does not exist yet: no data)"
+        rows.append(("data directory", where))
+    if "socket" in status:
+        rows.append(("control socket", str(status["socket"] or "none answered")))
     if status.get("quarantined"):
         rows.append(("WARNING", "a damaged database was moved aside; see the log"))
     if status.get("degraded"):

@@ -11,11 +11,18 @@ def ratio_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+ROW_HEADER = (
+    f"  {'receiver':>10} <- {'transmitter':<11} {'UTC day':<10}  {'close':>9}  "
+    f"{'weighted':>9}  {'closest':>7}"
+)
+ROW_UNITS = f"  {'':>10}    {'':<11} {'':<10}  {'(min)':>9}  {'(min)':>9}  {'(m)':>7}"
+
+
 def _row(p: PairDay) -> str:
     day = datetime.fromtimestamp(p.day, UTC).strftime("%Y-%m-%d")
     return (
-        f"  {p.receiver:>10} <- {p.transmitter:<10} {day}  close {p.close_minutes:6.1f} min"
-        f"  weighted {p.weighted_minutes:6.1f} min  closest {p.min_distance_m:5.1f} m"
+        f"  {p.receiver:>10} <- {p.transmitter:<11} {day:<10}  {p.close_minutes:9.1f}  "
+        f"{p.weighted_minutes:9.1f}  {p.min_distance_m:7.1f}"
     )
 
 
@@ -46,5 +53,5 @@ def field_lines(result: FieldResult, limit: int = 12) -> list[str]:
             lines.append(
                 f"{title} ({len(rows)}{', first ' + str(limit) if len(rows) > limit else ''}):"
             )
-            lines += [_row(p) for p in rows[:limit]]
+            lines += [ROW_HEADER, ROW_UNITS, *(_row(p) for p in rows[:limit])]
     return lines

@@ -22,6 +22,7 @@ from agent.demo.steps import clock_text
 from agent.demo.story import StoryResult
 from agent.demo.summary import result_json, verdict_line
 from agent.errors import AgentError
+from agent.field import files as field_files
 from agent.field.files import write_report
 from agent.field.marks import Mark
 from agent.field.render import (
@@ -29,6 +30,7 @@ from agent.field.render import (
     Bullets,
     Heading,
     Image,
+    Links,
     Paragraph,
     Table,
     to_html,
@@ -185,7 +187,16 @@ def build_blocks(
     if pair_dirs:
         blocks.append(Heading(2, "Field reports per pair"))
         blocks.append(
-            Bullets(tuple(f"{pair}: {path}/report.md" for pair, path in pair_dirs.items()))
+            Links(
+                tuple(
+                    (
+                        f"{pair}: field report",
+                        f"{path}/{field_files.MARKDOWN_FILE}",
+                        f"{path}/{field_files.HTML_FILE}",
+                    )
+                    for pair, path in pair_dirs.items()
+                )
+            )
         )
         blocks += [
             Image(f"{pair}: RSSI and attenuation over time", src) for pair, src in plots.items()

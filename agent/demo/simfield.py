@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -146,8 +146,13 @@ def _pairs(paths: Paths, n: int, reach: float) -> tuple[np.ndarray[Any, Any], np
     return i[near].astype(np.int64), j[near].astype(np.int64)
 
 
-def simulate(scenario: Scenario) -> FieldResult:
-    """Run the scenario; deterministic for a given scenario (and its seed)."""
+def simulate(
+    scenario: Scenario, progress: Callable[[str, int, int], None] | None = None
+) -> FieldResult:
+    """Run the scenario; deterministic for a given scenario (and its seed).
+
+    ``progress(stage, done, total)`` is told how far the ``radio`` steps and the
+    ``match`` (receivers) have come."""
     s, radio = scenario, scenario.radio
     n, steps, dt = len(s.agents), s.steps, s.step_seconds
     rng = np.random.default_rng(s.seed)
@@ -168,6 +173,8 @@ def simulate(scenario: Scenario) -> FieldResult:
     chunk = max(1, CHUNK_CELLS // max(1, pi.shape[0] * max(1, len(s.walls))))
     chunk = max(block, chunk // block * block)
     for begin in range(0, steps if pi.size else 0, chunk):
+        if progress is not None:
+            progress("radio", begin, steps)
         offsets = dt * np.arange(begin, min(steps, begin + chunk), dtype=np.float64)
         times = s.start + offsets
         here = paths.at(offsets)
@@ -194,17 +201,26 @@ def simulate(scenario: Scenario) -> FieldResult:
         if len(parts) > 8:
             parts = [aggregate(parts)]
     heard_all = aggregate(parts)
-    detections = _detect(s, heard_all, scans, txs)
+    if progress is not None:
+        progress("radio", steps, steps)
+    detections = _detect(s, heard_all, scans, txs, progress)
     return _evaluate(s, pi, pj, close_seconds, min_distance, detections, heard_all, first_day)
 
 
 def _detect(
-    s: Scenario, heard: Heard, scans: Sequence[ScanPlan], txs: Sequence[TxPlan]
+    s: Scenario,
+    heard: Heard,
+    scans: Sequence[ScanPlan],
+    txs: Sequence[TxPlan],
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[tuple[int, int, int], tuple[bool, float, int]]:
     """(receiver, transmitter, day) -> (notify, weighted minutes, windows), by real matching."""
     owner = {key.key_data: x for x, tx in enumerate(txs) for key in tx.keys}
     found: dict[tuple[int, int, int], tuple[bool, float, int]] = {}
-    for r in np.unique(heard.receiver):
+    receivers = np.unique(heard.receiver)
+    for done, r in enumerate(receivers):
+        if progress is not None:
+            progress("match", done, len(receivers))
         observed, senders = observed_scans(heard, int(r), scans[int(r)], txs)
         # Keys of transmitters this receiver never heard cannot match: leave them out.
         keys = [key for x in np.unique(senders) for key in txs[int(x)].keys]
@@ -224,6 +240,8 @@ def _detect(
                 count[w.day] += 1
             for day in count:
                 found[(int(r), x, day // DAY)] = (day in notify_days, minutes[day], count[day])
+    if progress is not None:
+        progress("match", len(receivers), len(receivers))
     return found
 
 

@@ -42,7 +42,15 @@ class Image:
     src: str
 
 
-Block = Heading | Paragraph | Bullets | Table | Image
+@dataclass(frozen=True, slots=True)
+class Links:
+    """A list of links: (text, Markdown target, HTML target) each, so that each format
+    links to the other documents in its own format."""
+
+    items: tuple[tuple[str, str, str], ...]
+
+
+Block = Heading | Paragraph | Bullets | Table | Image | Links
 
 
 def seconds_text(value: float | None) -> str:
@@ -240,6 +248,8 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             lines.append("|" + "---|" * len(block.headers))
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
             out.append("\n".join(lines))
+        elif isinstance(block, Links):
+            out.append("\n".join(f"- [{text}]({target})" for text, target, _ in block.items))
         else:
             out.append(f"![{block.alt}]({block.src})")
     return "\n\n".join(out) + "\n"
@@ -253,7 +263,8 @@ def to_html(blocks: Sequence[Block], title: str = "Field test report") -> str:
         f"<title>{e(title)}</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:80em}"
         "table{border-collapse:collapse;margin:0.5em 0}"
-        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}"
+        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:left;"
+        "font-variant-numeric:tabular-nums}"
         "th{background:#eee}img{max-width:100%}</style></head><body>",
     ]
     for block in blocks:
@@ -269,6 +280,11 @@ def to_html(blocks: Sequence[Block], title: str = "Field test report") -> str:
                 "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in block.rows
             )
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(block, Links):
+            items = "".join(
+                f'<li><a href="{e(target)}">{e(text)}</a></li>' for text, _, target in block.items
+            )
+            out.append(f"<ul>{items}</ul>")
         else:
             out.append(f'<p><img src="{e(block.src)}" alt="{e(block.alt)}"></p>')
     out.append("</body></html>")

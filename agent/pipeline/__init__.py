@@ -15,12 +15,12 @@ from agent.pipeline.cycle import (
     verify_exports,
 )
 from agent.pipeline.fetch import (
-    LAST_FETCH_STATE_KEY,
     SOURCES_STATE_KEY,
     FetchReport,
     config_ring,
     fetch_and_match,
 )
+from agent.store import LAST_FETCH_STATE_KEY
 
 __all__ = [
     "LAST_FETCH_STATE_KEY",

@@ -24,14 +24,12 @@ from agent.pipeline.cycle import (
     match_exports,
 )
 from agent.sources import KeySourceClient, ServerBusyError
-from agent.store import Store
+from agent.store import LAST_FETCH_STATE_KEY, Store
 
 _LOGGER = logging.getLogger(__name__)
 
 SOURCES_STATE_KEY = "keys.sources"
 """JSON of the key sources' state (files delivered, listing ETags)."""
-LAST_FETCH_STATE_KEY = "keys.last_fetch"
-"""JSON summary of the latest fetch for ``status``: at, ok, files, matched_keys, ..."""
 
 
 @dataclass(slots=True)

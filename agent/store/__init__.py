@@ -52,6 +52,7 @@ from agent.store.records import Encounter, PurgeResult
 from agent.store.schema import DB_FILENAME
 from agent.store.store import (
     CONSENT_STATE_KEY,
+    LAST_FETCH_STATE_KEY,
     LOWER_BOUND_STATE_KEY,
     PENDING_STATE_KEY,
     QUARANTINE_STATE_KEY,
@@ -62,6 +63,7 @@ from agent.store.writer import SightingWriter, WriterStats
 __all__ = [
     "CONSENT_STATE_KEY",
     "DB_FILENAME",
+    "LAST_FETCH_STATE_KEY",
     "LOWER_BOUND_STATE_KEY",
     "PENDING_STATE_KEY",
     "QUARANTINE_STATE_KEY",

@@ -51,6 +51,7 @@ FROM sighting WHERE rowid >= ? AND t >= ? GROUP BY rpi, aem ORDER BY min(t)
 _DISTINCT_RPIS = "SELECT DISTINCT rpi FROM sighting WHERE rowid >= ? AND t >= ?"
 _COUNT = "SELECT count(*) FROM sighting WHERE rowid >= ? AND t >= ?"
 _COUNT_DISTINCT = "SELECT count(DISTINCT rpi) FROM sighting WHERE rowid >= ? AND t >= ?"
+_RANGE = "SELECT min(t), max(t) FROM sighting WHERE rowid >= ? AND t >= ?"
 _ALL = """
 SELECT t, rpi, aem, rssi, scan_off FROM sighting WHERE rowid >= ? AND t >= ?
 ORDER BY t, rowid
@@ -170,6 +171,17 @@ async def count(db: Database, since: float, *, distinct_rpis: bool = False) -> i
         return 0
     sql = _COUNT_DISTINCT if distinct_rpis else _COUNT
     return int(await db.scalar(sql, (low, since)))
+
+
+async def time_range(db: Database, since: float) -> tuple[float, float] | None:
+    """Oldest and newest sighting time at or after ``since`` (None: no sightings)."""
+    low = await _low_row(db, since)
+    if low is None:
+        return None
+    rows = await db.fetchall(_RANGE, (low, since))
+    if not rows or rows[0][0] is None:
+        return None
+    return float(rows[0][0]), float(rows[0][1])
 
 
 async def iterate(db: Database, since: float) -> AsyncIterator[Sighting]:

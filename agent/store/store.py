@@ -44,6 +44,8 @@ CONSENT_STATE_KEY: Final = "consent"
 """``on`` / ``off``: the user's consent to contact detection."""
 LOWER_BOUND_STATE_KEY: Final = "clock.lower_bound"
 """Unix seconds that true time is known to be at or after (Appendix A), as text."""
+LAST_FETCH_STATE_KEY: Final = "keys.last_fetch"
+"""JSON summary of the latest fetch for ``status``: at, ok, files, matched_keys, ..."""
 SHA256_LENGTH: Final = 32
 
 
@@ -177,6 +179,10 @@ class Store:
     async def unique_rpis(self, since: float) -> int:
         """Number of distinct RPIs seen at or after ``since``."""
         return await sql_sightings.count(self._db, since, distinct_rpis=True)
+
+    async def sighting_time_range(self, since: float) -> tuple[float, float] | None:
+        """Oldest and newest sighting at or after ``since``; None when there are none."""
+        return await sql_sightings.time_range(self._db, since)
 
     def iter_sightings(self, since: float = 0) -> AsyncIterator[Sighting]:
         """Every stored sighting at or after ``since``, oldest first (for export)."""

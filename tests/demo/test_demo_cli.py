@@ -130,7 +130,10 @@ def test_the_story_holds_and_the_report_tells_it(
     ):
         assert any(step in line for line in lines), (step, run.out)
     report = Path(lines[-2].split("report: ", 1)[1].split(" (and", 1)[0])
+    assert f"open {(report.parent / 'demo.html').resolve().as_uri()}" in lines[-2]
     text = report.read_text(encoding="utf-8")
+    page = (report.parent / "demo.html").read_text(encoding="utf-8")
+    assert '<a href="A-B/report.html">' in page and '<a href="A-C/report.html">' in page
     assert "## Links: what each agent heard" in text
     assert "### B: notified" in text and "### C: not notified" in text
     document = json.loads((report.parent / "demo.json").read_text(encoding="utf-8"))

@@ -16,7 +16,7 @@ ZONES = ["UTC", "Asia/Almaty", "Australia/Lord_Howe"]
 
 def run(tz: str, data: Path, *args: str) -> dict[str, object]:
     env = {**os.environ, "TZ": tz, "CONTACT_AGENT_DATA_DIR": str(data)}
-    env["CONTACT_AGENT_CONFIG"] = str(data.parent / "none.toml")
+    env["CONTACT_AGENT_CONFIG"] = str(data.parent / "empty.toml")  # every default
     done = subprocess.run(
         [sys.executable, "-m", "agent", *args], env=env, capture_output=True, text=True, check=True
     )
@@ -25,6 +25,7 @@ def run(tz: str, data: Path, *args: str) -> dict[str, object]:
 
 def test_time_zone_and_dst_do_not_change_intervals_rpis_or_status(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    (tmp_path / "empty.toml").write_text("")  # a config named must exist
     derive = ["keys", "derive", "--tek", TEK, "--start", "2642976", "--count", "3", "--json"]
     derived = [run(tz, data, *derive) for tz in ZONES]
     assert all(d == derived[0] for d in derived)

@@ -75,7 +75,7 @@ def test_mark_bad_input_is_one_clear_line_and_nothing_is_written(
     append_mark(path, new_mark(distance_m=2.0, time=1_714_570_000.0))
     before = path.read_bytes()
     result = contact_agent(tmp_path, "mark", *args)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad option values are usage errors
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert phrase in lines[0]

@@ -82,8 +82,8 @@ def invoke(data_dir: Path, config: Path, *args: str, stdin: str | None = None) -
     )
 
 
-def one_line_error(result: Result) -> str:
-    assert result.exit_code == 1, (result.output, result.stderr)
+def one_line_error(result: Result, exit_code: int = 1) -> str:
+    assert result.exit_code == exit_code, (result.output, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("contact-agent: ")
@@ -206,5 +206,5 @@ def test_discard_pending(threaded: LocalKeyServer, data_dir: Path, tmp_path: Pat
     one_line_error(invoke(data_dir, config, "--code", threaded.issue_code(), "--yes"))
     result = invoke(data_dir, config, "--discard-pending")
     assert result.exit_code == 0 and "discarded" in result.stdout
-    line = one_line_error(invoke(data_dir, config))
+    line = one_line_error(invoke(data_dir, config), exit_code=2)  # usage: no --code
     assert "--code" in line

@@ -104,8 +104,8 @@ def test_export_to_a_private_file_with_since(cli: Callable[..., Result], tmp_pat
     assert [line.split(",")[0] for line in lines[1:]] == [str(int(T0) + i) for i in (2, 3, 4)]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     bad = cli("export", "exposures", "--since", "yesterday")
-    assert bad.exit_code == 1
-    assert "--since must be an ISO date" in bad.stderr
+    assert bad.exit_code == 2  # a bad option value is a usage error
+    assert "--since: must be an ISO date" in bad.stderr
 
 
 @pytest.mark.parametrize(("record", "message"), BAD_JSONL[:6])

@@ -41,8 +41,10 @@ def test_kill_9_loses_no_committed_batch(tmp_path: Path) -> None:
     assert report.lost_batches == 0
     assert report.partial_batches == 0
     # the kills really landed while the child was writing
-    assert report.acknowledged_batches > 5 * ROUNDS
-    assert report.early_kills < ROUNDS
+    # (writing rounds kill only after this many acknowledged batches: an event, not a race)
+    writing_rounds = ROUNDS - report.early_kills
+    assert writing_rounds > 0
+    assert report.acknowledged_batches >= killtest.BATCHES_BEFORE_KILL * writing_rounds
     intact, rows = asyncio.run(count_rows(data_dir, killtest.BASE_TIME))
     assert intact
     assert rows >= report.acknowledged_batches * killtest.BATCH_ROWS

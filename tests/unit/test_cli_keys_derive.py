@@ -53,18 +53,19 @@ def test_keys_derive_text_and_without_metadata() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--tek", "xyz", "--start", "1"], "--tek must be hexadecimal"),
-        (["--tek", "75c734c6", "--start", "1"], "--tek must be 16 bytes"),
-        (["--tek", v.TEK, "--start", "-1"], "--start must not be negative"),
+        (["--tek", "xyz", "--start", "1"], "--tek: must be hexadecimal"),
+        (["--tek", "75c734c6", "--start", "1"], "--tek: must be 16 bytes"),
+        (["--tek", v.TEK, "--start", "-1"], "--start: must not be negative"),
         (["--tek", v.TEK, "--start", "5000000000"], "interval number must be in 0..2^32-1"),
-        (["--tek", v.TEK, "--start", "1", "--count", "0"], "--count must be in 1..10000"),
-        (["--tek", v.TEK, "--start", "1", "--metadata", "4008"], "--metadata must be 4 bytes"),
-        (["--tek", v.TEK, "--start", "1", "--metadata", "zz080000"], "--metadata must be hex"),
+        (["--tek", v.TEK, "--start", "1", "--count", "0"], "--count: must be in 1..10000"),
+        (["--tek", v.TEK, "--start", "1", "--metadata", "4008"], "--metadata: must be 4 bytes"),
+        (["--tek", v.TEK, "--start", "1", "--metadata", "zz080000"], "--metadata: must be hex"),
     ],
 )
 def test_keys_derive_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
+    """A bad option value is a usage error: exit status 2, one line."""
     result = run("keys", "derive", *args)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up this checkout for the demo and the tests: README's first command, and CI.
+#
+#   bash scripts/setup.sh
+#
+# Installs the Debian packages the demo and the tests need (python3-venv, dbus-daemon,
+# systemd for systemd-analyze) as root or through sudo, creates .venv and installs the
+# agent with its test tools and the plotting extra (matplotlib, for the reports' plots).
+# Needs Debian 12 / Raspberry Pi OS Bookworm or later (Python 3.11 or newer).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/apt-need.sh python3-venv dbus-daemon systemd
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "setup.sh: contact-agent needs Python 3.11 or newer (Debian 12 / Raspberry Pi OS" \
+        "Bookworm or later); python3 is $(python3 -V 2>&1)" >&2
+    exit 1
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+echo "setup.sh: installing contact-agent and its test tools into .venv"
+if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[test,field]' \
+        > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    echo "setup.sh: pip install failed" >&2
+    exit 1
+fi
+echo "setup.sh: ready (demo: .venv/bin/contact-agent demo; tests: .venv/bin/python -m pytest -q)"
