@@ -22,6 +22,7 @@ from agent.report.errors import (
     VerificationCodeError,
 )
 from agent.report.padding import BodyKind, body_size, padded_json
+from agent.servertext import server_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -95,15 +96,9 @@ def request_headers(*, api_key: str, chaff: bool) -> dict[str, str]:
     return headers
 
 
-def _one_line(text: object, limit: int = 160) -> str:
-    cleaned = " ".join(str(text).split())
-    cleaned = "".join(c for c in cleaned if c.isprintable())
-    return cleaned[:limit]
-
-
 def _refusal(server: str, status: int, answer: Mapping[str, object]) -> RequestRefusedError:
-    code = _one_line(answer.get("errorCode") or answer.get("code") or "", 60)
-    reason = _one_line(answer.get("error") or "")
+    code = server_text(answer.get("errorCode") or answer.get("code") or "")
+    reason = server_text(answer.get("error") or "")
     if code in _REFUSALS:
         cls, message = _REFUSALS[code]
         return cls(message, error_code=code, status=status)
@@ -150,7 +145,7 @@ async def post_json(
             raw = await response.content.read(MAX_RESPONSE_BYTES)
             status = response.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        reason = _one_line(exc) or type(exc).__name__
+        reason = server_text(exc) or type(exc).__name__
         raise ServerUnreachableError(f"cannot reach the {server} at {host}: {reason}") from exc
     answer = _parse(raw)
     if status >= 500 or status == 429:
