@@ -204,6 +204,7 @@ class AgentService:
             finally:
                 await self._store.close()
         finally:
+            self.sd.close()
             self._unlock_data_dir()
 
     async def set_consent(self, enabled: bool) -> ConsentState:
