@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from agent import netlog
 from agent.config import ReportConfig
 from agent.report.errors import (
     RequestRefusedError,
@@ -72,6 +73,14 @@ _REFUSALS: Mapping[str, tuple[type[RequestRefusedError], str]] = {
         "start again with a new code",
     ),
 }
+
+
+_PURPOSES: Mapping[BodyKind, str] = {
+    BodyKind.VERIFY: netlog.VERIFICATION,
+    BodyKind.CERTIFICATE: netlog.CERTIFICATE,
+    BodyKind.PUBLISH: netlog.PUBLISH,
+}
+"""What each request is for, in the transparency log."""
 
 
 def new_session() -> aiohttp.ClientSession:
@@ -139,8 +148,11 @@ async def post_json(
     data = padded_json(body, body_size(kind, padding_bytes))
     host = urlsplit(url).netloc or url
     try:
-        async with session.post(
-            url, data=data, headers=request_headers(api_key=api_key, chaff=chaff)
+        async with netlog.logged(
+            session.post(url, data=data, headers=request_headers(api_key=api_key, chaff=chaff)),
+            url,
+            netlog.DECOY if chaff else _PURPOSES[kind],
+            sent=len(data),
         ) as response:
             raw = await response.content.read(MAX_RESPONSE_BYTES)
             status = response.status

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from agent import __version__
+from agent import __version__, netlog
 from agent.clock import Clock
 from agent.errors import NetworkError
 from agent.servertext import server_text
@@ -163,11 +163,15 @@ class HttpFetcher:
     async def _get_once(self, url: str, *, max_bytes: int, etag: str | None) -> Response:
         headers = {"If-None-Match": etag} if etag else {}
         try:
-            async with self._session.get(
+            async with netlog.logged(
+                self._session.get(
+                    url,
+                    headers=headers,
+                    timeout=_timeout(self._limits),
+                    max_redirects=self._limits.max_redirects,
+                ),
                 url,
-                headers=headers,
-                timeout=_timeout(self._limits),
-                max_redirects=self._limits.max_redirects,
+                netlog.KEY_DOWNLOAD,
             ) as response:
                 return await self._read(url, response, max_bytes=max_bytes, etag=etag)
         except (_Retryable, NetworkError):

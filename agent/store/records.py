@@ -45,6 +45,7 @@ class PurgeResult:
     exposure_windows: int = 0
     daily_summaries: int = 0
     processed_files: int = 0
+    network_contacts: int = 0
     quarantined_copies: int = 0
     checkpointed: bool = False
     """The WAL was checkpointed and truncated: no deleted byte remains in any file."""
