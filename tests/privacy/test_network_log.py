@@ -13,13 +13,22 @@ import sqlite3
 import time
 from pathlib import Path
 
-from agent.clock import en_interval_number
+import pytest
+
+from agent import netlog
+from agent.clock import SystemClock, en_interval_number
 from agent.config import ReportConfig
 from agent.daemon.consent import write_consent
 from agent.keyserver import LocalKeyServer
 from agent.netlog import KEY_DOWNLOAD, NetworkContact, host_of
+from agent.report.chaff import send_chaff
 from agent.report.padding import BodyKind, body_size
+from agent.sim import FakeBluez, PrivateBus
 from agent.store import DB_FILENAME, Store
+from tests.daemon.conftest import short_dir as short_dir  # a fixture
+from tests.daemon.test_daemon_process import _radio_config, daemon_setup
+from tests.daemon.test_daemon_process import buses as buses  # a fixture
+from tests.daemon.test_daemon_process import fake as fake  # a fixture
 from tests.pipeline.test_cli import _run
 from tests.report.conftest import API_KEY, broadcast_history
 
@@ -142,3 +151,69 @@ async def test_kept_fourteen_days_and_bounded(tmp_path: Path) -> None:
         assert await store.network_contacts() == [new]
         await store.add_network_contacts([new] * 25_000)
         assert len(await store.network_contacts()) == 20_000
+
+
+async def test_decoy_uploads_are_logged_as_decoys(tmp_path: Path) -> None:
+    server = LocalKeyServer(api_key=API_KEY, embargo=False)
+    await server.start()
+    try:
+        settings = ReportConfig(
+            verification_url=server.verification_url,
+            publish_url=server.publish_url,
+            api_key=API_KEY,
+            health_authority_id=server.health_authority_id,
+            chaff=True,
+        )
+        async with await Store.open(tmp_path / "data") as store:
+            installed = netlog.install(store.add_network_contacts, SystemClock())
+            try:
+                answered = await send_chaff(settings, SystemClock(), sleep=_no_wait)
+            finally:
+                await installed.close()
+            contacts = await store.network_contacts()
+    finally:
+        await server.stop()
+    assert answered == 3
+    assert [c.purpose for c in contacts] == ["decoy"] * 3
+    padding = ReportConfig().padding_bytes
+    assert [c.bytes_sent for c in contacts] == [body_size(k, padding) for k in BodyKind]
+
+
+async def _no_wait(seconds: float) -> None:
+    return None
+
+
+@pytest.mark.integration
+async def test_the_daemon_logs_its_fetches_and_serves_the_log(
+    short_dir: Path, buses: tuple[PrivateBus, PrivateBus], fake: FakeBluez
+) -> None:
+    system, session = buses
+    server = LocalKeyServer(api_key=API_KEY, embargo=False)
+    await server.start()
+    try:
+        (short_dir / "ha.pem").write_bytes(server.public_key_pem)
+        config = _radio_config(
+            "[clock]\nrequire_sync = false\n"
+            "[keys]\n"
+            f"sources = [{{ kind = 'index', url = '{server.index_url}' }}]\n"
+            f"public_keys = [{{ id = '{server.key_id}', version = '{server.key_version}', "
+            "pem_file = 'ha.pem' }]\n"
+        )
+        async with daemon_setup(short_dir, system, session, config) as daemon:
+            code, _, err = await daemon.cli("enable")
+            assert code == 0, err
+            await daemon.start()
+            await daemon.wait_for(daemon.ready, 60, "READY=1")
+            fetched = await daemon.control("fetch")
+            code, out, err = await daemon.cli("network-log", "--json")
+            assert code == 0, err
+            assert json.loads(out)["contacts"], (fetched, daemon.log.read_text())
+            assert code == 0, err
+            contacts = json.loads(out)["contacts"]
+            assert contacts and {c["purpose"] for c in contacts} == {KEY_DOWNLOAD}
+            assert {c["host"] for c in contacts} == {host_of(server.url)}
+            status = await daemon.status()
+            assert status["network_log"]["contacts_14_days"] == len(contacts)
+            assert await daemon.stop() == 0
+    finally:
+        await server.stop()
