@@ -141,11 +141,9 @@ class _ConnectionLog:
         self._interval = interval
         self._counts: dict[str, int] = {}
         self._last = -interval
-        self.totals: dict[str, int] = {}
 
     def count(self, reason: str) -> None:
         self._counts[reason] = self._counts.get(reason, 0) + 1
-        self.totals[reason] = self.totals.get(reason, 0) + 1
         now = time.monotonic()
         if now - self._last >= self._interval:
             self._last = now
@@ -302,7 +300,7 @@ class ControlServer:
         except (ConnectionError, OSError):
             pass  # the client went away
         except Exception as exc:  # noqa: BLE001 -- a bug must not end in a traceback
-            _LOGGER.error("control: internal error (%s)", type(exc).__name__)
+            self.log.count(f"requests failed with an internal error ({type(exc).__name__})")
             _send_and_close(writer, {"ok": False, "error": "internal error in the daemon"})
         finally:
             self._idle.pop(key, None)
@@ -354,7 +352,7 @@ class ControlServer:
         if handler is None:
             return {"ok": False, "error": f"unknown command {cmd[:40]!r}"}
         if not self._allowed(cmd, peer):
-            _LOGGER.warning("control: refused %r from uid %d", cmd, peer.uid)
+            self.log.count(f"privileged commands refused (last: {cmd!r} from uid {peer.uid})")
             return {"ok": False, "error": f"permission denied for {cmd!r}"}
         try:
             result = await handler(request, peer)
