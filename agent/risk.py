@@ -96,17 +96,23 @@ def scan_seconds(scan: MatchedScan) -> int:
 
     When the scanner recorded its scans, the time a scan stands for is measured from the
     previous scan's start to this scan's start: 300 s for GAEN's 4 s scans every 5 min,
-    60 s for the 60 s slots of continuous scanning. Otherwise GAEN's rule on the end of
-    the previous scan applies (120 s when that is unknown too).
+    60 s for the 60 s slots of continuous scanning. Imported sightings have no recorded
+    scan: the store gives them the start of the previous instance of the same stream
+    (:func:`agent.store.records.link_stream`), measured from the first sighting.
+    Otherwise GAEN's rule on the end of the previous scan applies (120 s when that is
+    unknown too).
     """
-    if scan.scan_start is not None and scan.previous_scan_start is not None:
-        return seconds_since_last_scan(scan.scan_start, scan.previous_scan_start)
+    if scan.previous_scan_start is not None:
+        start = scan.scan_start if scan.scan_start is not None else scan.first_seen
+        return seconds_since_last_scan(start, scan.previous_scan_start)
     return seconds_since_last_scan(scan.first_seen, scan.previous_scan_end)
 
 
 def _same_instance(group: list[MatchedScan], scan: MatchedScan) -> bool:
     if scan.scan_start is not None and group[0].scan_start is not None:
         return scan.scan_start == group[0].scan_start
+    if scan.previous_scan_start is not None and scan.previous_scan_start >= group[0].first_seen:
+        return False  # the store linked it as the next instance of a stream
     return scan.first_seen - group[-1].last_seen <= SCAN_INSTANCE_GAP_SECONDS
 
 

@@ -67,6 +67,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "match",
         "Verify diagnosis-key exports, then match them against the local sightings.",
     ),
+    "network-log": (
+        "netlog",
+        "What left this device: every network contact (time, host, purpose, bytes, result).",
+    ),
     "purge": ("data", "Apply the 14-day retention now (the daemon also does it daily)."),
     "report": (
         "report",

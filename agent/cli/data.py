@@ -221,6 +221,7 @@ def _describe(result: PurgeResult) -> str:
         f"{result.daily_summaries} daily summaries",
         f"{result.scans} scans",
         f"{result.processed_files} key-file records",
+        f"{result.network_contacts} network-log entries",
     ]
     if result.quarantined_copies:
         parts.append(f"{result.quarantined_copies} quarantined database copies")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from agent import netlog
 from agent.cli import CliContext, pass_cli
 from agent.cli._common import TerminalProgress
 from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
@@ -226,12 +227,14 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
         trust = await _trust(store, clock, config.clock.require_sync)
         if not trust.state.trusted:
             raise _untrusted(trust)
+        network_log = netlog.install(store.add_network_contacts, clock)
         try:
             async with make_session() as session:
                 return await fetch_and_match(
                     store, config, session, clock=clock, trust=trust, ring=ring, progress=progress
                 )
         finally:
+            await network_log.close()
             if progress is not None:
                 progress.close()
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from agent import netlog
 from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock, en_interval_number
 from agent.clocksync import marker_synchronized
@@ -94,7 +95,11 @@ async def _run(cli: CliContext, code: str | None, withhold: frozenset[int]) -> R
         await _check_ready(cli, store, clock)
         reporter = Reporter(cli.config.report, store, clock)
         keys = StoreKeyRelease(store, cli.data_dir, clock)
-        return await reporter.run(code, keys, withhold_days=withhold)
+        network_log = netlog.install(store.add_network_contacts, clock)
+        try:
+            return await reporter.run(code, keys, withhold_days=withhold)
+        finally:
+            await network_log.close()
     finally:
         await store.close()
 

@@ -1,8 +1,8 @@
 """What users and other tools ask of the running daemon (over the control socket).
 
-``status``, ``enable``, ``disable``, ``fetch``, ``reload``, ``forget`` and
-``release_keys`` (same-day release for a self-report). Every command but ``status``
-changes state and is accepted only from root, the service user or its group.
+``status``, ``network_log``, ``enable``, ``disable``, ``fetch``, ``reload``, ``forget``
+and ``release_keys`` (same-day release for a self-report). Every command but ``status``
+and ``network_log`` changes state and is accepted only from root, the service user or its group.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.clock import en_interval_number
 from agent.config import load_config
+from agent.constants import RETENTION_SECONDS
 from agent.daemon.consent import write_consent
 from agent.daemon.control import Handler, Peer
 from agent.daemon.radio import is_scanning
@@ -49,6 +50,7 @@ class Actions:
 
         return {
             "status": command(self._service.status),
+            "network_log": command(self.network_log),
             "enable": command(lambda: self.consent(True)),
             "disable": command(lambda: self.consent(False)),
             "fetch": command(self.fetch),
@@ -56,6 +58,12 @@ class Actions:
             "forget": command(self.forget),
             RELEASE_COMMAND: command(self.release_current_key),
         }
+
+    async def network_log(self) -> dict[str, Any]:
+        """The transparency log of the last 14 days (``network-log``)."""
+        since = self._service.clock.wall() - RETENTION_SECONDS
+        contacts = await self._service.store.network_contacts(since)
+        return {"contacts": [c.as_dict() for c in contacts]}
 
     async def consent(self, enabled: bool) -> dict[str, Any]:
         state = await self._service.set_consent(enabled)

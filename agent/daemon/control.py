@@ -5,6 +5,15 @@ or ``{"ok": false, "error": "one line"}``. The socket lives in ``$RUNTIME_DIRECT
 systemd (mode 0660, group of the service, so members of that group may use the CLI) and
 in the data directory otherwise (mode 0600). Commands that change state are accepted only
 from root, the daemon's own user, or members of its group (``SO_PEERCRED``).
+
+A flood cannot take the socket from the daemon or its users: at most
+:data:`MAX_CONNECTIONS` are open at once (past that the connection that has waited longest
+without sending a request is closed with a ``busy`` answer, and the CLI tries again; one
+younger than half a second is not closed, the newcomer is refused instead), a
+connection has :data:`IDLE_TIMEOUT_SECONDS` to send its request, a request is at most
+:data:`MAX_REQUEST_BYTES` long and :data:`MAX_NESTING` deep, and every input gets a
+one-line answer, never a traceback. Closed and refused connections are logged at most once
+a minute, as a count.
 """
 
 from __future__ import annotations
@@ -12,13 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import grp
+import itertools
 import json
 import logging
 import os
 import pwd
 import socket
 import struct
+import termios
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +47,22 @@ SOCKET_NAME = "control.sock"
 SYSTEM_RUNTIME_DIR = Path("/run/contact-agent")
 MAX_REQUEST_BYTES = 64 * 1024
 REQUEST_TIMEOUT_SECONDS = 5.0
+"""How long the CLI waits for an answer (retrying while the daemon says it is busy)."""
+IDLE_TIMEOUT_SECONDS = 5.0
+"""How long a connection may take to send its request line."""
+MAX_CONNECTIONS = 32
+"""Connections open at once; idle ones beyond this are closed, oldest first."""
+BACKLOG = 32
+"""Connections the kernel queues for accept; asyncio accepts up to this many at once,
+so at most about cap + 2 x backlog sockets are open during a flood."""
+EVICT_AFTER_SECONDS = 0.5
+"""An idle connection is closed for a newer one only after this long."""
+MAX_NESTING = 16
+"""Deepest nesting of JSON arrays and objects in a request."""
+LOG_INTERVAL_SECONDS = 60.0
+"""At most one log line per this long about closed or refused connections."""
 MAX_SUN_PATH = 107
+BUSY = "the daemon is busy (too many control connections); try again"
 
 
 class DaemonNotRunningError(AgentError):
@@ -115,6 +144,67 @@ def _peer(writer: asyncio.StreamWriter) -> Peer:
     return Peer(pid, uid, gid)
 
 
+class _ConnectionLog:
+    """Counts closed and refused connections; logs a summary at most once a minute."""
+
+    def __init__(self, interval: float = LOG_INTERVAL_SECONDS) -> None:
+        self._interval = interval
+        self._counts: dict[str, int] = {}
+        self._last = -interval
+
+    def count(self, reason: str) -> None:
+        self._counts[reason] = self._counts.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            summary = ", ".join(f"{n} {why}" for why, n in sorted(self._counts.items()))
+            self._counts.clear()
+            _LOGGER.warning(
+                "control socket: %s (at most %d connections, %.0f s each to send a request)",
+                summary,
+                MAX_CONNECTIONS,
+                IDLE_TIMEOUT_SECONDS,
+            )
+
+
+class _Connection:
+    __slots__ = ("evicted", "since", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.evicted = False
+        self.since = time.monotonic()
+
+
+def nesting_too_deep(line: bytes, limit: int = MAX_NESTING) -> bool:
+    """True when JSON arrays/objects in ``line`` nest deeper than ``limit``.
+
+    Checked before parsing: the parser recurses once per level and a deep enough request
+    raised RecursionError (a traceback and no answer).
+    """
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
 class ControlServer:
     """Serves the handlers on a Unix socket until :meth:`close`."""
 
@@ -125,12 +215,24 @@ class ControlServer:
         *,
         privileged: Iterable[str] = (),
         group_access: bool = False,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
     ) -> None:
         self.path = path
         self._handlers = dict(handlers)
         self._privileged = frozenset(privileged)
         self._group_access = group_access
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
         self._server: asyncio.AbstractServer | None = None
+        self._open = 0
+        self._idle: OrderedDict[int, _Connection] = OrderedDict()
+        self._ids = itertools.count()
+        self.log = _ConnectionLog()
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
 
     async def start(self) -> None:
         if len(os.fsencode(self.path)) > MAX_SUN_PATH:
@@ -148,7 +250,7 @@ class ControlServer:
         old_umask = os.umask(0o117 if self._group_access else 0o177)
         try:
             self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES
+                self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES, backlog=BACKLOG
             )
         finally:
             os.umask(old_umask)
@@ -170,42 +272,121 @@ class ControlServer:
             return True
         return self._group_access and in_group(peer, os.getgid())
 
+    def _admit(self, writer: asyncio.StreamWriter) -> tuple[int, _Connection] | None:
+        """Register a new connection; at the cap, close the longest idle one first.
+
+        A newcomer that has already sent bytes (a CLI sends its request right after
+        connecting) always gets a slot if any connection is idle. A silent one takes the
+        slot of an idle connection only when that one has waited
+        :data:`EVICT_AFTER_SECONDS`; else the newcomer is refused.
+        """
+        if self._open >= self._max_connections:
+            oldest_key = next(iter(self._idle), None)
+            if oldest_key is None:
+                return None  # every slot is answering a request
+            young = time.monotonic() - self._idle[oldest_key].since < EVICT_AFTER_SECONDS
+            if young and not _has_input(writer):
+                return None
+            oldest = self._idle.pop(oldest_key)
+            oldest.evicted = True
+            self._open -= 1  # its socket closes now; its task ends on its own
+            _send_and_close(oldest.writer, {"ok": False, "error": BUSY, "busy": True})
+            self.log.count("idle connections closed for newer ones")
+        key = next(self._ids)
+        connection = _Connection(writer)
+        self._idle[key] = connection
+        self._open += 1
+        return key, connection
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _peer(writer)
+        admitted = self._admit(writer)
+        if admitted is None:
+            _send_and_close(writer, {"ok": False, "error": BUSY, "busy": True})
+            self.log.count("connections refused while busy")
+            return
+        key, connection = admitted
         try:
-            try:
-                line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_SECONDS)
-            except (TimeoutError, ValueError, asyncio.LimitOverrunError):
-                return
-            answer = await self._answer(line, peer)
-            writer.write(json.dumps(answer).encode("utf-8") + b"\n")
-            await writer.drain()
-        except (ConnectionError, OSError) as exc:
-            _LOGGER.debug("control client went away: %s", exc)
+            await self._converse(reader, writer, key, connection)
+        except (ConnectionError, OSError):
+            pass  # the client went away
+        except Exception as exc:  # noqa: BLE001 -- a bug must not end in a traceback
+            self.log.count(f"requests failed with an internal error ({type(exc).__name__})")
+            _send_and_close(writer, {"ok": False, "error": "internal error in the daemon"})
         finally:
+            self._idle.pop(key, None)
+            if not connection.evicted:
+                self._open -= 1
             writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+
+    async def _converse(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        key: int,
+        connection: _Connection,
+    ) -> None:
+        answer: dict[str, Any] | None
+        try:
+            line = await asyncio.wait_for(reader.readline(), self._idle_timeout)
+        except TimeoutError:
+            line, answer = b"", {"ok": False, "error": "no request within the time limit"}
+            self.log.count("idle connections timed out")
+        except (ValueError, asyncio.LimitOverrunError):
+            line = b""
+            answer = {
+                "ok": False,
+                "error": f"request too large (at most {MAX_REQUEST_BYTES} bytes)",
+            }
+            self.log.count("oversized requests")
+        else:
+            answer = None
+        self._idle.pop(key, None)
+        if connection.evicted or (answer is None and not line):
+            return  # closed for a newer connection, or the client hung up
+        if answer is None:
+            answer = await self._answer(line, _peer(writer))
+        writer.write(json.dumps(answer).encode("utf-8") + b"\n")
+        await asyncio.wait_for(writer.drain(), self._idle_timeout)
 
     async def _answer(self, line: bytes, peer: Peer) -> dict[str, Any]:
+        if nesting_too_deep(line):
+            return {"ok": False, "error": f"request nested too deeply (at most {MAX_NESTING})"}
         try:
             request = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return {"ok": False, "error": "request is not JSON"}
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return {"ok": False, "error": "request needs a 'cmd' string"}
         cmd = request["cmd"]
         handler = self._handlers.get(cmd)
         if handler is None:
-            return {"ok": False, "error": f"unknown command {cmd!r}"}
+            return {"ok": False, "error": f"unknown command {cmd[:40]!r}"}
         if not self._allowed(cmd, peer):
-            _LOGGER.warning("control: refused %r from uid %d", cmd, peer.uid)
+            self.log.count(f"privileged commands refused (last: {cmd!r} from uid {peer.uid})")
             return {"ok": False, "error": f"permission denied for {cmd!r}"}
         try:
             result = await handler(request, peer)
         except AgentError as exc:
             return {"ok": False, "error": str(exc)}
         return {"ok": True, "result": dict(result)}
+
+
+def _has_input(writer: asyncio.StreamWriter) -> bool:
+    """Bytes wait to be read on the connection (``FIONREAD``; no descriptor needed)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return bool(struct.unpack("i", raw)[0])
+
+
+def _send_and_close(writer: asyncio.StreamWriter, answer: Mapping[str, Any]) -> None:
+    """A last answer without waiting for the client to read it (never blocks)."""
+    with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+        if not writer.is_closing():
+            writer.write(json.dumps(answer).encode("utf-8") + b"\n")
+    writer.close()
 
 
 async def _answers(path: Path) -> bool:
@@ -219,6 +400,10 @@ async def _answers(path: Path) -> bool:
     return True
 
 
+class _Busy(Exception):
+    """Internal: the daemon asked us to try again (a flood holds its connections)."""
+
+
 def request(
     paths: Iterable[Path],
     cmd: str,
@@ -228,8 +413,9 @@ def request(
 ) -> dict[str, Any]:
     """Send one command to the first daemon that answers (blocking; for the CLI).
 
-    Raises DaemonNotRunningError when no socket answers and ControlError when the
-    daemon refuses the command.
+    A daemon whose listen queue is full (EAGAIN) or that answers ``busy`` is asked again,
+    with short pauses, until ``timeout`` runs out. Raises DaemonNotRunningError when no
+    socket answers and ControlError when the daemon refuses the command.
     """
     return request_at(paths, cmd, timeout=timeout, **args)[1]
 
@@ -247,30 +433,60 @@ def request_at(
     for path in paths:
         if len(os.fsencode(path)) > MAX_SUN_PATH:
             continue
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(timeout)
-                sock.connect(str(path))
-                sock.sendall(message)
-                data = _read_line(sock)
-        except FileNotFoundError:
-            continue
-        except TimeoutError:
-            raise ControlError(
-                f"the daemon at {path} did not answer within {timeout:.0f} s"
-            ) from None
-        except OSError as exc:
-            if exc.errno in (errno.ECONNREFUSED, errno.ENOTSOCK):
-                continue
-            refused = exc
-            continue
-        return path, _decode(data, path)
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            try:
+                return path, _decode(_exchange(path, message, deadline), path)
+            except _Busy:
+                if time.monotonic() + pause >= deadline:
+                    raise ControlError(
+                        f"the daemon at {path} stayed busy for {timeout:.0f} s "
+                        "(too many connections to its control socket)"
+                    ) from None
+                time.sleep(pause)
+                pause = min(0.5, pause * 2)
+            except FileNotFoundError:
+                break
+            except TimeoutError:
+                raise ControlError(
+                    f"the daemon at {path} did not answer within {timeout:.0f} s"
+                ) from None
+            except OSError as exc:
+                if exc.errno not in (errno.ECONNREFUSED, errno.ENOTSOCK):
+                    refused = exc
+                break
     if refused is not None and refused.errno in (errno.EACCES, errno.EPERM):
         raise ControlError(
             "permission denied on the daemon's control socket "
             "(run as root or as a member of the contact-agent group)"
         )
     raise DaemonNotRunningError("no contact-agent daemon is running")
+
+
+def _exchange(path: Path, message: bytes, deadline: float) -> bytes:
+    """One connection: send ``message``, read the answer line (``_Busy``: try again)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(remaining)
+        try:
+            sock.connect(str(path))
+        except BlockingIOError:  # EAGAIN: the listen queue is full
+            raise _Busy from None
+        try:
+            sock.sendall(message)
+            data = _read_line(sock)
+        except (BrokenPipeError, ConnectionResetError):
+            raise _Busy from None  # closed for a newer connection before we were read
+    if not data:
+        raise _Busy  # closed without an answer: evicted, or the daemon is stopping
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        answer = json.loads(data)
+        if isinstance(answer, dict) and answer.get("busy"):
+            raise _Busy
+    return data
 
 
 def _read_line(sock: socket.socket) -> bytes:

@@ -37,6 +37,7 @@ from agent.pipeline import (
     fetch_and_match,
     refresh_results,
 )
+from agent.servertext import MESSAGE_LIMIT, server_text
 from agent.store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -205,7 +206,8 @@ class FetchScheduler:
         except ConfigError:
             raise
         except (AgentError, aiohttp.ClientError, OSError) as exc:
-            summary = {"at": now, "ok": False, "error": str(exc) or type(exc).__name__}
+            error = server_text(exc, MESSAGE_LIMIT) or type(exc).__name__
+            summary = {"at": now, "ok": False, "error": error}
             await self._store.set_state(LAST_FETCH_STATE_KEY, json.dumps(summary))
             self._finish(started, ok=False)
             _LOGGER.warning("key fetch failed: %s", summary["error"])

@@ -14,7 +14,7 @@ from agent.clock import Clock, decide_clock_trust, en_interval_number
 from agent.clocksync import system_synchronized
 from agent.config import Config
 from agent.daemon.consent import ConsentState, match_owner, write_consent
-from agent.daemon.status import stored_status
+from agent.daemon.status import network_summary, stored_status
 
 
 async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[str, Any]:
@@ -30,6 +30,7 @@ async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[s
         "exposures": 0,
         "risk_level": "none",
         "clock_lower_bound": None,
+        "network_log": network_summary([]),
     }
     if (data_dir / "contact-agent.db").exists():
         from agent.store import Store  # not imported for an empty data dir
@@ -65,6 +66,20 @@ async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[s
         }
     )
     return result
+
+
+async def offline_network_log(data_dir: Path, since: float, clock: Clock) -> list[dict[str, Any]]:
+    """The transparency log of a data dir with no daemon running (empty if none)."""
+    if not (data_dir / "contact-agent.db").exists():
+        return []
+    from agent.store import Store
+
+    store = await Store.open(data_dir, clock=clock)
+    try:
+        return [c.as_dict() for c in await store.network_contacts(since)]
+    finally:
+        await store.close()
+        match_owner(data_dir)
 
 
 async def set_consent_offline(data_dir: Path, enabled: bool, clock: Clock) -> ConsentState:

@@ -33,6 +33,31 @@ class SdNotifier:
         self._address = _socket_address(env.get("NOTIFY_SOCKET", ""))
         self._watchdog_usec = _watchdog_usec(env)
         self._last_status = ""
+        self._socket: socket.socket | None = None
+        if self._address is not None:
+            self._open()
+
+    def _open(self) -> socket.socket | None:
+        """The one datagram socket every message goes through (opened once, at start).
+
+        Opening a socket per message failed with EMFILE exactly when a flood of
+        connections had used up the descriptors, and a watchdog ping was lost.
+        """
+        if self._socket is None:
+            try:
+                sock = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                )
+            except OSError as exc:
+                _LOGGER.debug("sd_notify socket: %s", exc)
+                return None
+            self._socket = sock
+        return self._socket
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     @property
     def enabled(self) -> bool:
@@ -51,15 +76,17 @@ class SdNotifier:
         """Send ``KEY=value`` lines in one datagram; False when not under systemd.
 
         Never blocks: a receiver whose queue is full (a stalled manager) loses this
-        message instead of freezing the event loop.
+        message instead of freezing the event loop. The socket is not connected, so a
+        manager that re-created its socket (``daemon-reexec``) still gets the next one.
         """
         if self._address is None:
             return False
+        sock = self._open()
+        if sock is None:
+            return False
         message = "\n".join(fields).encode("utf-8")
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-                sock.setblocking(False)
-                sock.sendto(message, self._address)
+            sock.sendto(message, self._address)
         except OSError as exc:
             _LOGGER.debug("sd_notify failed: %s", exc)
             return False

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, netlog
 from agent.clock import Clock, SystemClock
 from agent.clocksync import system_synchronized
 from agent.config import Config
@@ -195,6 +195,7 @@ class AgentService:
         self._lock_data_dir()
         try:
             self._store = await Store.open(self.data_dir, clock=self.clock)
+            network_log = netlog.install(self._store.add_network_contacts, self.clock)
             try:
                 await self._start()
                 try:
@@ -202,8 +203,10 @@ class AgentService:
                 finally:
                     await self._shutdown()
             finally:
+                await network_log.close()
                 await self._store.close()
         finally:
+            self.sd.close()
             self._unlock_data_dir()
 
     async def set_consent(self, enabled: bool) -> ConsentState:

@@ -24,6 +24,7 @@ from agent.models import ExposureWindow
 
 if TYPE_CHECKING:  # `contact-agent status` renders without importing the pipeline
     from agent.daemon.service import AgentService
+    from agent.netlog import NetworkContact
     from agent.store import Store
 
 LOWER_BOUND_STATE_KEY = "clock.lower_bound"
@@ -78,6 +79,17 @@ async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str
         "database_bytes": await store.database_bytes(),
         "quarantined": _json_state(await store.get_state(QUARANTINE_STATE_KEY)),
         "clock_lower_bound": bound if isinstance(bound, int | float) else None,
+        "network_log": network_summary(await store.network_contacts(since)),
+    }
+
+
+def network_summary(contacts: Sequence[NetworkContact]) -> dict[str, Any]:
+    """The transparency log in ``status``: totals of 14 days and the latest contact."""
+    return {
+        "contacts_14_days": len(contacts),
+        "bytes_sent_14_days": sum(c.bytes_sent for c in contacts),
+        "bytes_received_14_days": sum(c.bytes_received for c in contacts),
+        "latest": contacts[-1].as_dict() if contacts else None,
     }
 
 
@@ -179,6 +191,15 @@ def _size(count: Any) -> str:
     return f"{value:.1f} GB"
 
 
+def _network_line(log: Any) -> str:
+    if not isinstance(log, Mapping) or not log.get("contacts_14_days"):
+        return "no contact (details: contact-agent network-log)"
+    return (
+        f"{log['contacts_14_days']} contacts, {_size(log.get('bytes_sent_14_days'))} sent, "
+        f"{_size(log.get('bytes_received_14_days'))} received (contact-agent network-log)"
+    )
+
+
 def render(status: Mapping[str, Any]) -> str:
     """A readable table of a status dict (live or offline)."""
     daemon = status.get("daemon") or {}
@@ -224,6 +245,7 @@ def render(status: Mapping[str, Any]) -> str:
         ("exposures", str(status.get("exposures", 0))),
         ("risk level", str(status.get("risk_level", "none"))),
         ("database", _size(status.get("database_bytes"))),
+        ("network, 14 days", _network_line(status.get("network_log"))),
     ]
     if "data_dir" in status:
         where = str(status["data_dir"])

@@ -41,6 +41,7 @@ from agent.risk import (
     qualifying_days,
     score_window,
 )
+from agent.servertext import MESSAGE_LIMIT, server_text
 from agent.store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def _resolve(ring: RingSource) -> PublicKeyRing:
 
 
 def _reason(exc: ExportFileError) -> str:
-    return str(exc) or type(exc).__name__
+    return server_text(exc, MESSAGE_LIMIT) or type(exc).__name__
 
 
 async def verify_exports(
@@ -233,7 +234,7 @@ def _accepted(
         if isinstance(result, ExportFileError):
             if strict:
                 raise type(result)(f"{name}: {_reason(result)}") from result
-            _LOGGER.warning("rejected %s: %s", name, _reason(result))
+            _LOGGER.warning("rejected %s: %s", server_text(name, MESSAGE_LIMIT), _reason(result))
             report.files_rejected.append((name, _reason(result)))
             continue
         files.append((name, result))

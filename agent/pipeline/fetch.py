@@ -23,6 +23,7 @@ from agent.pipeline.cycle import (
     RingSource,
     match_exports,
 )
+from agent.servertext import MESSAGE_LIMIT, server_text
 from agent.sources import KeySourceClient, ServerBusyError
 from agent.store import LAST_FETCH_STATE_KEY, Store
 
@@ -47,7 +48,7 @@ class FetchReport:
     """The longest Retry-After (seconds) a server asked for beyond this cycle's patience."""
 
     def fail(self, name: str, exc: NetworkError | ExportFileError) -> None:
-        self.failed.append((name, str(exc)))
+        self.failed.append((server_text(name, MESSAGE_LIMIT), server_text(exc, MESSAGE_LIMIT)))
         if isinstance(exc, ServerBusyError):
             self.retry_after = max(self.retry_after or 0.0, exc.retry_after)
 

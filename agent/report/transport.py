@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from agent import netlog
 from agent.config import ReportConfig
 from agent.report.errors import (
     RequestRefusedError,
@@ -22,6 +23,7 @@ from agent.report.errors import (
     VerificationCodeError,
 )
 from agent.report.padding import BodyKind, body_size, padded_json
+from agent.servertext import server_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -102,6 +104,14 @@ PARTIAL_FAILURE = "partial_failure"
 (google/exposure-notifications-server ``pkg/api/v1/exposure_types.go``). A success."""
 
 
+_PURPOSES: Mapping[BodyKind, str] = {
+    BodyKind.VERIFY: netlog.VERIFICATION,
+    BodyKind.CERTIFICATE: netlog.CERTIFICATE,
+    BodyKind.PUBLISH: netlog.PUBLISH,
+}
+"""What each request is for, in the transparency log."""
+
+
 def new_session() -> aiohttp.ClientSession:
     """A client session with a request timeout, no cookie jar and a generic User-Agent."""
     return aiohttp.ClientSession(
@@ -124,15 +134,9 @@ def request_headers(*, api_key: str, chaff: bool) -> dict[str, str]:
     return headers
 
 
-def _one_line(text: object, limit: int = 160) -> str:
-    cleaned = " ".join(str(text).split())
-    cleaned = "".join(c for c in cleaned if c.isprintable())
-    return cleaned[:limit]
-
-
 def _refusal(server: str, status: int, answer: Mapping[str, object]) -> RequestRefusedError:
-    code = _one_line(answer.get("errorCode") or answer.get("code") or "", 60)
-    reason = _one_line(answer.get("error") or "")
+    code = server_text(answer.get("errorCode") or answer.get("code") or "")
+    reason = server_text(answer.get("error") or "")
     if code in _REFUSALS:
         cls, message = _REFUSALS[code]
         return cls(message, error_code=code, status=status)
@@ -173,13 +177,16 @@ async def post_json(
     data = padded_json(body, body_size(kind, padding_bytes))
     host = urlsplit(url).netloc or url
     try:
-        async with session.post(
-            url, data=data, headers=request_headers(api_key=api_key, chaff=chaff)
+        async with netlog.logged(
+            session.post(url, data=data, headers=request_headers(api_key=api_key, chaff=chaff)),
+            url,
+            netlog.DECOY if chaff else _PURPOSES[kind],
+            sent=len(data),
         ) as response:
             raw = await response.content.read(MAX_RESPONSE_BYTES)
             status = response.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        reason = _one_line(exc) or type(exc).__name__
+        reason = server_text(exc) or type(exc).__name__
         raise ServerUnreachableError(f"cannot reach the {server} at {host}: {reason}") from exc
     answer = _parse(raw)
     if status >= 500 or status == 429:

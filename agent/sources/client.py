@@ -20,6 +20,7 @@ import aiohttp
 from agent.clock import Clock
 from agent.config import KeySource
 from agent.errors import ExportFileError, NetworkError
+from agent.servertext import MESSAGE_LIMIT, server_text
 from agent.sources import layouts
 from agent.sources.base import MAX_CLOCK_SKEW_SECONDS, Candidate, Download, FetchLimits
 from agent.sources.http import HttpFetcher, NotFoundError, Sleep
@@ -193,7 +194,7 @@ class KeySourceClient:
             _LOGGER.warning(
                 "key server clock differs from ours by %.0f s; not marking %s as done",
                 result.clock_skew_seconds,
-                candidate.name,
+                server_text(candidate.name, MESSAGE_LIMIT),
             )
         else:
             self._set_done(self.done() | {self._done_name(candidate)})

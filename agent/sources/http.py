@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from agent import __version__
+from agent import __version__, netlog
 from agent.clock import Clock
 from agent.errors import NetworkError
+from agent.servertext import server_text
 from agent.sources.base import FetchLimits
 
 _LOGGER = logging.getLogger(__name__)
@@ -162,11 +163,15 @@ class HttpFetcher:
     async def _get_once(self, url: str, *, max_bytes: int, etag: str | None) -> Response:
         headers = {"If-None-Match": etag} if etag else {}
         try:
-            async with self._session.get(
+            async with netlog.logged(
+                self._session.get(
+                    url,
+                    headers=headers,
+                    timeout=_timeout(self._limits),
+                    max_redirects=self._limits.max_redirects,
+                ),
                 url,
-                headers=headers,
-                timeout=_timeout(self._limits),
-                max_redirects=self._limits.max_redirects,
+                netlog.KEY_DOWNLOAD,
             ) as response:
                 return await self._read(url, response, max_bytes=max_bytes, etag=etag)
         except (_Retryable, NetworkError):
@@ -177,7 +182,7 @@ class HttpFetcher:
                 "is the system clock right?"
             ) from None
         except aiohttp.ClientSSLError as exc:
-            raise NetworkError(f"{url}: TLS failed: {exc}") from None
+            raise NetworkError(f"{url}: TLS failed: {server_text(exc)}") from None
         except aiohttp.TooManyRedirects:
             raise NetworkError(f"{url}: too many redirects") from None
         except aiohttp.InvalidURL:
@@ -185,9 +190,13 @@ class HttpFetcher:
         except aiohttp.ClientPayloadError as exc:
             raise _Retryable(f"connection broke off mid-body ({type(exc).__name__})") from None
         except aiohttp.ClientResponseError as exc:
-            raise NetworkError(f"{url}: bad HTTP response ({exc.status} {exc.message})") from None
+            raise NetworkError(
+                f"{url}: bad HTTP response ({exc.status} {server_text(exc.message)})"
+            ) from None
         except aiohttp.ClientConnectionError as exc:
-            raise _Retryable(f"connection failed ({type(exc).__name__}: {exc})") from None
+            raise _Retryable(
+                f"connection failed ({type(exc).__name__}: {server_text(exc)})"
+            ) from None
         except TimeoutError:
             raise _Retryable("timed out") from None
 
@@ -214,7 +223,9 @@ class HttpFetcher:
         if status in (404, 410):
             raise NotFoundError(f"{url}: not found (HTTP {status})")
         if status != 200:
-            raise NetworkError(f"{url}: server answered HTTP {status} {response.reason or ''}")
+            raise NetworkError(
+                f"{url}: server answered HTTP {status} {server_text(response.reason or '')}"
+            )
         declared = response.content_length
         if declared is not None and declared > max_bytes:
             raise NetworkError(f"{url}: {declared} bytes announced, over the cap of {max_bytes}")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Final
 
-from agent.constants import SCAN_INSTANCE_GAP_SECONDS
+from agent.constants import SCAN_INSTANCE_GAP_SECONDS, SECONDS_SINCE_LAST_SCAN_CAP
 from agent.models import ObservedScan
 
 SCAN_INSTANCE_MAX_SECONDS: Final = 60.0
@@ -45,6 +45,7 @@ class PurgeResult:
     exposure_windows: int = 0
     daily_summaries: int = 0
     processed_files: int = 0
+    network_contacts: int = 0
     quarantined_copies: int = 0
     checkpointed: bool = False
     """The WAL was checkpointed and truncated: no deleted byte remains in any file."""
@@ -63,7 +64,8 @@ def group_by_gap(rows: Iterable[tuple[bytes, bytes, int, int]]) -> list[Observed
 
     ``rows`` are (rpi, aem, time, rssi) sorted by rpi, aem, time. Sightings of one RPI
     closer than 25.5 s share an instance (spec §6.8); an instance is capped at 60 s.
-    The previous scan is unknown for such instances.
+    No scan was recorded, so the time an instance stands for comes from the stream of
+    sightings itself (:func:`link_stream`).
     """
     result: list[ObservedScan] = []
     key: tuple[bytes, bytes] | None = None
@@ -101,4 +103,33 @@ def group_by_gap(rows: Iterable[tuple[bytes, bytes, int, int]]) -> list[Observed
         key, first, last, count, total, low, high = (rpi, aem), t, t, 1, rssi, rssi, rssi
     if key is not None:
         emit()
-    return result
+    return link_stream(result)
+
+
+def link_stream(instances: list[ObservedScan]) -> list[ObservedScan]:
+    """Give instances of unknown scans the start of the previous one of their stream.
+
+    ``instances`` are sorted by rpi, aem, first seen. A stream is one RPI's instances
+    less than :data:`SECONDS_SINCE_LAST_SCAN_CAP` (5 min) apart; each instance stands
+    for the time since the previous one started (``previous_scan_start``), the first one
+    of a stream for the stream's own spacing (the gap to the next instance). A lone
+    instance keeps an unknown previous scan (GAEN's 120 s). Without this, every imported
+    sighting counted 120 s: sightings 30 s apart weighed four times the time together.
+    """
+    linked: list[ObservedScan] = []
+    for i, scan in enumerate(instances):
+        previous = instances[i - 1] if i > 0 else None
+        following = instances[i + 1] if i + 1 < len(instances) else None
+        start: float | None = None
+        if previous is not None and _same_stream(previous, scan):
+            start = previous.first_seen
+        elif following is not None and _same_stream(scan, following):
+            start = scan.first_seen - (following.first_seen - scan.first_seen)
+        linked.append(scan if start is None else replace(scan, previous_scan_start=start))
+    return linked
+
+
+def _same_stream(earlier: ObservedScan, later: ObservedScan) -> bool:
+    return (earlier.rpi, earlier.aem) == (later.rpi, later.aem) and (
+        later.first_seen - earlier.first_seen <= SECONDS_SINCE_LAST_SCAN_CAP
+    )

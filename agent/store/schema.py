@@ -88,7 +88,22 @@ _V1: Final = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_NETWORK_LOG: Final = (
+    # The transparency log (agent.netlog): one row per network contact, kept 14 days.
+    # No identifier, key, token or path: host (and port), purpose, body bytes, result.
+    """CREATE TABLE network_log (
+        id INTEGER PRIMARY KEY,
+        t REAL NOT NULL,
+        host TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        bytes_sent INTEGER NOT NULL,
+        bytes_received INTEGER NOT NULL,
+        result TEXT NOT NULL
+    )""",
+    "CREATE INDEX network_log_t ON network_log (t)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _NETWORK_LOG)
 """Statements of each migration, in order; index 0 creates version 1."""
 
 TABLES: Final = (
@@ -100,6 +115,7 @@ TABLES: Final = (
     "processed_file",
     "exposure_window",
     "daily_summary",
+    "network_log",
 )
 """Every table holding data: what ``forget`` empties."""
 

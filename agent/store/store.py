@@ -20,6 +20,7 @@ from agent.constants import EN_INTERVAL_SECONDS, RETENTION_SECONDS
 from agent.errors import MalformedInputError, StoreError
 from agent.keyschedule import OwnTek
 from agent.models import DailySummary, ExposureWindow, ObservedScan, ScanPeriod, Sighting
+from agent.netlog import NetworkContact
 from agent.paths import ensure_private_dir
 from agent.store import results, schema
 from agent.store import sightings as sql_sightings
@@ -47,6 +48,8 @@ LOWER_BOUND_STATE_KEY: Final = "clock.lower_bound"
 LAST_FETCH_STATE_KEY: Final = "keys.last_fetch"
 """JSON summary of the latest fetch for ``status``: at, ok, files, matched_keys, ..."""
 SHA256_LENGTH: Final = 32
+MAX_NETWORK_LOG_ROWS: Final = 20_000
+"""Rows of the transparency log kept at most (a retry storm cannot grow it without bound)."""
 
 
 class Store:
@@ -290,6 +293,34 @@ class Store:
                 "UPDATE exposure_window SET notified = 1 WHERE id = ?", [(i,) for i in ids]
             )
 
+    # --- the transparency log (agent.netlog) ---------------------------------------------
+    async def add_network_contacts(self, contacts: Sequence[NetworkContact]) -> None:
+        """Append contacts; the oldest beyond :data:`MAX_NETWORK_LOG_ROWS` go."""
+        if not contacts:
+            return
+        async with self._db.transaction("saving the network log failed", durable=False) as tx:
+            await tx.executemany(
+                "INSERT INTO network_log (t, host, purpose, bytes_sent, bytes_received, result) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (c.time, c.host, c.purpose, c.bytes_sent, c.bytes_received, c.result)
+                    for c in contacts
+                ],
+            )
+            await tx.execute(
+                "DELETE FROM network_log WHERE id <= (SELECT max(id) FROM network_log) - ?",
+                (MAX_NETWORK_LOG_ROWS,),
+            )
+
+    async def network_contacts(self, since: float = 0) -> list[NetworkContact]:
+        """Contacts at or after ``since``, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT t, host, purpose, bytes_sent, bytes_received, result FROM network_log "
+            "WHERE t >= ? ORDER BY t, id",
+            (since,),
+        )
+        return [NetworkContact(float(t), h, p, int(s), int(r), res) for t, h, p, s, r, res in rows]
+
     # --- retention and deletion ----------------------------------------------------------
     async def purge(self, cutoff: float) -> PurgeResult:
         """Delete everything older than ``cutoff`` (Unix seconds), provably.
@@ -313,6 +344,7 @@ class Store:
                 "WHERE start + duration_seconds < :c",
                 "daily_summaries": "DELETE FROM daily_summary WHERE day + 86400 <= :c",
                 "processed_files": "DELETE FROM processed_file WHERE processed_at < :f",
+                "network_contacts": "DELETE FROM network_log WHERE t < :c",
             }
             params = {"c": cutoff, "f": cutoff - RETENTION_SECONDS, "i": EN_INTERVAL_SECONDS}
             deleted = {name: (await tx.execute(q, params))[0] for name, q in counts.items()}
