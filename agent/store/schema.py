@@ -88,7 +88,14 @@ _V1: Final = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_RELAY_GUARD: Final = (
+    # The relay guard's reason bitmask (agent.relayguard.Reason) of each sighting, and the
+    # OR of its scans' bitmasks on each exposure window; 0 = nothing noticed.
+    "ALTER TABLE sighting ADD COLUMN relay INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE exposure_window ADD COLUMN relay INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _RELAY_GUARD)
 """Statements of each migration, in order; index 0 creates version 1."""
 
 TABLES: Final = (
