@@ -65,8 +65,8 @@ def group_by_gap(rows: Iterable[_GapRow]) -> list[ObservedScan]:
     """Scan instances of sightings whose scan start is unknown (e.g. imported).
 
     ``rows`` are (rpi, aem, time, rssi[, relay reasons]) sorted by rpi, aem, time.
-    Sightings of one RPI closer than 25.5 s share an instance (spec §6.8); an instance is capped at 60 s.
-    The previous scan is unknown for such instances.
+    Sightings of one RPI closer than 25.5 s share an instance (spec §6.8); an instance is
+    capped at 60 s. The previous scan is unknown for such instances.
     """
     result: list[ObservedScan] = []
     key: tuple[bytes, bytes] | None = None
