@@ -138,7 +138,7 @@ def test_hashes_die_with_their_key_and_live_entries_move_on() -> None:
     air = Air()
     x, gone = rpi(), rpi()
     air.run(10, ("A", x), ("B", gone))
-    tables = air.guard._rpis  # noqa: SLF001 (white-box: what is kept in memory)
+    tables = air.guard._rpis
     assert x not in tables.current and all(len(h) == 16 for h in tables.current)
     assert air.guard.stats().tracked_rpis == 2
     air.run(20 * 60, ("A", x))  # two key periods and more: `gone` is forgotten
