@@ -245,14 +245,15 @@ def _detect(
             plan = txs[x]
             if isinstance(plan, AttackPlan):
                 heard_from.update(plan.sources)
+        heard_from.discard(int(r))  # its own keys, relayed back to it, are not matched
         keys = [key for x in sorted(heard_from) for key in txs[x].keys]
         result = match_keys(keys, SightingIndex(observed))
         per_sender: dict[int, list[ExposureWindow]] = defaultdict(list)
-        made: list[tuple[ExposureWindow, list[MatchedScan]]] = []
+        made: list[tuple[ExposureWindow, list[tuple[bytes, MatchedScan]]]] = []
         for match in result.matches:
             windows = exposure_windows(match.key, match.scans, s.risk)
             per_sender[owner[match.key.key_data]] += windows
-            made += window_scans(windows, match.scans)
+            made += window_scans(windows, match)
         flags = relay.add_receiver(observed, senders.tolist(), people, made)
         relayed = {id(w) for (w, _), flag in zip(made, flags, strict=True) if flag}
         for x, windows in per_sender.items():

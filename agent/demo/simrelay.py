@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from agent import crypto
 from agent.demo.geometry import FloatArray, IntArray, walls_crossed
 from agent.demo.scenario import AttackerSpec, Scenario
 from agent.demo.simradio import Heard, Paths, TxPlan
-from agent.matching import MatchedScan
+from agent.matching import KeyMatch, MatchedScan
 from agent.models import ExposureWindow, ObservedScan
 from agent.relayguard import ALL_REASONS, RelayGuard, reason_names
 
@@ -126,8 +127,8 @@ def guard_scans(
     return [replace(scan, relay=mask) for scan, mask in zip(observed, masks, strict=True)]
 
 
-def _scan_key(first: float, last: float, count: int, start: float | None) -> tuple[Any, ...]:
-    return (first, last, count, start)
+def _scan_key(rpi: bytes, first: float, last: float, start: float | None) -> tuple[Any, ...]:
+    return (rpi, first, last, start)
 
 
 @dataclass(slots=True)
@@ -168,13 +169,13 @@ class RelayFigures:
         observed: Sequence[ObservedScan],
         senders: Sequence[int],
         people: int,
-        windows: Sequence[tuple[ExposureWindow, Sequence[MatchedScan]]],
+        windows: Sequence[tuple[ExposureWindow, Sequence[tuple[bytes, MatchedScan]]]],
     ) -> list[bool]:
         """Count one receiver: its guarded scans (with their senders) and its windows
         with the matched scans each holds; returns which windows hold relayed sightings."""
         relayed_rpis = {o.rpi for o, tx in zip(observed, senders, strict=True) if tx >= people}
         relayed_scans = {
-            _scan_key(o.first_seen, o.last_seen, o.count, o.scan_start)
+            _scan_key(o.rpi, o.first_seen, o.last_seen, o.scan_start)
             for o, tx in zip(observed, senders, strict=True)
             if tx >= people
         }
@@ -189,8 +190,8 @@ class RelayFigures:
         flags: list[bool] = []
         for window, scans in windows:
             relayed = any(
-                _scan_key(s.first_seen, s.last_seen, s.count, s.scan_start) in relayed_scans
-                for s in scans
+                _scan_key(rpi, s.first_seen, s.last_seen, s.scan_start) in relayed_scans
+                for rpi, s in scans
             )
             flags.append(relayed)
             if relayed:
@@ -223,12 +224,21 @@ class RelayFigures:
 
 
 def window_scans(
-    windows: Sequence[ExposureWindow], scans: Sequence[MatchedScan]
-) -> list[tuple[ExposureWindow, list[MatchedScan]]]:
-    """Each of one key's windows (sorted by start) with the matched scans it was made of."""
-    ordered = sorted(scans, key=lambda s: s.first_seen)
+    windows: Sequence[ExposureWindow], match: KeyMatch
+) -> list[tuple[ExposureWindow, list[tuple[bytes, MatchedScan]]]]:
+    """Each of one key's windows (sorted by start) with the matched scans it was made of,
+    each with its RPI (derived again from the key: a matched scan does not carry it)."""
+    rpik = crypto.derive_rpik(match.key.key_data)
+    ordered = sorted(match.scans, key=lambda s: s.first_seen)
     starts = [w.start for w in windows] + [float("inf")]
     return [
-        (w, [s for s in ordered if starts[i] <= s.first_seen < starts[i + 1]])
+        (
+            w,
+            [
+                (crypto.rpi(rpik, s.en_interval), s)
+                for s in ordered
+                if starts[i] <= s.first_seen < starts[i + 1]
+            ],
+        )
         for i, w in enumerate(windows)
     ]
