@@ -102,7 +102,9 @@ class _Node:
     """One tracked RPI or address: its peers (the other kind) with their spans."""
 
     serial: int
-    peers: dict[int, tuple[_Node, _Span]] = field(default_factory=dict)
+    peers: dict[int, _Span] = field(default_factory=dict)
+    """Serial of each peer -> when they were heard together (serials, not references:
+    a forgotten node is gone, whatever still names it)."""
     last_peer: int = -1
     reasons: int = 0
     aem: bytes = b""
@@ -135,8 +137,11 @@ class _Table:
         self.current: dict[bytes, _Node] = {}
         self.previous: dict[bytes, _Node] = {}
 
-    def rotate(self) -> None:
+    def rotate(self) -> list[_Node]:
+        """A new key period; returns the nodes gone with the previous key."""
+        dropped = list(self.previous.values())
         self.previous, self.current = self.current, {}
+        return dropped
 
     def clear(self) -> None:
         self.current.clear()
@@ -158,6 +163,8 @@ class RelayGuard:
         self._rpis = _Table()
         self._addresses = _Table()
         self._serial = 0
+        self._live: dict[int, _Node] = {}
+        """Every tracked node by serial (to mark an address's other RPIs)."""
         self._stats = GuardStats()
 
     # ---- the public face ------------------------------------------------------------------
@@ -171,6 +178,7 @@ class RelayGuard:
         """Forget everything (``forget``, shutdown); counters stay, keys are replaced."""
         self._rpis.clear()
         self._addresses.clear()
+        self._live.clear()
         self._key, self._previous_key = secrets.token_bytes(32), secrets.token_bytes(32)
 
     def observe(self, address: str, rpi: bytes, aem: bytes, time: float) -> int:
@@ -202,9 +210,11 @@ class RelayGuard:
         steps = epoch - self._key_epoch
         self._key_epoch = epoch
         for table in (self._rpis, self._addresses):
-            table.rotate()
-            if steps > 1:
-                table.previous.clear()  # two periods unheard: gone with their key
+            dropped = table.rotate()
+            if steps > 1:  # two periods unheard: gone with their key
+                dropped += table.rotate()
+            for node in dropped:
+                self._live.pop(node.serial, None)
         self._previous_key, self._key = self._key, secrets.token_bytes(32)
 
     def _hash(self, key: bytes, value: bytes) -> bytes:
@@ -221,6 +231,7 @@ class RelayGuard:
                 return None
             self._serial += 1
             node = _Node(self._serial)
+            self._live[node.serial] = node
         table.current[h] = node
         return node
 
@@ -254,21 +265,22 @@ class RelayGuard:
         returning = found is not None and node.last_peer not in (-1, peer.serial)
         if found is None:
             if len(node.peers) >= self.settings.links:
-                oldest = min(node.peers, key=lambda k: node.peers[k][1].last)
+                oldest = min(node.peers, key=lambda k: node.peers[k].last)
                 del node.peers[oldest]
-            node.peers[peer.serial] = (peer, _Span(time, time))
+            node.peers[peer.serial] = _Span(time, time)
         else:
-            span = found[1]
-            span.first, span.last = min(span.first, time), max(span.last, time)
+            found.first, found.last = min(found.first, time), max(found.last, time)
         node.last_peer = peer.serial
         hold = self.settings.hold_seconds
-        held = sum(1 for _, sp in node.peers.values() if sp.last - sp.first >= hold)
+        held = sum(1 for sp in node.peers.values() if sp.last - sp.first >= hold)
         if not (returning or len(node.peers) > 2 or held >= 2):
             return
         self._flag(node, reason)
         if reason is Reason.MULTI_RPI:  # the address's RPIs carry the reason from now on
-            for other, _ in node.peers.values():
-                self._flag(other, reason)
+            for serial in node.peers:
+                other = self._live.get(serial)
+                if other is not None:
+                    self._flag(other, reason)
 
 
 def time_shift_seconds(en_interval: int, first_seen: float, last_seen: float) -> float:

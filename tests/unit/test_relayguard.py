@@ -204,3 +204,19 @@ def test_policy_flag_scores_and_exclude_leaves_out(relay: int) -> None:
 def test_reason_names() -> None:
     assert reason_names(Reason.MULTI_RPI | Reason.TIME_SHIFTED) == ["multi_rpi", "time_shifted"]
     assert reason_names(0) == []
+
+
+def test_memory_stays_bounded_under_a_chain_of_rpis_and_addresses() -> None:
+    """A transmitter handing each RPI to a new address (and so on) for hours: the nodes
+    forgotten with their key are not kept alive by their peers."""
+    air = Air()
+    previous = rpi()
+    for n in range(3 * 3600 // 5):
+        current = rpi()
+        air.hear(f"A{n}", previous)
+        air.hear(f"A{n}", current)
+        previous = current
+        air.clock.advance(5.0)
+    stats = air.guard.stats()
+    live = air.guard._live  # white-box: every node reachable from the guard
+    assert stats.tracked_rpis + stats.tracked_addresses == len(live) < 2 * 2 * 1200 // 5 + 10
