@@ -268,7 +268,9 @@ class FloodGuard:
         if held is None:
             return
         if sighting.rssi > held.rssi:
-            state.pending = dataclasses.replace(sighting, relay=sighting.relay | held.relay)
+            state.pending = sighting
+            if held.relay & ~sighting.relay:
+                state.pending = dataclasses.replace(sighting, relay=sighting.relay | held.relay)
         elif sighting.relay & ~held.relay:
             state.pending = dataclasses.replace(held, relay=sighting.relay | held.relay)
 
