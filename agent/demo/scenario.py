@@ -117,6 +117,9 @@ class AttackerSpec:
     send_at: tuple[float, float]
     record_range_m: float = 6.0
     delay_seconds: float = 0.0
+    rotate_address: bool = False
+    """A careful attacker: a fresh address for every relayed RPI (as the victim's own
+    rotation), instead of its adapter's one address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +366,7 @@ def _attacker(r: _Reader, duration: float) -> AttackerSpec:
         send_at=(u, v),
         record_range_m=r.number("record_range_m", 6.0, 0.1, 100.0),
         delay_seconds=delay,
+        rotate_address=r.flag("rotate_address", False),
     )
 
 

@@ -235,9 +235,12 @@ def _detect(
     owner = {key.key_data: x for x, tx in enumerate(txs) for key in tx.keys}
     found: dict[tuple[int, int, int], tuple[bool, float, int]] = {}
     exclude = replace(s.risk, relay_policy="exclude")
+    rotating = frozenset(
+        x for x, tx in enumerate(txs) if isinstance(tx, AttackPlan) and tx.rotate_address
+    )
     for r in np.unique(heard.receiver):
         observed, senders = observed_scans(heard, int(r), scans[int(r)], txs)
-        observed = guard_scans(heard, int(r), observed, people)
+        observed = guard_scans(heard, int(r), observed, people, rotating)
         # Keys of transmitters this receiver never heard cannot match: leave them out; an
         # attacker's adverts are its victims' (an attack plan holds no keys of its own).
         heard_from = {int(x) for x in np.unique(senders)}

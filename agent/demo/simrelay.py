@@ -2,13 +2,14 @@
 
 An attacker (:class:`~agent.demo.scenario.AttackerSpec`) records every EN advert its
 sniffer hears in one place and re-broadcasts it from its own adapter in another, live
-or later: :class:`AttackPlan` is its transmitter, cycling through what it recorded from
-one address, one advert per step. Each receiver's reports (one per scan's first and last
-sighting, with the sender's address: an honest agent's changes with every RPI, an
-attacker's never does) go through the agent's real :class:`~agent.relayguard.RelayGuard`,
-in time order, and each observed scan gets the reasons it raised. :class:`RelayFigures`
-holds the result against ground truth: the share of exposure windows with relayed
-sightings that the guard flagged, and the share of honest sightings it flagged.
+or later: :class:`AttackPlan` is its transmitter, cycling through what it recorded, one
+advert per step, from one address (or, a careful attacker, a fresh address per RPI).
+Each receiver's reports (one per scan's first and last sighting, with the sender's
+address: an honest agent's changes with every RPI) go through the agent's real
+:class:`~agent.relayguard.RelayGuard`, in time order, and each observed scan gets the
+reasons it raised. :class:`RelayFigures` holds the result against ground truth: the
+share of exposure windows with relayed sightings that the guard flagged, and the share
+of honest sightings it flagged.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class AttackPlan(TxPlan):
     table: IntArray
     sources: tuple[int, ...]
     """The agent each advert was recorded from."""
+    rotate_address: bool = False
+    """A fresh address for each relayed RPI (else one address for everything)."""
 
     def advert(self, times: FloatArray) -> IntArray:
         k = np.rint((times - self.start) / self.step).astype(np.int64)
@@ -89,6 +92,7 @@ def attack_plan(
         step=s.step_seconds,
         table=table,
         sources=tuple(sources),
+        rotate_address=spec.rotate_address,
     )
 
 
@@ -101,17 +105,23 @@ class _EventClock:
 
 
 def guard_scans(
-    heard: Heard, receiver: int, observed: list[ObservedScan], people: int
+    heard: Heard,
+    receiver: int,
+    observed: list[ObservedScan],
+    people: int,
+    rotating: frozenset[int] = frozenset(),
 ) -> list[ObservedScan]:
     """``observed`` (the receiver's scans, in the order of :func:`observed_scans`) with
-    the reasons the relay guard gives their sightings."""
+    the reasons the relay guard gives their sightings (``rotating``: attackers that use
+    a fresh address for each RPI)."""
     rows = np.nonzero(heard.receiver == receiver)[0]
     events: list[tuple[float, int]] = []
     addresses: list[str] = []
     for i, k in enumerate(rows.tolist()):
         tx = int(heard.transmitter[k])
         # an honest agent's address changes with its RPI; an attacker's adapter keeps one
-        addresses.append(f"{tx}" if tx >= people else f"{tx}/{int(heard.advert[k])}")
+        one_address = tx >= people and tx not in rotating
+        addresses.append(f"{tx}" if one_address else f"{tx}/{int(heard.advert[k])}")
         first, last = float(heard.first[k]), float(heard.last[k])
         events.append((first, i))
         if last > first:
