@@ -25,10 +25,12 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent.constants import EN_INTERVAL_SECONDS
-from agent.matching import MatchedScan
+
+if TYPE_CHECKING:  # the scanner imports this module: keep the matcher out of its imports
+    from agent.matching import MatchedScan
 
 
 class Reason(enum.IntFlag):
