@@ -78,6 +78,11 @@ class RiskConfig:
     """Weights for infectiousness NONE, STANDARD, HIGH."""
     report_type_when_missing: int = 1
     infectiousness_when_dso_missing: int = 1
+    relay_policy: str = "flag"
+    """Windows the relay guard flagged: ``flag`` (scored, shown as possibly relayed) or
+    ``exclude`` (left out of the risk score and notifications)."""
+    time_shift_minutes: float = 30.0
+    """A matched RPI heard further than this from its own interval is time-shifted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +279,13 @@ def _risk(t: Mapping[str, Any]) -> RiskConfig:
         infectiousness_weights=tuple(float(v) for v in inf_weights),  # type: ignore[arg-type]
         report_type_when_missing=_get(t, "risk", "report_type_when_missing", int, 1),
         infectiousness_when_dso_missing=_get(t, "risk", "infectiousness_when_dso_missing", int, 1),
+        relay_policy=_get(t, "risk", "relay_policy", str, d.relay_policy),
+        time_shift_minutes=_get(t, "risk", "time_shift_minutes", float, d.time_shift_minutes),
     )
+    if cfg.relay_policy not in ("flag", "exclude"):
+        raise ConfigError("config: risk.relay_policy must be 'flag' or 'exclude'")
+    if not 0 < cfg.time_shift_minutes < 120:
+        raise ConfigError("config: risk.time_shift_minutes must be > 0 and < 120 (the 2 h rule)")
     if cfg.minimum_window_score < 0 or cfg.notify_threshold_minutes < 0:
         raise ConfigError("config: risk scores and minutes must not be negative")
     if not 1 <= cfg.report_type_when_missing <= 5:

@@ -261,10 +261,18 @@ class FloodGuard:
         self._releases.append((now + self.limits.thin_seconds, sighting.rpi, self._tokens))
 
     def _fold(self, state: _Rpi, sighting: Sighting) -> None:
-        """A report inside an open slot: keep it if stronger than the held one."""
+        """A report inside an open slot: keep it if stronger than the held one; the
+        relay guard's reasons of both are kept."""
         self._stats.thinned += 1
-        if state.pending is not None and sighting.rssi > state.pending.rssi:
+        held = state.pending
+        if held is None:
+            return
+        if sighting.rssi > held.rssi:
             state.pending = sighting
+            if held.relay & ~sighting.relay:
+                state.pending = dataclasses.replace(sighting, relay=sighting.relay | held.relay)
+        elif sighting.relay & ~held.relay:
+            state.pending = dataclasses.replace(held, relay=sighting.relay | held.relay)
 
     def _take(self, state: _Rpi) -> Sighting:
         sighting, state.pending = state.pending, None

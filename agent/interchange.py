@@ -23,6 +23,7 @@ from typing import Any, Final, TextIO
 from agent.constants import AEM_LENGTH, CALIBRATED_RSSI_MAX, CALIBRATED_RSSI_MIN, RPI_LENGTH
 from agent.errors import MalformedInputError
 from agent.models import ExposureWindow, Sighting
+from agent.relayguard import reason_names
 
 FORMATS: Final = ("jsonl", "csv")
 SIGHTING_FIELDS: Final = ("time", "rpi", "aem", "rssi")
@@ -34,6 +35,8 @@ EXPOSURE_FIELDS: Final = (  # the keys of :func:`window_json`
     "report_type",
     "score",
 )
+EXPOSURE_EXPORT_FIELDS: Final = (*EXPOSURE_FIELDS, "possibly_relayed")
+"""``export exposures``: :func:`window_json` plus the relay guard's reasons."""
 MAX_TIME: Final = 253_402_300_800
 """Year 10000."""
 
@@ -51,6 +54,12 @@ def window_json(window: ExposureWindow) -> dict[str, Any]:
         "report_type": int(window.report_type),
         "score": window.score,
     }
+
+
+def window_export_record(window: ExposureWindow) -> dict[str, Any]:
+    """One line of ``export exposures``: :func:`window_json` and ``possibly_relayed``, the
+    relay guard's reasons joined by ``+`` (empty: nothing noticed)."""
+    return {**window_json(window), "possibly_relayed": "+".join(reason_names(window.relay))}
 
 
 class _BadLine(Exception):

@@ -85,6 +85,8 @@ class MatchedScan:
     previous_scan_end: float | None
     scan_start: float | None = None
     previous_scan_start: float | None = None
+    relay: int = 0
+    """Relay guard reasons of the observed scan (:class:`agent.relayguard.Reason`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +227,7 @@ def evaluate_rpi(
                 previous_scan_end=scan.previous_scan_end,
                 scan_start=scan.scan_start,
                 previous_scan_start=scan.previous_scan_start,
+                relay=scan.relay,
             )
         )
     return result

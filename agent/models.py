@@ -72,6 +72,8 @@ class Sighting:
     """Calibrated RSSI: raw + the receiver's correction, clamped to [-127, 126]."""
     scan_start: float | None = None
     """Start of the scan instance it was received in (None: unknown, e.g. imported)."""
+    relay: int = 0
+    """Relay guard reasons (:class:`agent.relayguard.Reason` bits); 0: nothing noticed."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.rpi, bytes) or len(self.rpi) != RPI_LENGTH:
@@ -114,6 +116,8 @@ class ObservedScan:
     previous_scan_start: float | None = None
     """Start of the scan before this one. Start-to-start is the time a scan stands for,
     right both for GAEN's 4 s duty scans and for back-to-back slots of continuous scanning."""
+    relay: int = 0
+    """Relay guard reasons of its sightings, OR-ed (:class:`agent.relayguard.Reason`)."""
 
     def __repr__(self) -> str:
         return f"ObservedScan(first_seen={self.first_seen}, count={self.count}, <rpi>)"
@@ -144,6 +148,8 @@ class ExposureWindow:
     """The (public) diagnosis key that matched; lets a later revocation remove the window."""
     score: float = 0.0
     weighted_duration_seconds: float = 0.0
+    relay: int = 0
+    """Relay guard reasons of its scans, OR-ed (:class:`agent.relayguard.Reason`)."""
 
     @property
     def day(self) -> int:

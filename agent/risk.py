@@ -12,8 +12,10 @@ Pure functions over matched scans (:mod:`agent.matching`) and the ``[risk]`` con
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 import math
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -34,6 +36,7 @@ from agent.models import (
     ScanInstance,
     TemporaryExposureKey,
 )
+from agent.relayguard import time_shifted
 
 _DAY = 86_400
 _MINUTE = 60
@@ -163,8 +166,16 @@ def weighted_duration(instances: Iterable[ScanInstance], config: RiskConfig) -> 
     )
 
 
+def relay_excluded(window: ExposureWindow, config: RiskConfig) -> bool:
+    """The relay guard flagged the window and the policy leaves such windows out."""
+    return bool(window.relay) and config.relay_policy == "exclude"
+
+
 def score_window(window: ExposureWindow, config: RiskConfig) -> ExposureWindow:
-    """The window with its weighted duration and score (spec §7.2)."""
+    """The window with its weighted duration and score (spec §7.2); a window the relay
+    policy excludes (:func:`relay_excluded`) scores 0 with no weighted duration."""
+    if relay_excluded(window, config):
+        return replace(window, weighted_duration_seconds=0.0, score=0.0)
     duration = weighted_duration(window.scan_instances, config)
     score = (
         duration
@@ -182,12 +193,15 @@ def exposure_windows(
 ) -> list[ExposureWindow]:
     """Scored exposure windows of one key's time-sorted matched scans (spec §7.1).
 
-    A new window starts at the first scan 30 min or more after the window's first scan.
+    Scans heard far from their RPI's interval are marked time-shifted first
+    (:func:`agent.relayguard.time_shifted`); a window carries the OR of its scans' relay
+    reasons. A new window starts at the first scan 30 min or more after the window's first scan.
     ``duration_seconds`` is the GAEN estimate of the time together: the sum of the
     instances' seconds since last scan, at most 30 min.
     """
     parts: list[list[MatchedScan]] = []
-    for scan in sorted(scans, key=lambda s: s.first_seen):
+    shifted = time_shifted(scans, config.time_shift_minutes * _MINUTE)
+    for scan in sorted(shifted, key=lambda s: s.first_seen):
         if not parts or scan.first_seen - parts[-1][0].first_seen >= EXPOSURE_WINDOW_MAX_SECONDS:
             parts.append([scan])
         else:
@@ -207,6 +221,7 @@ def exposure_windows(
             calibration_confidence=part[0].calibration_confidence,
             scan_instances=instances,
             key_data=key.key_data,
+            relay=functools.reduce(operator.or_, (s.relay for s in part), 0),
         )
         windows.append(score_window(window, config))
     return windows

@@ -76,6 +76,8 @@ class ScanCounters:
     """RSSI missing, 127 (not available) or outside -127..20 dBm."""
     queue_full: int = 0
     """Valid sightings dropped because the consumer fell behind."""
+    relay_flagged: int = 0
+    """Queued sightings the relay guard gave a reason (:mod:`agent.relayguard`)."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

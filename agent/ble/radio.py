@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Coroutine
@@ -225,6 +226,7 @@ class RadioService:
                 "watchdog_restarts": self.scan_loop.watchdog_restarts,
             },
             "last_error": {ADVERTISING: adv.last_error, SCANNING: scan.last_error},
+            "relay_guard": dataclasses.asdict(self.scanner.relay_guard.stats()),
         }
 
     # ---- supervision ---------------------------------------------------------------------

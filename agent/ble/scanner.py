@@ -6,7 +6,9 @@
 - Active scanning always passes ``service_uuids=[FD6F]``: that makes BlueZ's discovery
   "filtered", without which an LE-only adapter creates no device for a non-connectable
   advert, and RSSI is re-announced on every report (``docs/ble-on-linux.md`` §2).
-- The detection callback only validates and enqueues (:mod:`agent.ble.detection`).
+- The detection callback only validates, asks the relay guard (:mod:`agent.relayguard`)
+  about the report's address, RPI and AEM, and enqueues (:mod:`agent.ble.detection`).
+  The address goes to the guard and nowhere else: it is never stored or logged.
   A report whose RSSI BlueZ withdrew (``RSSI`` absent, bleak then says -127) is not a
   reception and is counted as bad RSSI.
 """
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +32,7 @@ from agent.ble.detection import Verdict, parse_report
 from agent.ble.errors import Action, classify, to_agent_error
 from agent.clock import Clock
 from agent.constants import DBUS_CALL_TIMEOUT_SECONDS, EN_SERVICE_UUID, EN_SERVICE_UUID16
+from agent.relayguard import RelayGuard
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,9 +62,11 @@ class BleakEnScanner:
         passive: bool = True,
         passive_available: Callable[[], bool] = lambda: True,
         call_timeout: float = DBUS_CALL_TIMEOUT_SECONDS,
+        relay_guard: RelayGuard | None = None,
     ) -> None:
         self.adapter = adapter
         self.counters = ScanCounters()
+        self.relay_guard = relay_guard or RelayGuard(clock)
         self.scan_start: float | None = None
         self._clock = clock
         self._queue = queue
@@ -161,12 +167,17 @@ class BleakEnScanner:
             name = _COUNTER_OF[verdict]
             setattr(self.counters, name, getattr(self.counters, name) + 1)
             return
+        guard = self.relay_guard
+        reasons = guard.observe(device.address, sighting.rpi, sighting.aem, sighting.time)
+        if reasons:
+            sighting = dataclasses.replace(sighting, relay=reasons)
         try:
             self._queue.put_nowait(sighting)
         except asyncio.QueueFull:
             self.counters.queue_full += 1
             return
         self.counters.accepted += 1
+        self.counters.relay_flagged += 1 if reasons else 0
 
 
 def _reported_rssi(adv: AdvertisementData) -> int | None:

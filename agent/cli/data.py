@@ -24,14 +24,14 @@ from agent.constants import RETENTION_SECONDS, TEK_ROLLING_PERIOD
 from agent.daemon.control import DaemonNotRunningError, request
 from agent.errors import AgentError, MalformedInputError
 from agent.interchange import (
-    EXPOSURE_FIELDS,
+    EXPOSURE_EXPORT_FIELDS,
     FORMATS,
     SIGHTING_FIELDS,
     RecordWriter,
     guess_format,
     parse_sightings,
     sighting_record,
-    window_json,
+    window_export_record,
 )
 from agent.keyschedule import KeySchedule
 from agent.models import Sighting
@@ -181,13 +181,14 @@ def export_sightings(cli: CliContext, fmt: str, since: str | None, output: Path 
 @_export_options
 @pass_cli
 def export_exposures(cli: CliContext, fmt: str, since: str | None, output: Path | None) -> None:
-    """Stored exposure windows: start, duration, attenuations, report type, score."""
+    """Stored exposure windows: start, duration, attenuations, report type, score, and
+    the relay guard's reasons (possibly_relayed)."""
     since_ts = parse_since(since)
     windows = _with_store(cli.data_dir, lambda store: store.exposure_windows(since_ts))
     with _output(output) as out:
-        writer = RecordWriter(out, fmt, EXPOSURE_FIELDS)
+        writer = RecordWriter(out, fmt, EXPOSURE_EXPORT_FIELDS)
         for window in windows:
-            writer.write(window_json(window))
+            writer.write(window_export_record(window))
     if output is not None:
         click.echo(f"exported {writer.count} exposure windows to {output}", err=True)
 

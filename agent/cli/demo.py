@@ -149,7 +149,11 @@ def demo(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--seed", default=None, type=int, help="Use this seed instead of the scenario's.")
 def simulate(scenario_file: Path, as_json: bool, seed: int | None) -> None:
-    """Simulate a field of agents from a scenario file: precision and recall of detection."""
+    """Simulate a field of agents from a scenario file: precision and recall of detection.
+
+    Also the relay guard's figures against the scenario's attackers (relayed exposures
+    caught, honest sightings flagged).
+    """
     progress = TerminalProgress() if TerminalProgress.wanted() and not as_json else None
     try:
         result = simulate_field(load_scenario(scenario_file, seed), progress)
@@ -161,6 +165,7 @@ def simulate(scenario_file: Path, as_json: bool, seed: int | None) -> None:
         return
     for line in field_lines(result):
         click.echo(line)
+    click.echo(f"reproduce: contact-agent simulate {scenario_file} --seed {result.scenario.seed}")
 
 
 COMMANDS = [demo, simulate]

@@ -63,6 +63,7 @@ def notice_for(exposures: Sequence[QualifyingExposure]) -> Notice:
         windows=sum(len(e.window_ids) for e in exposures),
         risk_level="high",
         days=tuple(sorted(e.day for e in exposures)),
+        possibly_relayed=any(w.relay and w.score > 0 for e in exposures for w in e.windows),
     )
 
 

@@ -70,6 +70,7 @@ class Housekeeping:
         windows = await store.exposure_windows(wall - RETENTION_SECONDS)
         counting = [w for w in windows if counts_for_notification(score_window(w, risk), risk)]
         metrics.set("exposures_total", len(counting))
+        metrics.set("relay_flagged_windows", sum(1 for w in windows if w.relay))
         if service.writer is not None:
             self._raise_counter("sightings_stored_total", service.writer.stats.flushed_rows)
             self._raise_counter("sighting_write_errors_total", service.writer.stats.errors)
@@ -87,6 +88,7 @@ class Housekeeping:
             ("adverts_heard_total", counters.get("accepted")),
             ("rotations_total", radio.get("rotations")),
             ("scanner_restarts_total", restarts),
+            ("relay_flagged_sightings_total", counters.get("relay_flagged")),
         ):
             if isinstance(value, int):
                 self._raise_counter(counter, value)

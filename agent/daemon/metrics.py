@@ -49,6 +49,12 @@ SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("flood_dropped_total", "counter", "Sightings dropped by the flood guard"),
     MetricSpec("sightings_thinned_total", "counter", "Burst duplicates folded per 2 s slot"),
     MetricSpec("sighting_write_errors_total", "counter", "Failed sighting batch writes"),
+    MetricSpec(
+        "relay_flagged_sightings_total", "counter", "Sightings the relay guard gave a reason"
+    ),
+    MetricSpec(
+        "relay_flagged_windows", "gauge", "Stored exposure windows flagged as possibly relayed"
+    ),
 )
 _BY_NAME = {s.name: s for s in SPECS}
 

@@ -43,6 +43,10 @@ _BODY_MANY = (
 )
 _ADVICE = "Follow the advice of your health authority."
 _TITLE = "Possible exposure"
+_RELAYED = (
+    "Some of these contacts were possibly relayed: the signal may have been re-broadcast "
+    "from elsewhere."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,8 @@ class Notice:
     risk_level: str = "high"
     days: tuple[int, ...] = ()
     """Every day (UTC midnight) with a new exposure, oldest first."""
+    possibly_relayed: bool = False
+    """The relay guard flagged a window that counts (``risk.relay_policy = "flag"``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +81,8 @@ def render(notice: Notice, language: str) -> Rendered:
     date = datetime.fromtimestamp(notice.day, UTC).strftime("%Y-%m-%d")
     minutes = max(1, notice.minutes)
     body = t.ngettext(_BODY_ONE, _BODY_MANY, minutes) % {"date": date, "minutes": minutes}
-    return Rendered(language, t.gettext(_TITLE), f"{body} {t.gettext(_ADVICE)}")
+    relayed = f" {t.gettext(_RELAYED)}" if notice.possibly_relayed else ""
+    return Rendered(language, t.gettext(_TITLE), f"{body}{relayed} {t.gettext(_ADVICE)}")
 
 
 def hook_payload(notice: Notice, message: Rendered, now: float) -> dict[str, Any]:
@@ -88,6 +95,7 @@ def hook_payload(notice: Notice, message: Rendered, now: float) -> dict[str, Any
         "days": [_iso_day(d) for d in (notice.days or (notice.day,))],
         "minutes": notice.minutes,
         "windows": notice.windows,
+        "possibly_relayed": notice.possibly_relayed,
         "language": message.language,
         "title": message.title,
         "body": message.body,

@@ -74,6 +74,10 @@ async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str
         "unique_rpis_10min": await store.unique_rpis(wall - UNIQUE_RPI_WINDOW_SECONDS),
         "last_fetch": _json_state(await store.get_state(LAST_FETCH_STATE_KEY)),
         "exposures": len([w for w in scored if counts_for_notification(w, risk)]),
+        "possibly_relayed": {  # relay guard: windows it flagged, and what the policy does
+            "windows": sum(1 for w in windows if w.relay),
+            "policy": risk.relay_policy,
+        },
         "exposure_days": [_day(d) for d in days],
         "risk_level": risk_level(windows, risk),
         "database_bytes": await store.database_bytes(),
@@ -200,6 +204,13 @@ def _network_line(log: Any) -> str:
     )
 
 
+def _relayed_line(relayed: Any) -> str:
+    if not isinstance(relayed, dict):
+        return "-"
+    policy = "left out of the risk" if relayed.get("policy") == "exclude" else "flagged"
+    return f"{relayed.get('windows', 0)} exposure windows ({policy})"
+
+
 def render(status: Mapping[str, Any]) -> str:
     """A readable table of a status dict (live or offline)."""
     daemon = status.get("daemon") or {}
@@ -243,6 +254,7 @@ def render(status: Mapping[str, Any]) -> str:
         ("unique RPIs, 10 min", str(status.get("unique_rpis_10min", 0))),
         ("last key fetch", _fetch_line(status.get("last_fetch"))),
         ("exposures", str(status.get("exposures", 0))),
+        ("possibly relayed", _relayed_line(status.get("possibly_relayed"))),
         ("risk level", str(status.get("risk_level", "none"))),
         ("database", _size(status.get("database_bytes"))),
         ("network, 14 days", _network_line(status.get("network_log"))),

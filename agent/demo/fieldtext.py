@@ -46,6 +46,7 @@ def field_lines(result: FieldResult, limit: int = 12) -> list[str]:
         f"  not close     {fp:8d}  {tn:12d}",
         f"precision {ratio_text(result.precision)}  recall {ratio_text(result.recall)}",
     ]
+    lines += relay_lines(result)
     missed = [p for p in result.pair_days if p.close and not p.detected]
     false = [p for p in result.pair_days if p.detected and not p.close]
     for title, rows in (("missed close contacts", missed), ("false alarms", false)):
@@ -54,4 +55,30 @@ def field_lines(result: FieldResult, limit: int = 12) -> list[str]:
                 f"{title} ({len(rows)}{', first ' + str(limit) if len(rows) > limit else ''}):"
             )
             lines += [ROW_HEADER, ROW_UNITS, *(_row(p) for p in rows[:limit])]
+    return lines
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part} of {whole} ({100.0 * part / whole:.3f} %)" if whole else f"{part} of 0"
+
+
+def relay_lines(result: FieldResult) -> list[str]:
+    """The relay guard against the scenario's attackers and on every honest sighting."""
+    r = result.relay
+    lines = [
+        f"relay guard: honest sightings flagged {_share(r.honest_flagged, r.honest_sightings)}"
+    ]
+    if r.attackers:
+        reasons = ", ".join(f"{name} {count}" for name, count in sorted(r.reasons.items()))
+        lines += [
+            f"relay guard: {r.attackers} attackers; exposure windows with relayed sightings "
+            f"caught {_share(r.caught_windows, r.relayed_windows)}"
+            + (f" (reasons: {reasons})" if reasons else ""),
+            "relay guard: honest sightings of relayed RPIs flagged "
+            f"{_share(r.collateral_flagged, r.collateral_sightings)}; windows without "
+            f"relayed sightings flagged {_share(r.honest_windows_flagged, r.honest_windows)}",
+            f"relay guard: pair-days with relayed windows that notify: "
+            f"{r.relayed_notifying_flag} (relay_policy flag), "
+            f"{r.relayed_notifying_exclude} (exclude)",
+        ]
     return lines

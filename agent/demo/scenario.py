@@ -25,6 +25,10 @@ behaves, how the agents scan, and what counts as a close contact (ground truth):
     count = 20
     area = [-20, -10, -1, 10]                  # [x1, y1, x2, y2]
     dwell_minutes = 30
+    [[attackers]]                              # relay: record here, re-broadcast there
+    kind = "relay"                             # or "replay" (delay_minutes, default 60)
+    record_at = [5, 5]
+    send_at = [-10, 5]
 
 Everything a file gets wrong is a :class:`~agent.errors.MalformedInputError` naming the
 file and the key.
@@ -102,6 +106,23 @@ class AgentSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class AttackerSpec:
+    """A relay attacker: a sniffer records every EN advert within ``record_range_m`` of
+    ``record_at`` (no wall in between) and its own adapter at ``send_at`` re-broadcasts
+    them, ``delay_seconds`` later (0: live relay; e.g. 3600: a replay an hour later),
+    cycling through what it recorded from one address."""
+
+    name: str
+    record_at: tuple[float, float]
+    send_at: tuple[float, float]
+    record_range_m: float = 6.0
+    delay_seconds: float = 0.0
+    rotate_address: bool = False
+    """A careful attacker: a fresh address for every relayed RPI (as the victim's own
+    rotation), instead of its adapter's one address."""
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     duration_seconds: float
@@ -114,6 +135,8 @@ class Scenario:
     radio: RadioModel = field(default_factory=RadioModel)
     ground_truth: GroundTruth = field(default_factory=GroundTruth)
     risk: RiskConfig = field(default_factory=RiskConfig)
+    attackers: tuple[AttackerSpec, ...] = ()
+    """Relay and replay attackers (not agents: they neither scan nor are evaluated)."""
 
     @property
     def steps(self) -> int:
@@ -294,7 +317,8 @@ def parse_scenario(
     rng = random.Random(chosen_seed)
     for c in r.tables("crowds"):
         agents += _crowd(c, rng, duration, _scan(c.sub("scan"), default_scan, step), tx)
-    names = [a.name for a in agents]
+    attackers = tuple(_attacker(t, duration) for t in r.tables("attackers"))
+    names = [a.name for a in agents] + [a.name for a in attackers]
     if len(agents) < 2:
         raise MalformedInputError(f"{source}: a scenario needs at least two agents")
     if len(agents) > MAX_AGENTS:
@@ -320,6 +344,29 @@ def parse_scenario(
         radio=_radio(r.sub("radio")),
         ground_truth=_ground_truth(r.sub("ground_truth")),
         risk=_risk(source, data.get("risk", {})),
+        attackers=attackers,
+    )
+
+
+def _attacker(r: _Reader, duration: float) -> AttackerSpec:
+    kind = r.text("kind", "relay")
+    if kind not in ("relay", "replay"):
+        raise r.fail("kind", f"must be 'relay' or 'replay', got {kind!r}")
+    default_delay = 0.0 if kind == "relay" else 60.0
+    delay = r.number("delay_minutes", default_delay, 0.0, 120.0) * 60.0
+    if kind == "replay" and delay < 1.0:
+        raise r.fail("delay_minutes", "a replay needs a delay")
+    if delay >= duration:
+        raise r.fail("delay_minutes", "must be shorter than the scenario")
+    x, y = r.numbers("record_at", 2)
+    u, v = r.numbers("send_at", 2)
+    return AttackerSpec(
+        name=r.text("name", kind),
+        record_at=(x, y),
+        send_at=(u, v),
+        record_range_m=r.number("record_range_m", 6.0, 0.1, 100.0),
+        delay_seconds=delay,
+        rotate_address=r.flag("rotate_address", False),
     )
 
 

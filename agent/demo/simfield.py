@@ -16,7 +16,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,9 +35,16 @@ from agent.demo.simradio import (
     sightings_of,
     step_reception,
 )
-from agent.matching import SightingIndex, match_keys
+from agent.demo.simrelay import (
+    AttackPlan,
+    RelayFigures,
+    attack_plan,
+    guard_scans,
+    window_scans,
+)
+from agent.matching import MatchedScan, SightingIndex, match_keys
 from agent.models import ExposureWindow
-from agent.risk import exposure_windows, qualifying_days
+from agent.risk import exposure_windows, qualifying_days, score_window
 
 DAY = 86_400
 CHUNK_CELLS = 1_500_000
@@ -83,6 +90,8 @@ class FieldResult:
     """All ordered pairs x days (the rest were far apart and never heard)."""
     sightings: int
     scans: int
+    relay: RelayFigures = field(default_factory=RelayFigures)
+    """The relay guard against the scenario's attackers (and every honest sighting)."""
 
     def count(self, close: bool, detected: bool) -> int:
         return sum(1 for p in self.pair_days if p.close == close and p.detected == detected)
@@ -136,6 +145,7 @@ class FieldResult:
             "recall": self.recall,
             "sightings": self.sightings,
             "scans": self.scans,
+            "relay_guard": self.relay.to_json(),
             "pairs": [p.to_json() for p in self.pair_days if p.close or p.detected],
         }
 
@@ -154,13 +164,22 @@ def simulate(
     ``progress(stage, done, total)`` is told how far the ``radio`` steps and the
     ``match`` (receivers) have come."""
     s, radio = scenario, scenario.radio
-    n, steps, dt = len(s.agents), s.steps, s.step_seconds
+    steps, dt = s.steps, s.step_seconds
     rng = np.random.default_rng(s.seed)
     plan_rng = random.Random(s.seed)
     end = s.start + s.duration_seconds
     scans = [ScanPlan.build(a.scan, s.start, end, plan_rng) for a in s.agents]
     txs = [TxPlan.build(a.tx_power_dbm, s.start, end, plan_rng) for a in s.agents]
-    paths = Paths(s.agents)
+    # attackers transmit from their own adapter (agents n >= people) and never scan
+    person_paths = Paths(s.agents)
+    txs += [attack_plan(a, s, person_paths, txs) for a in s.attackers]
+    never = np.array([s.start - 1e9])
+    scans += [ScanPlan(never, never) for _ in s.attackers]
+    agents = s.agents + tuple(
+        AgentSpec(a.name, ((0.0, *a.send_at),), ScanSettings()) for a in s.attackers
+    )
+    n = len(agents)
+    paths = Paths(agents)
     reach = max(max_range_m(radio), s.ground_truth.distance_m)
     pi, pj = _pairs(paths, n, reach)
     first_day = math.floor(s.start / DAY)
@@ -194,6 +213,9 @@ def simulate(
         rssi += rng.normal(0.0, radio.path_loss.noise_sd_db, mean.shape)
         scanning = np.stack([plan.instance(times) >= 0 for plan in scans], axis=1)[:, receivers]
         heard = scanning & (rng.random(mean.shape) < step_reception(radio, rssi, dt))
+        if s.attackers:  # an attacker sends only what it has recorded
+            airing = np.stack([tx.advert(times) >= 0 for tx in txs], axis=1)[:, senders]
+            heard &= airing
         k, link = np.nonzero(heard)
         parts.append(
             sightings_of(times[k], receivers[link], senders[link], rssi[k, link], scans, txs)
@@ -203,8 +225,10 @@ def simulate(
     heard_all = aggregate(parts)
     if progress is not None:
         progress("radio", steps, steps)
-    detections = _detect(s, heard_all, scans, txs, progress)
-    return _evaluate(s, pi, pj, close_seconds, min_distance, detections, heard_all, first_day)
+    relay = RelayFigures(attackers=len(s.attackers))
+    detections = _detect(s, heard_all, scans, txs, relay, progress)
+    result = _evaluate(s, pi, pj, close_seconds, min_distance, detections, heard_all, first_day)
+    return replace(result, relay=relay)
 
 
 def _detect(
@@ -212,26 +236,51 @@ def _detect(
     heard: Heard,
     scans: Sequence[ScanPlan],
     txs: Sequence[TxPlan],
+    relay: RelayFigures,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[tuple[int, int, int], tuple[bool, float, int]]:
-    """(receiver, transmitter, day) -> (notify, weighted minutes, windows), by real matching."""
+    """(receiver, transmitter, day) -> (notify, weighted minutes, windows), by real matching
+    (with the relay guard over each receiver's reports; its figures go to ``relay``)."""
+    people = len(s.agents)
     owner = {key.key_data: x for x, tx in enumerate(txs) for key in tx.keys}
     found: dict[tuple[int, int, int], tuple[bool, float, int]] = {}
+    exclude = replace(s.risk, relay_policy="exclude")
+    rotating = frozenset(
+        x for x, tx in enumerate(txs) if isinstance(tx, AttackPlan) and tx.rotate_address
+    )
     receivers = np.unique(heard.receiver)
     for done, r in enumerate(receivers):
         if progress is not None:
             progress("match", done, len(receivers))
         observed, senders = observed_scans(heard, int(r), scans[int(r)], txs)
-        # Keys of transmitters this receiver never heard cannot match: leave them out.
-        keys = [key for x in np.unique(senders) for key in txs[int(x)].keys]
+        observed = guard_scans(heard, int(r), observed, people, rotating)
+        # Keys of transmitters this receiver never heard cannot match: leave them out; an
+        # attacker's adverts are its victims' (an attack plan holds no keys of its own).
+        heard_from = {int(x) for x in np.unique(senders)}
+        for x in [x for x in heard_from if x >= people]:
+            plan = txs[x]
+            if isinstance(plan, AttackPlan):
+                heard_from.update(plan.sources)
+        heard_from.discard(int(r))  # its own keys, relayed back to it, are not matched
+        keys = [key for x in sorted(heard_from) for key in txs[x].keys]
         result = match_keys(keys, SightingIndex(observed))
         per_sender: dict[int, list[ExposureWindow]] = defaultdict(list)
+        made: list[tuple[ExposureWindow, list[tuple[bytes, MatchedScan]]]] = []
         for match in result.matches:
-            per_sender[owner[match.key.key_data]] += exposure_windows(
-                match.key, match.scans, s.risk
-            )
+            windows = exposure_windows(match.key, match.scans, s.risk)
+            per_sender[owner[match.key.key_data]] += windows
+            made += window_scans(windows, match)
+        flags = relay.add_receiver(observed, senders.tolist(), people, made)
+        relayed = {id(w) for (w, _), flag in zip(made, flags, strict=True) if flag}
         for x, windows in per_sender.items():
             notify_days = set(qualifying_days(windows, s.risk))
+            relayed_days = {w.day for w in windows if id(w) in relayed}
+            if relayed_days:
+                rescored = [score_window(w, exclude) for w in windows]
+                relay.relayed_notifying_flag += len(relayed_days & notify_days)
+                relay.relayed_notifying_exclude += len(
+                    relayed_days & set(qualifying_days(rescored, exclude))
+                )
             minutes: dict[int, float] = defaultdict(float)
             count: dict[int, int] = defaultdict(int)
             for w in windows:
@@ -260,6 +309,8 @@ def _evaluate(
     heard_links = set(zip(heard.receiver.tolist(), heard.transmitter.tolist(), strict=True))
     rows = []
     for k, (a, b) in enumerate(zip(pi.tolist(), pj.tolist(), strict=True)):
+        if a >= len(names) or b >= len(names):
+            continue  # an attacker: neither a receiver nor a person to be close to
         for rx, tx in ((a, b), (b, a)):
             for d in range(days):
                 close_min = float(close_seconds[d, k]) / 60.0

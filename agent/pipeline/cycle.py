@@ -34,6 +34,7 @@ from agent.matching_fast.match import evaluate_search, search_keys
 from agent.matching_fast.parallel import default_workers
 from agent.models import ExposureWindow
 from agent.native import trim_heap
+from agent.relayguard import reason_names
 from agent.risk import (
     counts_for_notification,
     daily_summaries,
@@ -288,6 +289,8 @@ async def _match_parsed(
     for match in result.matches:
         report.windows.extend(exposure_windows(match.key, match.scans, risk))
     report.windows.sort(key=lambda w: w.start)
+    for window in report.windows:  # relay guard: flagged windows by reason
+        report.counters.update(f"relay_{name}_windows" for name in reason_names(window.relay))
     if result.revoked:
         report.revoked_windows_removed = await store.remove_windows_for_keys(result.revoked)
     if report.windows:

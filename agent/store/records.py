@@ -59,18 +59,21 @@ class PurgeResult:
         )
 
 
-def group_by_gap(rows: Iterable[tuple[bytes, bytes, int, int]]) -> list[ObservedScan]:
+_GapRow = tuple[bytes, bytes, int, int] | tuple[bytes, bytes, int, int, int]
+
+
+def group_by_gap(rows: Iterable[_GapRow]) -> list[ObservedScan]:
     """Scan instances of sightings whose scan start is unknown (e.g. imported).
 
-    ``rows`` are (rpi, aem, time, rssi) sorted by rpi, aem, time. Sightings of one RPI
-    closer than 25.5 s share an instance (spec §6.8); an instance is capped at 60 s.
-    No scan was recorded, so the time an instance stands for comes from the stream of
-    sightings itself (:func:`link_stream`).
+    ``rows`` are (rpi, aem, time, rssi[, relay reasons]) sorted by rpi, aem, time.
+    Sightings of one RPI closer than 25.5 s share an instance (spec §6.8); an instance is
+    capped at 60 s. No scan was recorded, so the time an instance stands for comes from
+    the stream of sightings itself (:func:`link_stream`).
     """
     result: list[ObservedScan] = []
     key: tuple[bytes, bytes] | None = None
     first = last = total = count = 0
-    low = high = 0
+    low = high = relay = 0
 
     def emit() -> None:
         assert key is not None
@@ -85,10 +88,13 @@ def group_by_gap(rows: Iterable[tuple[bytes, bytes, int, int]]) -> list[Observed
                 rssi_max=high,
                 rssi_mean=total / count,
                 previous_scan_end=None,
+                relay=relay,
             )
         )
 
-    for rpi, aem, t, rssi in rows:
+    for row in rows:
+        rpi, aem, t, rssi = row[:4]
+        reasons = row[4] if len(row) > 4 else 0
         same = (
             key == (rpi, aem)
             and t - last <= SCAN_INSTANCE_GAP_SECONDS
@@ -96,11 +102,12 @@ def group_by_gap(rows: Iterable[tuple[bytes, bytes, int, int]]) -> list[Observed
         )
         if same:
             last, count, total = t, count + 1, total + rssi
-            low, high = min(low, rssi), max(high, rssi)
+            low, high, relay = min(low, rssi), max(high, rssi), relay | reasons
             continue
         if key is not None:
             emit()
         key, first, last, count, total, low, high = (rpi, aem), t, t, 1, rssi, rssi, rssi
+        relay = reasons
     if key is not None:
         emit()
     return link_stream(result)

@@ -12,14 +12,14 @@ from agent.store.db import Database, Transaction
 
 _SELECT: Final = (
     "SELECT id, key_data, start, duration_seconds, report_type, infectiousness, "
-    "calibration_confidence, scan_instances, score, weighted_duration_seconds "
+    "calibration_confidence, scan_instances, score, weighted_duration_seconds, relay "
     "FROM exposure_window WHERE start >= ? ORDER BY start, id"
 )
 _SELECT_UNNOTIFIED: Final = _SELECT.replace("WHERE ", "WHERE notified = 0 AND ")
 _INSERT: Final = (
     "INSERT OR IGNORE INTO exposure_window (key_data, start, duration_seconds, report_type, "
     "infectiousness, calibration_confidence, scan_instances, score, "
-    "weighted_duration_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "weighted_duration_seconds, relay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -48,12 +48,13 @@ def window_params(window: ExposureWindow) -> tuple[Any, ...]:
         _encode_scans(window.scan_instances),
         window.score,
         window.weighted_duration_seconds,
+        window.relay,
     )
 
 
 def _window(row: Sequence[Any]) -> tuple[int, ExposureWindow]:
     wid, key_data, start, duration, report_type, infectiousness, confidence = row[:7]
-    scans, score, weighted = row[7:]
+    scans, score, weighted, relay = row[7:]
     return wid, ExposureWindow(
         start=start,
         duration_seconds=duration,
@@ -64,6 +65,7 @@ def _window(row: Sequence[Any]) -> tuple[int, ExposureWindow]:
         key_data=key_data,
         score=score,
         weighted_duration_seconds=weighted,
+        relay=relay,
     )
 
 

@@ -103,7 +103,14 @@ _NETWORK_LOG: Final = (
     "CREATE INDEX network_log_t ON network_log (t)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _NETWORK_LOG)
+_RELAY_GUARD: Final = (
+    # The relay guard's reason bitmask (agent.relayguard.Reason) of each sighting, and the
+    # OR of its scans' bitmasks on each exposure window; 0 = nothing noticed.
+    "ALTER TABLE sighting ADD COLUMN relay INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE exposure_window ADD COLUMN relay INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _NETWORK_LOG, _RELAY_GUARD)
 """Statements of each migration, in order; index 0 creates version 1."""
 
 TABLES: Final = (

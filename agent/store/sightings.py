@@ -1,8 +1,9 @@
 """SQL of the sighting tables: batched appends and the aggregated reads.
 
-Rows are (t, rpi, aem, rssi, scan_off): whole Unix seconds (as GAEN's contact records),
-the 16-byte RPI and 4-byte AEM as received, the calibrated RSSI, and the offset of the
-sighting from the start of its scan instance (NULL when unknown). Every batch appends a
+Rows are (t, rpi, aem, rssi, scan_off, relay): whole Unix seconds (as GAEN's contact
+records), the 16-byte RPI and 4-byte AEM as received, the calibrated RSSI, the offset of
+the sighting from the start of its scan instance (NULL when unknown), and the relay
+guard's reason bitmask (OR-ed per aggregated scan on reading). Every batch appends a
 contiguous rowid range and records it in ``sighting_batch`` with its newest time; reads
 "since T" start at the first batch that can hold rows at or after T.
 """
@@ -20,28 +21,32 @@ from agent.models import ObservedScan, ScanPeriod, Sighting
 from agent.store.db import Database, Transaction
 from agent.store.records import Encounter, group_by_gap
 
-Row = tuple[int, bytes, bytes, int, int | None]
+Row = tuple[int, bytes, bytes, int, int | None, int]
 ScanRow = tuple[int, int]
 
 MAX_TIME: Final = 253_402_300_800
 """Year 10000: any time beyond is nonsense, not a sighting."""
 
-_INSERT = "INSERT INTO sighting (t, rpi, aem, rssi, scan_off) VALUES (?, ?, ?, ?, ?)"
+_INSERT = "INSERT INTO sighting (t, rpi, aem, rssi, scan_off, relay) VALUES (?, ?, ?, ?, ?, ?)"
 _LOW_ROW = "SELECT min(first_row) FROM sighting_batch WHERE t_max >= ?"
 
 _GROUPED = """
-SELECT g.rpi, g.aem, g.first, g.last, g.n, g.lo, g.hi, g.mean, g.ss,
+SELECT g.rpi, g.aem, g.first, g.last, g.n, g.lo, g.hi, g.mean, g.rl, g.ss,
        (SELECT end_t FROM scan WHERE end_t <= g.ss AND start_t < g.ss
         ORDER BY end_t DESC LIMIT 1),
        (SELECT start_t FROM scan WHERE end_t <= g.ss AND start_t < g.ss
         ORDER BY end_t DESC LIMIT 1)
 FROM (SELECT rpi, aem, t - scan_off AS ss, min(t) AS first, max(t) AS last,
-             count(*) AS n, min(rssi) AS lo, max(rssi) AS hi, avg(rssi) AS mean
+             count(*) AS n, min(rssi) AS lo, max(rssi) AS hi, avg(rssi) AS mean,
+             (max(relay & 1) | max(relay & 2) | max(relay & 4) | max(relay & 8)
+              | max(relay & 16) | max(relay & 32) | max(relay & 64) | max(relay & 128)) AS rl
       FROM sighting WHERE rowid >= ? AND t >= ? AND scan_off IS NOT NULL
       GROUP BY rpi, aem, ss) AS g
 """
+# rl: SQLite has no bitwise-OR aggregate, so the relay reasons are OR-ed one max() per bit
 _UNSCANNED = """
-SELECT rpi, aem, t, rssi FROM sighting WHERE rowid >= ? AND t >= ? AND scan_off IS NULL
+SELECT rpi, aem, t, rssi, relay FROM sighting
+WHERE rowid >= ? AND t >= ? AND scan_off IS NULL
 ORDER BY rpi, aem, t
 """
 _ENCOUNTERS = """
@@ -53,7 +58,7 @@ _COUNT = "SELECT count(*) FROM sighting WHERE rowid >= ? AND t >= ?"
 _COUNT_DISTINCT = "SELECT count(DISTINCT rpi) FROM sighting WHERE rowid >= ? AND t >= ?"
 _RANGE = "SELECT min(t), max(t) FROM sighting WHERE rowid >= ? AND t >= ?"
 _ALL = """
-SELECT t, rpi, aem, rssi, scan_off FROM sighting WHERE rowid >= ? AND t >= ?
+SELECT t, rpi, aem, rssi, scan_off, relay FROM sighting WHERE rowid >= ? AND t >= ?
 ORDER BY t, rowid
 """
 
@@ -79,7 +84,10 @@ def sighting_row(sighting: Sighting) -> Row:
     scan_off = None
     if sighting.scan_start is not None:
         scan_off = t - _seconds(sighting.scan_start, "scan start")
-    return (t, sighting.rpi, sighting.aem, rssi, scan_off)
+    relay = sighting.relay
+    if isinstance(relay, bool) or not isinstance(relay, int) or not 0 <= relay < 256:
+        raise MalformedInputError("relay reasons must be a small bitmask")
+    return (t, sighting.rpi, sighting.aem, rssi, scan_off, relay)
 
 
 def scan_row(period: ScanPeriod) -> ScanRow:
@@ -122,8 +130,9 @@ def _scans_from_rows(grouped: list[Any], unscanned: list[Any]) -> list[ObservedS
             previous_scan_end=None if prev is None else float(prev),
             scan_start=float(scan_start),
             previous_scan_start=None if prev_start is None else float(prev_start),
+            relay=int(relay),
         )
-        for rpi, aem, first, last, n, lo, hi, mean, scan_start, prev, prev_start in grouped
+        for rpi, aem, first, last, n, lo, hi, mean, relay, scan_start, prev, prev_start in grouped
     ]
     if unscanned:
         result.extend(group_by_gap(unscanned))
@@ -189,11 +198,12 @@ async def iterate(db: Database, since: float) -> AsyncIterator[Sighting]:
     low = await _low_row(db, since)
     if low is None:
         return
-    async for t, rpi, aem, rssi, scan_off in db.iterate(_ALL, (low, since)):
+    async for t, rpi, aem, rssi, scan_off, relay in db.iterate(_ALL, (low, since)):
         yield Sighting(
             time=float(t),
             rpi=rpi,
             aem=aem,
             rssi=rssi,
             scan_start=None if scan_off is None else float(t - scan_off),
+            relay=relay,
         )

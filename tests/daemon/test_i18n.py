@@ -146,3 +146,12 @@ def test_compiled_mo_is_preferred_when_fresh(
 
 def _po(language: str) -> Path:
     return i18n.LOCALE_DIR / language / "LC_MESSAGES" / "contact-agent.po"
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [("en", "possibly relayed"), ("ru", "ретранслирована"), ("kk", "қайта таратылған")],
+)
+def test_a_possibly_relayed_exposure_says_so(language: str, expected: str) -> None:
+    assert expected in render(Notice(DAY, 20, 1, possibly_relayed=True), language).body
+    assert expected not in render(Notice(DAY, 20, 1), language).body

@@ -55,6 +55,7 @@ async def test_desktop_and_hook_get_one_message_each(
         "days": ["2023-11-14", "2023-11-15"],
         "minutes": 25,
         "windows": 2,
+        "possibly_relayed": False,
         "language": "ru",
         "title": "Возможный контакт",
         "body": call["body"],

@@ -7,6 +7,7 @@ and SQLite store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from pathlib import Path
 
@@ -245,3 +246,14 @@ async def test_the_pipe_feeds_a_real_writer_and_drain_hands_over_what_is_held(
         await writer.close()
         assert await store.sighting_counts(0) == 31
         assert {e.rssi_max for e in await store.encounters(0)} == {-50, -40}
+
+
+def test_thinning_keeps_the_relay_reasons_of_folded_reports() -> None:
+    clock, guard = guard_at_window_start()
+    rpi = os.urandom(16)
+    flagged = dataclasses.replace(seen(clock, rpi, -80), relay=2)
+    assert guard.offer(flagged) == []
+    assert guard.offer(seen(clock, rpi, -50)) == []  # stronger, but unflagged
+    assert guard.offer(dataclasses.replace(seen(clock, rpi, -90), relay=4)) == []
+    (kept,) = guard.release(everything=True)
+    assert kept.rssi == -50 and kept.relay == 2 | 4

@@ -123,7 +123,8 @@ def test_the_store_rejects_impossible_sightings_with_a_clear_error(
     sighting = Sighting(time, bytes(16), bytes(4), rssi, scan_start)  # type: ignore[arg-type]
     outcome = bounded(lambda: sighting_row(sighting), DECLARED)
     if outcome.error is None:
-        t, _, _, stored_rssi, offset = outcome.value  # type: ignore[misc]
+        t, _, _, stored_rssi, offset, relay = outcome.value  # type: ignore[misc]
+        assert relay == 0
         assert math.isfinite(time) and 0 <= t == math.floor(time)
         assert CALIBRATED_RSSI_MIN <= stored_rssi <= CALIBRATED_RSSI_MAX
         assert offset is None or isinstance(offset, int)

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from agent.cli import main
-from agent.interchange import EXPOSURE_FIELDS
+from agent.interchange import EXPOSURE_EXPORT_FIELDS
 from agent.keyschedule import OwnTek
 from agent.store import Store
 from tests.store.conftest import T0, random_rpis, sighting
@@ -76,18 +76,19 @@ def test_export_then_import_round_trips_and_never_shows_own_keys(
         assert again.stdout == exported.stdout
     exposures = cli("export", "exposures")
     assert OWN_TEK.hex() not in exposures.stdout
-    assert json.loads(exposures.stdout) == {  # the same fields as `match --json`
+    assert json.loads(exposures.stdout) == {  # `match --json` fields + possibly_relayed
         "start": int(T0),
         "duration_seconds": 900,
         "min_attenuation_db": 50,
         "typical_attenuation_db": 58,
         "report_type": 1,
         "score": 12.5,
+        "possibly_relayed": "",
     }
     csv_exposures = cli("export", "exposures", "--format", "csv")
     assert csv_exposures.stdout.splitlines() == [
-        ",".join(EXPOSURE_FIELDS),
-        f"{int(T0)},900,50,58,1,12.5",
+        ",".join(EXPOSURE_EXPORT_FIELDS),
+        f"{int(T0)},900,50,58,1,12.5,",
     ]
 
 

@@ -41,7 +41,7 @@ async def test_a_new_database_gets_the_whole_schema(data_dir: Path) -> None:
         assert await store.integrity_ok()
         assert store.quarantined is None
     db = data_dir / DB_FILENAME
-    assert header_int(db, USER_VERSION_OFFSET) == len(schema.MIGRATIONS)
+    assert header_int(db, USER_VERSION_OFFSET) == schema.schema_version()
     assert header_int(db, APPLICATION_ID_OFFSET) == schema.APPLICATION_ID
 
 

@@ -89,6 +89,9 @@ async def test_full_database_keeps_a_bounded_buffer_and_recovers(
         with pytest.raises(StoreError, match="full"):
             for n in range(1000):  # fill the database with old sightings
                 await store.add_sightings([sighting(old + n, rpi) for rpi in random_rpis(200)])
+        with pytest.raises(StoreError, match="full"):  # fill the last pages too
+            for n in range(1000):
+                await store.add_sightings([sighting(old + n, rpi) for rpi in random_rpis(20)])
         assert await store.integrity_ok()
         stored_before = await store.sighting_counts(0)
 

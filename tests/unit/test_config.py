@@ -59,6 +59,7 @@ def test_full_example_loads(tmp_path: Path) -> None:
     assert cfg.keys.public_keys[0].id == "310"
     assert cfg.risk.attenuation_weights == (1.0, 1.0, 0.5, 0.0)
     assert cfg.risk.minimum_window_score == 0.0
+    assert (cfg.risk.relay_policy, cfg.risk.time_shift_minutes) == ("flag", 30.0)
     assert cfg.report.verification_url == "http://127.0.0.1:8080"
     assert cfg.notify.exec == ("/usr/local/bin/buzz",)
 
@@ -80,6 +81,8 @@ def test_full_example_loads(tmp_path: Path) -> None:
         ("[risk]\nattenuation_thresholds_db = [70, 60, 50]\n", "3 increasing integers"),
         ("[risk]\nattenuation_weights = [1, 1, 1]\n", "list of 4 numbers"),
         ("[risk]\nattenuation_weights = [1, 1, 1, 3]\n", "must be in 0..2.5"),
+        ("[risk]\nrelay_policy = 'drop'\n", "relay_policy must be 'flag' or 'exclude'"),
+        ("[risk]\ntime_shift_minutes = 120\n", "time_shift_minutes must be > 0 and < 120"),
         ("[report]\npublish_url = 'http://keys.example/v1/publish'\n", "https URL"),
         ("[notify]\nexec = 'buzz'\n", "notify.exec must be a list"),
         ("[notify]\nlanguage = 'de'\n", "notify.language"),
