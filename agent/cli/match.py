@@ -1,8 +1,9 @@
 """``contact-agent match FILE.zip...`` and ``contact-agent fetch``: verify, match, report.
 
-Both refuse to match while the clock is untrusted (``[clock] require_sync``; the systemd
-time-sync marker and the stored lower bound of true time). Exports are verified before
-anything else happens: one bad file fails ``match`` as a whole (exit 1, nothing stored).
+``fetch`` contacts no server while consent is off (exit 1, one line); ``match`` of local
+files needs no consent. Both refuse to match while the clock is untrusted
+(``[clock] require_sync``; the systemd time-sync marker and the stored lower bound of true
+time). Exports are verified before anything else happens: one bad file fails ``match`` as a whole (exit 1, nothing stored).
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ import click
 from agent.cli import CliContext, pass_cli
 from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
 from agent.clocksync import marker_synchronized
+from agent.daemon.consent import read_consent
 from agent.daemon.control import DaemonNotRunningError, client_socket_paths, request
-from agent.errors import AgentError, ClockUntrustedError, ConfigError, MalformedInputError
+from agent.errors import (
+    AgentError,
+    ClockUntrustedError,
+    ConfigError,
+    ConsentError,
+    MalformedInputError,
+)
 from agent.export import PublicKeyRing
 from agent.interchange import window_json
 from agent.models import ExposureWindow, ReportType
@@ -192,6 +200,11 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
     clock = SystemClock()
     progress = _TerminalProgress() if show_progress else None
     async with await Store.open(cli.data_dir) as store:
+        if not (await read_consent(store)).enabled:
+            raise ConsentError(
+                "not fetching: consent is off, so the agent contacts no server "
+                "(run `contact-agent enable`; `match FILE` works without it)"
+            )
         trust = await _trust(store, clock, config.clock.require_sync)
         if not trust.state.trusted:
             raise _untrusted(trust)
