@@ -3,7 +3,8 @@
 ``fetch`` contacts no server while consent is off (exit 1, one line); ``match`` of local
 files needs no consent. Both refuse to match while the clock is untrusted
 (``[clock] require_sync``; the systemd time-sync marker and the stored lower bound of true
-time). Exports are verified before anything else happens: one bad file fails ``match`` as a whole (exit 1, nothing stored).
+time). Exports are verified before anything else happens: one bad file fails ``match``
+as a whole (exit 1, nothing stored).
 """
 
 from __future__ import annotations
