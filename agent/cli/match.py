@@ -222,10 +222,9 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
 def _fetch_by_daemon(cli: CliContext, as_json: bool) -> bool:
     """Ask a running daemon to fetch (its notifier, no concurrent cycle); False: none runs."""
     try:
-        answer = request(client_socket_paths(cli.data_dir), "fetch", timeout=DAEMON_FETCH_TIMEOUT)
+        result = request(client_socket_paths(cli.data_dir), "fetch", timeout=DAEMON_FETCH_TIMEOUT)
     except DaemonNotRunningError:
         return False
-    result = answer.get("result", {})
     if as_json:
         click.echo(json.dumps(result))
     else:
