@@ -8,7 +8,8 @@ No TEK, RPI or AEM may reach a log at any level, in any encoding. Two layers kee
   data), bleak and bless print advertisement data, aiohttp prints requests and payloads.
 - Every line passes through :class:`RedactingFormatter`, which replaces anything that
   looks like 16 bytes or more of binary data -- a run of 32 hex digits (either case),
-  a Python bytes repr, a list of 16 byte values, a base64 run -- with ``[redacted]``.
+  a Python bytes repr, a list of 16 byte values, a base64 run (outside URLs) -- with
+  ``[redacted]``.
   That is a safety net for what a library or a future debug line might still print; the
   agent's own lines never format an identifier in the first place.
 """
@@ -38,15 +39,19 @@ _BINARY: Final = re.compile(
 
 
 def _looks_like_base64(text: str) -> bool:
-    """Random bytes in base64 mix both cases with a digit, a symbol or padding;
-    words, CamelCase names and paths do not."""
+    """Random bytes in base64 mix both cases with a digit, a symbol or padding; words,
+    CamelCase names and lower-case paths do not. (Unpadded base64 of only letters cannot
+    be told from a word; nothing here writes identifiers that way.)"""
     body = text.rstrip("=")
     if len(body) < 21:
         return False
     upper = sum(c.isupper() for c in body)
     lower = sum(c.islower() for c in body)
-    other = any(c.isdigit() or c in "+/_-" for c in body) or text.endswith("=")
-    return upper >= 2 and lower >= 2 and other and "/" not in body[:1]
+    digits = sum(c.isdigit() for c in body)
+    if text.endswith("=") and len(text) % 4 == 0:  # padded: the length says base64
+        return upper + digits >= 2
+    other = digits > 0 or any(c in "+/_-" for c in body)
+    return upper >= 2 and lower >= 2 and other
 
 
 def redact(text: str) -> str:
@@ -55,7 +60,9 @@ def redact(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
         found = match.group(0)
         if found[0] not in "[b" and not re.fullmatch(r"[0-9A-Fa-f:\ -]+", found):
-            return REDACTED if _looks_like_base64(found) else found
+            word_start = max(text.rfind(" ", 0, match.start()), text.rfind("\n", 0, match.start()))
+            in_url = "://" in text[word_start + 1 : match.start()]
+            return REDACTED if _looks_like_base64(found) and not in_url else found
         return REDACTED
 
     return _BINARY.sub(replace, text)
