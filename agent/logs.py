@@ -9,9 +9,9 @@ No TEK, RPI or AEM may reach a log at any level, in any encoding. Two layers kee
 - Every line passes through :class:`RedactingFormatter`, which replaces anything that
   looks like 16 bytes or more of binary data -- a run of 32 hex digits (either case),
   a Python bytes repr, a list of 16 byte values, a base64 run (outside URLs) -- with
-  ``[redacted]``.
-  That is a safety net for what a library or a future debug line might still print; the
-  agent's own lines never format an identifier in the first place.
+  ``[redacted]``. That is a safety net for what a library or a future debug line might
+  still print; the agent's own lines never format an identifier in the first place.
+  (UUIDs such as the Exposure Notification service's stay readable.)
 """
 
 from __future__ import annotations
@@ -54,11 +54,16 @@ def _looks_like_base64(text: str) -> bool:
     return upper >= 2 and lower >= 2 and other
 
 
+_UUID: Final = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+
+
 def redact(text: str) -> str:
     """``text`` with every run that could encode 16 or more bytes replaced."""
 
     def replace(match: re.Match[str]) -> str:
         found = match.group(0)
+        if _UUID.fullmatch(found):
+            return found
         if found[0] not in "[b" and not re.fullmatch(r"[0-9A-Fa-f:\ -]+", found):
             word_start = max(text.rfind(" ", 0, match.start()), text.rfind("\n", 0, match.start()))
             in_url = "://" in text[word_start + 1 : match.start()]

@@ -190,6 +190,7 @@ def test_ordinary_lines_are_left_alone() -> None:
         "refusing data file /var/lib/contact-agent/contact-agent.db-wal: it is a symbolic link",
         "BluetoothAccessDeniedError: org.bluez.Error.NotPermitted at 0x7f372bd9ed40",
         "GET http://127.0.0.1:8080/v1/index.txt answered HTTP 200",
+        "scanning for 0000fd6f-0000-1000-8000-00805f9b34fb on hci0",
         "GET https://svc.example/version/v1/diagnosis-keys/country/DE/date failed (HTTP 503)",
     ):
         assert redact(line) == line
