@@ -11,7 +11,6 @@ stops other processes of the same user from attaching with ptrace or reading
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import resource
 
@@ -22,7 +21,7 @@ PR_GET_DUMPABLE = 3
 
 
 def _prctl(option: int, arg: int = 0) -> int:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the C library is already loaded
     result = int(libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), 0, 0, 0))
     if result < 0:
         raise OSError(ctypes.get_errno(), "prctl failed")
