@@ -134,8 +134,11 @@ class DaemonProcess:
         self._reader_added = False
 
     # ---- the process ---------------------------------------------------------------------
-    async def start(self, *args: str, preexec: Callable[[], None] | None = None) -> None:
-        """Start ``run ARGS``; ``preexec`` runs in the child before exec (limits)."""
+    async def start(
+        self, *args: str, preexec: Callable[[], None] | None = None, debug: bool = False
+    ) -> None:
+        """Start ``run ARGS`` (``--debug run`` with ``debug``); ``preexec`` runs in the
+        child before exec (limits)."""
         self.drain()
         self.messages.clear()
         with self.log.open("ab") as log:
@@ -143,6 +146,7 @@ class DaemonProcess:
                 sys.executable,
                 "-m",
                 "agent",
+                *(["--debug"] if debug else []),
                 "run",
                 *args,
                 env=self.env,

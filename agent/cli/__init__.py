@@ -32,6 +32,8 @@ import click
 from agent import __version__
 from agent.config import Config, load_config
 from agent.errors import EXIT_FAILURE, AgentError, ConfigError
+from agent.hardening import forbid_core_dumps
+from agent.logs import configure_logging
 from agent.paths import default_config_path, default_data_dir
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -237,11 +239,8 @@ def main(ctx: click.Context, data_dir: Path | None, config_path: Path | None, de
     # The daemon reports what it does at INFO; one-shot commands speak through their
     # output and keep the log for warnings.
     quiet = ctx.invoked_subcommand not in _VERBOSE_COMMANDS
-    logging.basicConfig(
-        level=logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO))
+    forbid_core_dumps()  # before any command can read a key
     # A config file asked for by name must exist; the default location may be absent.
     config_explicit = config_path is not None or bool(os.environ.get("CONTACT_AGENT_CONFIG"))
     config_path = config_path or default_config_path()

@@ -33,6 +33,7 @@ from agent.field.timeoffset import (
     measure_offset,
     parse_peer,
 )
+from agent.paths import ensure_private_dir
 
 
 def _parse_distance(text: str) -> float:
@@ -71,7 +72,7 @@ def mark(
         entry = new_mark(distance_m=distance, time=when, note=note, wall=wall)
     except MalformedInputError as exc:
         raise click.UsageError(str(exc)) from None
-    path = cli.data_dir / MARKS_FILE_NAME
+    path = ensure_private_dir(cli.data_dir) / MARKS_FILE_NAME  # no planted link followed
     number = append_mark(path, entry)
     where = f" ({entry.note})" if entry.note else ""
     click.echo(f"mark {number}: {entry.label} at {format_time(entry.time)}{where} -> {path}")

@@ -1,8 +1,10 @@
 """``contact-agent match FILE.zip...`` and ``contact-agent fetch``: verify, match, report.
 
-Both refuse to match while the clock is untrusted (``[clock] require_sync``; the systemd
-time-sync marker and the stored lower bound of true time). Exports are verified before
-anything else happens: one bad file fails ``match`` as a whole (exit 1, nothing stored).
+``fetch`` contacts no server while consent is off (exit 1, one line); ``match`` of local
+files needs no consent. Both refuse to match while the clock is untrusted
+(``[clock] require_sync``; the systemd time-sync marker and the stored lower bound of true
+time). Exports are verified before anything else happens: one bad file fails ``match``
+as a whole (exit 1, nothing stored).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from agent.cli._common import TerminalProgress
 from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
 from agent.clocksync import marker_synchronized
 from agent.constants import RETENTION_SECONDS
+from agent.daemon.consent import read_consent
 from agent.daemon.control import DaemonNotRunningError, request
 from agent.errors import (
     AgentError,
     ClockUntrustedError,
     ConfigError,
+    ConsentError,
     ExportFileError,
     MalformedInputError,
 )
@@ -224,6 +228,11 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
     clock = SystemClock()
     progress = TerminalProgress() if show_progress else None
     async with await Store.open(cli.data_dir) as store:
+        if not (await read_consent(store)).enabled:
+            raise ConsentError(
+                "not fetching: consent is off, so the agent contacts no server "
+                "(run `contact-agent enable`; `match FILE` works without it)"
+            )
         trust = await _trust(store, clock, config.clock.require_sync)
         if not trust.state.trusted:
             raise _untrusted(trust)
@@ -242,10 +251,9 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
 def _fetch_by_daemon(cli: CliContext, as_json: bool) -> bool:
     """Ask a running daemon to fetch (its notifier, no concurrent cycle); False: none runs."""
     try:
-        answer = request(cli.socket_paths(), "fetch", timeout=DAEMON_FETCH_TIMEOUT)
+        result = request(cli.socket_paths(), "fetch", timeout=DAEMON_FETCH_TIMEOUT)
     except DaemonNotRunningError:
         return False
-    result = answer.get("result", {})
     if as_json:
         click.echo(json.dumps(result))
     else:

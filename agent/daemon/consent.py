@@ -10,8 +10,6 @@ loss, and the daemon reads it before any radio use. Other tools (``forget``) set
 from __future__ import annotations
 
 import enum
-import os
-from pathlib import Path
 from typing import Protocol
 
 CONSENT_STATE_KEY = "consent"
@@ -50,17 +48,3 @@ async def write_consent(store: StateStore, enabled: bool, wall: float) -> Consen
     await store.set_state(CONSENT_CHANGED_STATE_KEY, f"{wall:.0f}")
     return state
 
-
-def match_owner(data_dir: Path) -> None:
-    """After root wrote into a service user's data dir, give the files back to that user.
-
-    Otherwise a -wal or -shm file created by root would lock the daemon out.
-    """
-    if os.geteuid() != 0:
-        return
-    info = data_dir.stat()
-    if info.st_uid == 0:
-        return
-    for path in data_dir.iterdir():
-        if path.is_file() and not path.is_symlink():
-            os.chown(path, info.st_uid, info.st_gid)

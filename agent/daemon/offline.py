@@ -1,8 +1,9 @@
 """``status``, ``enable`` and ``disable`` when no daemon runs: straight to the data dir.
 
-Opening the store as root in a directory owned by the service user would leave -wal/-shm
-files root can write and the daemon cannot; :func:`~agent.daemon.consent.match_owner`
-hands them back afterwards.
+A data directory of another user (root included, e.g. ``sudo contact-agent enable`` on
+the service user's directory while the service is stopped) is refused with exit 78 by
+:meth:`Store.open`: nothing is written or chowned there. Run the command as the
+directory's owner (``sudo -u contact-agent contact-agent enable``) or start the daemon.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from agent.clock import Clock, decide_clock_trust, en_interval_number
 from agent.clocksync import system_synchronized
 from agent.config import Config
-from agent.daemon.consent import ConsentState, match_owner, write_consent
+from agent.daemon.consent import ConsentState, write_consent
 from agent.daemon.status import network_summary, stored_status
 
 
@@ -40,7 +41,6 @@ async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[s
             result.update(await stored_status(store, wall, config.risk))
         finally:
             await store.close()
-            match_owner(data_dir)
     decision = decide_clock_trust(
         require_sync=config.clock.require_sync,
         system_synchronized=synchronized,
@@ -79,7 +79,6 @@ async def offline_network_log(data_dir: Path, since: float, clock: Clock) -> lis
         return [c.as_dict() for c in await store.network_contacts(since)]
     finally:
         await store.close()
-        match_owner(data_dir)
 
 
 async def set_consent_offline(data_dir: Path, enabled: bool, clock: Clock) -> ConsentState:
@@ -91,4 +90,3 @@ async def set_consent_offline(data_dir: Path, enabled: bool, clock: Clock) -> Co
         return await write_consent(store, enabled, clock.wall())
     finally:
         await store.close()
-        match_owner(data_dir)

@@ -57,6 +57,7 @@ from agent.daemon.timebase import ServiceTiming
 from agent.errors import AgentError
 from agent.ingest import FloodGuard, IngestPipe
 from agent.keyschedule import KeySchedule, OwnTek
+from agent.paths import ensure_private_dir
 from agent.payload import Metadata
 from agent.report.chaff import run_chaff
 from agent.store import SightingWriter, Store
@@ -308,8 +309,12 @@ class AgentService:
 
     # ---- start and stop --------------------------------------------------------------
     def _lock_data_dir(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.data_dir / "daemon.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        ensure_private_dir(self.data_dir)  # no symlink, no other user's file: else exit 78
+        fd = os.open(
+            self.data_dir / "daemon.lock",
+            os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o600,
+        )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -496,7 +501,9 @@ class AgentService:
 
     async def _chaff(self) -> None:
         """Decoy report flows at random times (threats doc T7); off unless configured."""
-        await run_chaff(self.config.report, self.clock, sleep=self.sleep)
+        await run_chaff(
+            self.config.report, self.clock, sleep=self.sleep, consent=lambda: self.consent.enabled
+        )
 
     async def _watchdog_loop(self) -> None:
         """``WATCHDOG=1`` at half of WatchdogSec, only while every loop beats."""

@@ -38,6 +38,7 @@ from agent.demo.observe import Observation, observe
 from agent.demo.steps import DemoFailure, Event, Timeline
 from agent.demo.world import DemoAgent, DemoWorld, WorldSettings
 from agent.errors import AgentError, MalformedInputError
+from agent.logs import RedactingFormatter
 from agent.report.client import LOWER_BOUND_STATE_KEY, Reporter, check_ready
 from agent.report.release import StoreKeyRelease
 
@@ -136,7 +137,7 @@ async def run_story(
         result.events = timeline.events
         return result
     log_handler = logging.FileHandler(work_dir / "demo.log", encoding="utf-8")
-    log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log_handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     tail = _WarningTail()
     root = logging.getLogger()
     root.addHandler(log_handler)

@@ -128,14 +128,20 @@ async def run_chaff(
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
+    consent: Callable[[], bool] = lambda: True,
 ) -> None:
     """Send decoys forever at Poisson times (for the daemon's task group); cancel to stop.
 
-    Returns at once when ``report.chaff`` is off or the servers are not configured.
+    Returns at once when ``report.chaff`` is off or the servers are not configured. A
+    decoy falls due but is not sent while ``consent()`` is false: no server is contacted
+    without consent.
     """
     if not chaff_enabled(settings):
         return
     while True:
         await sleep(next_chaff_delay(rng))
+        if not consent():
+            _LOGGER.debug("decoy not sent: consent is off")
+            continue
         answered = await send_chaff(settings, clock, sleep=sleep)
         _LOGGER.debug("decoy flow sent, %d of 3 answered", answered)

@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import aiosqlite
 
 from agent.errors import AgentError, StoreError
+from agent.paths import check_private_entry
 from agent.store import schema
 
 _LOGGER = logging.getLogger(__name__)
@@ -85,8 +87,10 @@ def prepare_files(path: Path) -> None:
     POSIX lock this process holds on it, SQLite's included, and another process could
     then checkpoint and delete the write-ahead log under a live connection.
     """
+    for file in db_files(path):
+        check_private_entry(file)  # a planted link: refused before anything changes
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path)) from None
@@ -94,7 +98,8 @@ def prepare_files(path: Path) -> None:
         os.close(fd)
     for file in db_files(path):
         with contextlib.suppress(FileNotFoundError):
-            os.chmod(file, 0o600)
+            if stat.S_IMODE(os.lstat(file).st_mode) != 0o600:
+                os.chmod(file, 0o600)
 
 
 def quarantine(path: Path, wall: float) -> Path:
@@ -105,7 +110,10 @@ def quarantine(path: Path, wall: float) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}{QUARANTINE_MARK}{stamp}.{n}")
-    for source, dest in zip(db_files(path), db_files(target), strict=True):
+    sources = db_files(path)
+    for source in sources:
+        check_private_entry(source)  # never move (or chmod) what a link points to
+    for source, dest in zip(sources, db_files(target), strict=True):
         if source.exists():
             os.replace(source, dest)
             os.chmod(dest, 0o600)

@@ -155,6 +155,8 @@ async def test_fetch_from_a_local_key_server(
     server.files["/keys/a.zip"] = _export(authority, keys)
     source = f'sources = [{{ kind = "index", url = "{server.url("/keys/index.txt")}" }}]\n'
     config = _config(tmp_path, authority, source)
+    code, _, err = await _run("--data-dir", str(data), "--config", str(config), "enable")
+    assert code == 0, err  # fetch contacts no server without consent
     code, out, err = await _run("--data-dir", str(data), "--config", str(config), "fetch")
     assert code == 0 and _quiet(err), err
     assert "downloaded 1 files" in out
