@@ -1,7 +1,7 @@
 """Daemon figures for ``scripts/bench``: CPU while idle, and ``status`` latency.
 
 ``contact-agent run`` is started as a process against the fake bluetoothd
-(``python -m agent.sim``, on its own private dbus-daemon) with consent given, so it
+(``python -m agent.lab.sim``, on its own private dbus-daemon) with consent given, so it
 advertises and scans continuously but hears nobody. After it answers ``status``, its
 CPU time (utime + stime from ``/proc/PID/stat``) over ``seconds`` of wall time is the
 idle load, as a fraction of one core.
@@ -55,7 +55,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def _start_sim(base: Path) -> tuple[subprocess.Popen[str], str]:
     sim = subprocess.Popen(
-        [sys.executable, "-m", "agent.sim", "--adapters", "hci0"],
+        [sys.executable, "-m", "agent.lab.sim", "--adapters", "hci0"],
         stdout=subprocess.PIPE,
         stderr=(base / "sim.log").open("w"),
         text=True,

@@ -1,7 +1,7 @@
 """Shared by the fault scripts and tests: the simulated air and ``contact-agent run``.
 
 - :func:`simulated_air`: a private dbus-daemon standing in for the system bus and the fake
-  bluetoothd (:class:`agent.sim.FakeBluez`) with one adapter, ``hci0``, on it.
+  bluetoothd (:class:`agent.lab.sim.FakeBluez`) with one adapter, ``hci0``, on it.
 - :class:`DaemonProcess`: ``python -m agent run`` as a child process on that bus, with
   its own data directory, config file, sd_notify socket and log file; READY detection,
   control-socket requests, kill -9, SIGTERM, resident memory.
@@ -32,7 +32,7 @@ from dbus_fast import Variant
 from agent.constants import EN_SERVICE_UUID
 from agent.daemon.control import client_socket_paths, request
 from agent.export.writer import generate_signing_key, public_key_pem
-from agent.sim import FakeBluez, PrivateBus
+from agent.lab.sim import FakeBluez, PrivateBus
 
 T = TypeVar("T")
 

@@ -49,8 +49,8 @@ from fault_harness import (
 from agent import crypto
 from agent.clock import en_interval_number
 from agent.ingest import GuardLimits
+from agent.lab.sim import FakeBluez
 from agent.payload import Metadata
-from agent.sim import FakeBluez
 from agent.store import DB_FILENAME
 
 SAMPLE_SECONDS = 5.0

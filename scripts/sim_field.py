@@ -8,7 +8,7 @@ pairs' ground truth is a close contact when they are within 2 m with no wall (an
 contact lasts 15 min or more); precision and recall are taken over all cells of a mode.
 Scenario files given as arguments are simulated too (``contact-agent simulate``).
 
-The simulation is the in-process radio of ``agent.demo.simradio`` with the agents' real
+The simulation is the in-process radio of ``agent.lab.demo.simradio`` with the agents' real
 key schedule, matcher and risk model. Numbers depend on the radio model and the seed,
 not on this machine; nothing here is a timing.
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.demo.fieldtext import ratio_text
-from agent.demo.scenario import ScanSettings, load_scenario
-from agent.demo.simfield import detection_rate, pair_scenario, simulate
+from agent.lab.demo.fieldtext import ratio_text
+from agent.lab.demo.scenario import ScanSettings, load_scenario
+from agent.lab.demo.simfield import detection_rate, pair_scenario, simulate
 
 DISTANCES = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0)
 MODES = ("continuous", "duty")

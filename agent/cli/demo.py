@@ -14,16 +14,16 @@ import click
 
 from agent.cli import CliContext, pass_cli
 from agent.cli._common import TerminalProgress
-from agent.demo.fieldtext import field_lines
-from agent.demo.layout import MAX_AGENTS, MIN_AGENTS
-from agent.demo.report import write_demo_report
-from agent.demo.scenario import load_scenario
-from agent.demo.simfield import simulate as simulate_field
-from agent.demo.steps import Event, event_line
-from agent.demo.story import StoryOptions, StoryResult, run_story
-from agent.demo.summary import result_json, summary_lines, verdict_line
 from agent.errors import EXIT_FAILURE, AgentError
 from agent.field.plots import matplotlib_available
+from agent.lab.demo.fieldtext import field_lines
+from agent.lab.demo.layout import MAX_AGENTS, MIN_AGENTS
+from agent.lab.demo.report import write_demo_report
+from agent.lab.demo.scenario import load_scenario
+from agent.lab.demo.simfield import simulate as simulate_field
+from agent.lab.demo.steps import Event, event_line
+from agent.lab.demo.story import StoryOptions, StoryResult, run_story
+from agent.lab.demo.summary import result_json, summary_lines, verdict_line
 
 
 def report_lines(files: dict[str, str]) -> list[str]:

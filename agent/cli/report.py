@@ -31,7 +31,7 @@ from agent.signals import wait_for_stop_signal
 from agent.store import Store
 
 if TYPE_CHECKING:  # the test key server is a lab tool: only `keyserver` loads it
-    from agent.keyserver import LocalKeyServer
+    from agent.lab.keyserver import LocalKeyServer
 
 PRIVACY_NOTICE = """\
 Before you publish, please read what it reveals:
@@ -255,7 +255,7 @@ def keyserver(
     public_key_file: Path | None,
 ) -> None:
     """Run the local test key server (verification + publish + signed exports)."""
-    from agent.keyserver import LocalKeyServer
+    from agent.lab.keyserver import LocalKeyServer
 
     if not _is_loopback(host):
         click.echo(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sim import PrivateBus, find_dbus_daemon
+from agent.lab.sim import PrivateBus, find_dbus_daemon
 
 
 def require_dbus_daemon() -> None:

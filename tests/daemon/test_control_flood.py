@@ -37,7 +37,7 @@ from agent.daemon.control import (
     request,
 )
 from agent.daemon.sdnotify import SdNotifier
-from agent.sim import FakeBluez, PrivateBus
+from agent.lab.sim import FakeBluez, PrivateBus
 from tests.daemon.test_daemon_process import _radio_config, daemon_setup
 from tests.daemon.test_daemon_process import buses as buses  # a fixture
 from tests.daemon.test_daemon_process import fake as fake  # a fixture

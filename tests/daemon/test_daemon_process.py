@@ -32,9 +32,9 @@ from agent.constants import EN_SERVICE_UUID
 from agent.daemon.control import client_socket_paths, request
 from agent.export.writer import generate_signing_key, public_key_pem, write_export
 from agent.keyschedule import OwnTek
+from agent.lab.sim import FakeBluez, PrivateBus
 from agent.models import ReportType, Sighting, TemporaryExposureKey
 from agent.payload import Metadata
-from agent.sim import FakeBluez, PrivateBus
 from agent.store import Store
 from tests.daemon.buses import FakeNotifications, serve
 from tests.daemon.conftest import require_dbus_daemon

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo.fieldtext import ROW_HEADER, ROW_UNITS, field_lines
-from agent.demo.scenario import load_scenario
-from agent.demo.simfield import simulate
 from agent.field.render import Links, Paragraph, to_html, to_markdown
+from agent.lab.demo.fieldtext import ROW_HEADER, ROW_UNITS, field_lines
+from agent.lab.demo.scenario import load_scenario
+from agent.lab.demo.simfield import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 STORY = ROOT / "scenarios" / "story.toml"

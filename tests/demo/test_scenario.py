@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.demo.geometry import Wall, link, walls_crossed
-from agent.demo.scenario import DEFAULT_START, WALK_SECONDS, load_scenario, parse_scenario
 from agent.errors import AgentError, MalformedInputError
+from agent.lab.demo.geometry import Wall, link, walls_crossed
+from agent.lab.demo.scenario import DEFAULT_START, WALK_SECONDS, load_scenario, parse_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from agent.cli import main
-from agent.demo.geometry import Wall
-from agent.demo.scenario import AgentSpec, GroundTruth, ScanSettings, Scenario, load_scenario
-from agent.demo.simfield import detection_rate, pair_scenario, simulate
+from agent.lab.demo.geometry import Wall
+from agent.lab.demo.scenario import AgentSpec, GroundTruth, ScanSettings, Scenario, load_scenario
+from agent.lab.demo.simfield import detection_rate, pair_scenario, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo.scenario import AttackerSpec, load_scenario, parse_scenario
-from agent.demo.simfield import pair_scenario, simulate
 from agent.errors import MalformedInputError
+from agent.lab.demo.scenario import AttackerSpec, load_scenario, parse_scenario
+from agent.lab.demo.simfield import pair_scenario, simulate
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from agent.daemon.notify import Notice, Notifier
-from agent.demo.geometry import link
-from agent.demo.hook import hook_command, read_notifications
-from agent.demo.layout import WALLS, Phase, names_for, positions
-from agent.demo.report import pair_marks
-from agent.demo.steps import DemoFailure, Timeline, event_line
-from agent.demo.story import StoryOptions, StoryResult, run_story, story_start
-from agent.demo.summary import result_json, verdict_line
 from agent.errors import MalformedInputError
+from agent.lab.demo.geometry import link
+from agent.lab.demo.hook import hook_command, read_notifications
+from agent.lab.demo.layout import WALLS, Phase, names_for, positions
+from agent.lab.demo.report import pair_marks
+from agent.lab.demo.steps import DemoFailure, Timeline, event_line
+from agent.lab.demo.story import StoryOptions, StoryResult, run_story, story_start
+from agent.lab.demo.summary import result_json, verdict_line
 
 DAY = 86_400.0
 

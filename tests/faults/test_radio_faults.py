@@ -27,8 +27,8 @@ from agent import crypto
 from agent.ble.radio import RadioTuning
 from agent.daemon.service import AgentService
 from agent.daemon.timebase import ServiceTiming
-from agent.sim import FakeBluez
-from agent.sim.bus import SYSTEM_BUS_ENV
+from agent.lab.sim import FakeBluez
+from agent.lab.sim.bus import SYSTEM_BUS_ENV
 from tests.daemon.fakes import SteppableClock
 from tests.daemon.test_service import TRUSTED, running
 from tests.faults.scripts import base as base

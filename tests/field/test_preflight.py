@@ -15,8 +15,8 @@ from agent.config import RadioConfig
 from agent.field import preflight as pf
 from agent.field import probes
 from agent.field.timeoffset import OffsetEstimate
-from agent.sim import FakeBluez, PrivateBus, find_dbus_daemon
-from agent.sim.bus import SYSTEM_BUS_ENV
+from agent.lab.sim import FakeBluez, PrivateBus, find_dbus_daemon
+from agent.lab.sim.bus import SYSTEM_BUS_ENV
 
 
 def _has_bluetooth() -> bool:

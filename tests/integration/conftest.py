@@ -23,10 +23,10 @@ from agent.ble.radio import RadioService, RadioTuning
 from agent.clock import Clock, SystemClock
 from agent.config import RadioConfig
 from agent.keyschedule import KeySchedule, OwnTek, RotationPlanner
+from agent.lab.sim import FakeBluez, PrivateBus, find_dbus_daemon
+from agent.lab.sim.bus import SYSTEM_BUS_ENV
 from agent.models import ScanPeriod, Sighting
 from agent.payload import Metadata
-from agent.sim import FakeBluez, PrivateBus, find_dbus_daemon
-from agent.sim.bus import SYSTEM_BUS_ENV
 
 FAST = RadioTuning(
     scan_instance_seconds=0.5,

@@ -20,8 +20,8 @@ from agent.clock import FakeClock, en_interval_number
 from agent.constants import EN_SERVICE_UUID, LEGACY_ADV_MAX_BYTES, MAX_RPI_AIRTIME_SECONDS
 from agent.errors import MalformedInputError
 from agent.keyschedule import KeySchedule, OwnTek, RotationPlanner
+from agent.lab.sim import FakeBluez
 from agent.payload import Metadata, ServiceData, advertising_data
-from agent.sim import FakeBluez
 from tests.integration.conftest import eventually, expected_service_data
 
 FD6F = EN_SERVICE_UUID

@@ -26,7 +26,7 @@ from agent.ble.busutil import close_bus
 from agent.ble.errors import Reason, classify
 from agent.ble.scanner import EN_OR_PATTERN
 from agent.constants import EN_SERVICE_UUID
-from agent.sim import FakeBluez
+from agent.lab.sim import FakeBluez
 from tests.integration.conftest import eventually
 
 

@@ -15,9 +15,9 @@ from agent.ble.scanner import BleakEnScanner
 from agent.clock import SystemClock
 from agent.constants import BLUEZ_RECOVERY_SECONDS, EN_SERVICE_UUID
 from agent.errors import EXIT_CONFIG, BluetoothAccessDeniedError, BluetoothError
+from agent.lab.sim import FakeBluez, PrivateBus
+from agent.lab.sim.bus import SYSTEM_BUS_ENV
 from agent.models import Sighting
-from agent.sim import FakeBluez, PrivateBus
-from agent.sim.bus import SYSTEM_BUS_ENV
 from tests.integration.conftest import Agent, eventually, require_dbus_daemon
 
 FD6F = EN_SERVICE_UUID

@@ -17,8 +17,8 @@ from dbus_fast import Variant
 
 from agent.clock import SystemClock
 from agent.constants import EN_SERVICE_UUID
+from agent.lab.sim import FakeBluez
 from agent.relayguard import GuardSettings, Reason, RelayGuard
-from agent.sim import FakeBluez
 from tests.integration.conftest import Agent, eventually
 
 AEM = b"\x40\x08\x00\x00"

@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from agent.lab.sim import FakeBluez
 from agent.models import ScanPeriod, Sighting
-from agent.sim import FakeBluez
 from agent.store import SightingWriter, Store
 from tests.integration.conftest import FAST, eventually, expected_service_data
 

@@ -1,4 +1,4 @@
-"""``python -m agent.sim`` runs the fake bluetoothd in its own process, as the demo and
+"""``python -m agent.lab.sim`` runs the fake bluetoothd in its own process, as the demo and
 manual tests use it; SIGTERM takes its private dbus-daemon down with it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.ble.health import BluezHealth
-from agent.sim.bus import SYSTEM_BUS_ENV
+from agent.lab.sim.bus import SYSTEM_BUS_ENV
 from tests.integration.conftest import require_dbus_daemon
 
 
@@ -21,7 +21,7 @@ async def test_fake_bluetoothd_as_a_process(monkeypatch: pytest.MonkeyPatch) -> 
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.sim",
+        "agent.lab.sim",
         "--adapters",
         "hci0,hci7",
         stdout=asyncio.subprocess.PIPE,

@@ -32,7 +32,7 @@ import pytest
 
 from agent import crypto
 from agent.clock import en_interval_number, rolling_start_interval_number
-from agent.keyserver import LocalKeyServer
+from agent.lab.keyserver import LocalKeyServer
 from agent.logs import REDACTED, configure_logging, redact
 from agent.models import ReportType, TemporaryExposureKey
 from agent.payload import Metadata

@@ -19,11 +19,11 @@ from agent import netlog
 from agent.clock import SystemClock, en_interval_number
 from agent.config import ReportConfig
 from agent.daemon.consent import write_consent
-from agent.keyserver import LocalKeyServer
+from agent.lab.keyserver import LocalKeyServer
+from agent.lab.sim import FakeBluez, PrivateBus
 from agent.netlog import KEY_DOWNLOAD, NetworkContact, host_of
 from agent.report.chaff import send_chaff
 from agent.report.padding import BodyKind, body_size
-from agent.sim import FakeBluez, PrivateBus
 from agent.store import DB_FILENAME, Store
 from tests.daemon.conftest import short_dir as short_dir  # a fixture
 from tests.daemon.test_daemon_process import _radio_config, daemon_setup

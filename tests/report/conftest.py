@@ -16,7 +16,7 @@ from agent.config import ReportConfig
 from agent.daemon.consent import write_consent
 from agent.export import PublicKeyRing, read_verified_export
 from agent.keyschedule import KeySchedule
-from agent.keyserver import LocalKeyServer
+from agent.lab.keyserver import LocalKeyServer
 from agent.models import TemporaryExposureKey
 from agent.payload import Metadata
 from agent.report.client import Reporter

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from agent.clock import FakeClock
-from agent.keyserver import LocalKeyServer
-from agent.keyserver.server import RecordedRequest
+from agent.lab.keyserver import LocalKeyServer
+from agent.lab.keyserver.server import RecordedRequest
 from agent.report.chaff import (
     CHAFF_MEAN_INTERVAL_SECONDS,
     chaff_enabled,

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from agent.clock import FakeClock
-from agent.keyserver import LocalKeyServer
+from agent.lab.keyserver import LocalKeyServer
 from agent.models import TemporaryExposureKey
 from agent.report.client import REVISION_STATE_KEY, ReportResult
 from agent.report.errors import RequestRefusedError, ServerFailureError

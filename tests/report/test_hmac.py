@@ -81,8 +81,8 @@ def test_the_published_vector_file_agrees_with_the_facts_above_and_both_sides() 
     them, and the test key server accepts each one as the real key server does."""
     import json
 
-    from agent.keyserver.publish import PostedKey, PublishRequest, check_hmac
-    from agent.keyserver.verification import Certificate
+    from agent.lab.keyserver.publish import PostedKey, PublishRequest, check_hmac
+    from agent.lab.keyserver.verification import Certificate
     from agent.models import ReportType
     from tests.shared import shared_path
 

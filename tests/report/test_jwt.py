@@ -8,7 +8,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent.keyserver.jwt import JwtError, sign_jwt, verify_jwt
+from agent.lab.keyserver.jwt import JwtError, sign_jwt, verify_jwt
 
 
 def test_round_trip_and_header() -> None:

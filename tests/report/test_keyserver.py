@@ -14,8 +14,8 @@ import pytest
 
 from agent.clock import FakeClock
 from agent.export import PublicKeyRing, read_verified_export
-from agent.keyserver import LocalKeyServer
-from agent.keyserver.verification import CERTIFICATE_INVALID
+from agent.lab.keyserver import LocalKeyServer
+from agent.lab.keyserver.verification import CERTIFICATE_INVALID
 from agent.models import ReportType, TemporaryExposureKey
 from agent.report.hmac import tek_hmac_b64
 from agent.report.wire import key_to_json

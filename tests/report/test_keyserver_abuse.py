@@ -8,9 +8,9 @@ from pathlib import Path
 import aiohttp
 
 from agent.clock import FakeClock
-from agent.keyserver import LocalKeyServer
-from agent.keyserver import server as server_module
-from agent.keyserver.throttle import TokenBuckets, WrongGuesses
+from agent.lab.keyserver import LocalKeyServer
+from agent.lab.keyserver import server as server_module
+from agent.lab.keyserver.throttle import TokenBuckets, WrongGuesses
 from tests.report.conftest import post
 
 

@@ -18,7 +18,7 @@ from agent import crypto
 from agent.clock import ClockTrust, FakeClock, TrustDecision, en_interval_number
 from agent.config import Config, KeysConfig, KeySource, PublicKeyConfig
 from agent.daemon.consent import write_consent
-from agent.keyserver import LocalKeyServer
+from agent.lab.keyserver import LocalKeyServer
 from agent.models import ScanPeriod, Sighting
 from agent.pipeline import config_ring, fetch_and_match
 from agent.store import Store

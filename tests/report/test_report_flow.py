@@ -19,7 +19,7 @@ from agent.config import ClockConfig, Config
 from agent.daemon.consent import write_consent
 from agent.daemon.control import SOCKET_NAME, ControlServer, Peer
 from agent.errors import AgentError, ClockUntrustedError, ConsentError, MalformedInputError
-from agent.keyserver import LocalKeyServer
+from agent.lab.keyserver import LocalKeyServer
 from agent.models import TemporaryExposureKey
 from agent.report.client import (
     LAST_REPORT_STATE_KEY,

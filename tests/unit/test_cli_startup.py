@@ -27,7 +27,7 @@ from click.testing import CliRunner
 
 from agent.cli import COMMANDS, main
 
-HEAVY = ("numpy", "aiohttp", "cryptography", "agent.pipeline", "agent.demo", "agent.keyserver")
+HEAVY = ("numpy", "aiohttp", "cryptography", "agent.pipeline", "agent.lab")
 """Never imported by `--help` or by `status` asking a running daemon."""
 
 PEAK_CAP_KB = 30 * 1024 + 8 * 1024
@@ -226,7 +226,7 @@ def test_keys_derive_imports_neither_the_export_reader_nor_the_store() -> None:
          "--count", "2"]
     )  # fmt: skip
     assert seen["code"] == 0 and output.startswith("RPIK ")
-    unwanted = ("numpy", "aiohttp", "aiosqlite", "agent.pipeline", "agent.demo", "agent.store")
+    unwanted = ("numpy", "aiohttp", "aiosqlite", "agent.pipeline", "agent.lab.demo", "agent.store")
     loaded = [m for m in seen["modules"] if any(m == u or m.startswith(u + ".") for u in unwanted)]
     assert loaded == []
 
@@ -235,4 +235,4 @@ def test_report_does_not_load_the_test_key_server(tmp_path: Path) -> None:
     """Product commands never import the lab tools; only `keyserver` does."""
     _, seen = probe(["--data-dir", str(tmp_path / "data"), "report", "--help"])
     assert seen["code"] == 0
-    assert not [m for m in seen["modules"] if m.startswith(("agent.keyserver", "agent.demo"))]
+    assert not [m for m in seen["modules"] if m.startswith("agent.lab")]

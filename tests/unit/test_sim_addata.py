@@ -6,14 +6,14 @@ import pytest
 from dbus_fast import Variant
 
 from agent.constants import EN_SERVICE_UUID
-from agent.payload import ServiceData, advertising_data
-from agent.sim.addata import (
+from agent.lab.sim.addata import (
     AdvertisementRejected,
     matches_or_patterns,
     normalize_uuid,
     parse_advertisement,
     uuid_ad_bytes,
 )
+from agent.payload import ServiceData, advertising_data
 
 PAYLOAD = bytes.fromhex("8be6cd371c5c891604bfbe49df84509672033874")  # EN v1.2 vector j=0
 

@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from agent.sim.air import random_nrpa
-from agent.sim.pathloss import Link, PathLossModel
+from agent.lab.sim.air import random_nrpa
+from agent.lab.sim.pathloss import Link, PathLossModel
 
 
 def test_mean_rssi_follows_the_log_distance_formula() -> None:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.clock import Clock, en_interval_number
-from agent.keyserver.jwt import JwtError, sign_jwt, verify_jwt
-from agent.keyserver.refusal import ApiRefusal
+from agent.lab.keyserver.jwt import JwtError, sign_jwt, verify_jwt
+from agent.lab.keyserver.refusal import ApiRefusal
 from agent.models import ReportType
 
 CODE_DIGITS = 10

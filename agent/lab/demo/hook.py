@@ -1,4 +1,4 @@
-"""The demo's notification hook: ``python -m agent.demo.hook FILE``.
+"""The demo's notification hook: ``python -m agent.lab.demo.hook FILE``.
 
 Each demo agent has it in ``[notify] exec``, so a notification travels the agent's real
 exec-hook path (a process with the JSON object on stdin, ``CONTACT_AGENT_EVENT`` in its
@@ -20,7 +20,7 @@ EVENT_ENV = "CONTACT_AGENT_EVENT"
 
 def hook_command(path: Path) -> str:
     """The ``[notify] exec`` entry that records notifications into ``path``."""
-    return shlex.join([sys.executable, "-m", "agent.demo.hook", str(path)])
+    return shlex.join([sys.executable, "-m", "agent.lab.demo.hook", str(path)])
 
 
 def read_notifications(path: Path) -> list[dict[str, Any]]:
@@ -34,15 +34,15 @@ def read_notifications(path: Path) -> list[dict[str, Any]]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        sys.stderr.write("usage: python -m agent.demo.hook FILE\n")
+        sys.stderr.write("usage: python -m agent.lab.demo.hook FILE\n")
         return 2
     try:
         payload = json.loads(sys.stdin.read())
     except ValueError as exc:
-        sys.stderr.write(f"agent.demo.hook: stdin is not one JSON object: {exc}\n")
+        sys.stderr.write(f"agent.lab.demo.hook: stdin is not one JSON object: {exc}\n")
         return 1
     if not isinstance(payload, dict):
-        sys.stderr.write("agent.demo.hook: stdin is not one JSON object\n")
+        sys.stderr.write("agent.lab.demo.hook: stdin is not one JSON object\n")
         return 1
     payload["env_event"] = os.environ.get(EVENT_ENV, "")
     with Path(argv[0]).open("a", encoding="utf-8") as stream:

@@ -15,12 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.config import RiskConfig
-from agent.demo.geometry import link
-from agent.demo.layout import WALLS, Phase
-from agent.demo.observe import Observation
-from agent.demo.steps import clock_text
-from agent.demo.story import StoryResult
-from agent.demo.summary import result_json, verdict_line
 from agent.errors import AgentError
 from agent.field import files as field_files
 from agent.field.files import write_report
@@ -38,6 +32,12 @@ from agent.field.render import (
 )
 from agent.field.render import number_text as num
 from agent.field.report import ReportSettings, analyse
+from agent.lab.demo.geometry import link
+from agent.lab.demo.layout import WALLS, Phase
+from agent.lab.demo.observe import Observation
+from agent.lab.demo.steps import clock_text
+from agent.lab.demo.story import StoryResult
+from agent.lab.demo.summary import result_json, verdict_line
 
 MARKDOWN_FILE = "demo.md"
 HTML_FILE = "demo.html"

@@ -1,10 +1,10 @@
-"""Run the fake bluetoothd by hand: ``python -m agent.sim --adapters hci0,hci1``.
+"""Run the fake bluetoothd by hand: ``python -m agent.lab.sim --adapters hci0,hci1``.
 
 Starts a private dbus-daemon (unless ``--bus ADDRESS`` names one), serves the adapters
 on it and prints the line to export, so agents started in other shells share the
 simulated air::
 
-    $ python -m agent.sim --adapters hci0,hci1 --rssi -60
+    $ python -m agent.lab.sim --adapters hci0,hci1 --rssi -60
     export DBUS_SYSTEM_BUS_ADDRESS=unix:path=/tmp/agent-bus-.../bus
     $ DBUS_SYSTEM_BUS_ADDRESS=... contact-agent run --adapter hci0
 
@@ -19,13 +19,15 @@ import contextlib
 import os
 import sys
 
+from agent.lab.sim.bluez import FakeBluez
+from agent.lab.sim.bus import SYSTEM_BUS_ENV, PrivateBus
 from agent.signals import wait_for_stop_signal
-from agent.sim.bluez import FakeBluez
-from agent.sim.bus import SYSTEM_BUS_ENV, PrivateBus
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m agent.sim", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.lab.sim", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--adapters", default="hci0,hci1", help="comma-separated adapter names")
     parser.add_argument("--rssi", type=int, default=-60, help="RSSI of every link (dBm)")
     parser.add_argument("--tick", type=float, default=0.2, help="seconds between reports")

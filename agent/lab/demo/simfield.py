@@ -1,6 +1,6 @@
 """The simulated field: many agents, no D-Bus, real keys/matching/risk, against ground truth.
 
-:func:`simulate` runs a :class:`~agent.demo.scenario.Scenario` through the in-process
+:func:`simulate` runs a :class:`~agent.lab.demo.scenario.Scenario` through the in-process
 radio (:mod:`.simradio`), then, for every receiver, the agent's real matcher
 (:func:`agent.matching.match_keys`) over its observed scans against every other agent's
 keys (as if everybody reported), the real v2 risk model and notification rule
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.demo.geometry import Wall, distances, walls_crossed
-from agent.demo.scenario import AgentSpec, RadioModel, ScanSettings, Scenario
-from agent.demo.simradio import (
+from agent.lab.demo.geometry import Wall, distances, walls_crossed
+from agent.lab.demo.scenario import AgentSpec, RadioModel, ScanSettings, Scenario
+from agent.lab.demo.simradio import (
     Heard,
     Paths,
     ScanPlan,
@@ -35,7 +35,7 @@ from agent.demo.simradio import (
     sightings_of,
     step_reception,
 )
-from agent.demo.simrelay import (
+from agent.lab.demo.simrelay import (
     AttackPlan,
     RelayFigures,
     attack_plan,

@@ -48,9 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import RiskConfig, parse_config
-from agent.demo.geometry import Wall
 from agent.errors import AgentError, MalformedInputError
-from agent.sim.pathloss import PathLossModel
+from agent.lab.demo.geometry import Wall
+from agent.lab.sim.pathloss import PathLossModel
 
 DEFAULT_START = 1_714_554_000.0
 """2024-05-01T09:00:00Z: scenarios are reproducible, so they do not start "now"."""

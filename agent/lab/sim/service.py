@@ -1,11 +1,11 @@
 """A fake D-Bus service on dbus-fast's low-level API: the plumbing under the fake bluetoothd.
 
-:class:`BusService` owns one connection and an :class:`~agent.sim.dbusobj.ObjectTree`.
+:class:`BusService` owns one connection and an :class:`~agent.lab.sim.dbusobj.ObjectTree`.
 It logs every method call (:attr:`BusService.calls`), can refuse callers with
 ``AccessDenied`` like a dbus-daemon policy, answers ``Introspect``, ``GetManagedObjects``
 and ``Properties.Get``/``GetAll`` from the tree, and routes any other call on
 ``interface.Member`` to the subclass method ``_m_<last part of interface>_<Member>``
-(plain or ``async``; raise :class:`~agent.sim.dbusobj.DBusFailure` for an error reply).
+(plain or ``async``; raise :class:`~agent.lab.sim.dbusobj.DBusFailure` for an error reply).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
 from agent.ble.busutil import call_method, close_bus
-from agent.sim.dbusobj import (
+from agent.lab.sim.dbusobj import (
     INTROSPECTABLE,
     OBJECT_MANAGER,
     PROPERTIES,

@@ -9,7 +9,7 @@ It answers as the real servers do (shapes, status and error codes from
 google/exposure-notifications-server ``pkg/api/v1/exposure_types.go``,
 ``internal/publish/publish.go``, ``internal/jsonutil/unmarshal.go`` and
 google/exposure-notifications-verification-server ``pkg/api/api.go``; see
-:mod:`agent.keyserver.publish`): a publish retried after its answer was lost gets
+:mod:`agent.lab.keyserver.publish`): a publish retried after its answer was lost gets
 ``missing_revision_token`` as from the real server, since the keys are already there.
 Verification attempts are throttled per client and in total (HTTP 429 with
 ``Retry-After``), and a client's valid code is burnt after a few wrong guesses.
@@ -41,8 +41,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.clock import Clock, SystemClock, en_interval_number
 from agent.export import generate_signing_key, load_signing_key, private_key_pem, public_key_pem
-from agent.keyserver.exports import ExportPublisher
-from agent.keyserver.publish import (
+from agent.lab.keyserver.exports import ExportPublisher
+from agent.lab.keyserver.publish import (
     BAD_REQUEST,
     INVALID_REVISION_TOKEN,
     MISSING_REVISION_TOKEN,
@@ -54,9 +54,9 @@ from agent.keyserver.publish import (
     parse_publish,
     transform_keys,
 )
-from agent.keyserver.refusal import ApiRefusal
-from agent.keyserver.throttle import TokenBuckets, WrongGuesses, retry_after
-from agent.keyserver.verification import (
+from agent.lab.keyserver.refusal import ApiRefusal
+from agent.lab.keyserver.throttle import TokenBuckets, WrongGuesses, retry_after
+from agent.lab.keyserver.verification import (
     CODE_TTL_SECONDS,
     VerificationAuthority,
     symptom_onset_interval,

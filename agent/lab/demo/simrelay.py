@@ -1,6 +1,6 @@
 """Relay and replay attackers in the simulated field, and the relay guard against them.
 
-An attacker (:class:`~agent.demo.scenario.AttackerSpec`) records every EN advert its
+An attacker (:class:`~agent.lab.demo.scenario.AttackerSpec`) records every EN advert its
 sniffer hears in one place and re-broadcasts it from its own adapter in another, live
 or later: :class:`AttackPlan` is its transmitter, cycling through what it recorded, one
 advert per step, from one address (or, a careful attacker, a fresh address per RPI).
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from agent import crypto
-from agent.demo.geometry import FloatArray, IntArray, walls_crossed
-from agent.demo.scenario import AttackerSpec, Scenario
-from agent.demo.simradio import Heard, Paths, TxPlan
+from agent.lab.demo.geometry import FloatArray, IntArray, walls_crossed
+from agent.lab.demo.scenario import AttackerSpec, Scenario
+from agent.lab.demo.simradio import Heard, Paths, TxPlan
 from agent.matching import KeyMatch, MatchedScan
 from agent.models import ExposureWindow, ObservedScan
 from agent.relayguard import ALL_REASONS, RelayGuard, reason_names

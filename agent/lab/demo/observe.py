@@ -18,7 +18,7 @@ from agent.field.exposure import attenuation, sighting_tx
 from agent.models import DailySummary, ExposureWindow, Sighting, TemporaryExposureKey
 
 if TYPE_CHECKING:
-    from agent.demo.world import DemoWorld
+    from agent.lab.demo.world import DemoWorld
 
 
 @dataclass(frozen=True, slots=True)

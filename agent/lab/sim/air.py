@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from dbus_fast import Variant
 
 from agent.constants import EN_SERVICE_UUID
-from agent.sim.addata import ParsedAdvertisement
-from agent.sim.pathloss import Link, PathLossModel
+from agent.lab.sim.addata import ParsedAdvertisement
+from agent.lab.sim.pathloss import Link, PathLossModel
 
 
 def random_nrpa(rng: random.Random) -> str:

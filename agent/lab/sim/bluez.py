@@ -4,8 +4,8 @@ Enough of the BlueZ D-Bus API for the real bleak (scanning) and bless (advertisi
 code: ``Adapter1`` with discovery sessions and filters, ``LEAdvertisingManager1`` that
 reads each advertisement back and checks it like bluetoothd, ``GattManager1`` (bless
 looks for it), ``AdvertisementMonitorManager1`` (passive scanning) and ``Device1``
-objects for what each adapter hears. Every tick the :class:`~agent.sim.air.Air` relays
-each adapter's advertisements to the other adapters (see :mod:`agent.sim.discovery`).
+objects for what each adapter hears. Every tick the :class:`~agent.lab.sim.air.Air` relays
+each adapter's advertisements to the other adapters (see :mod:`agent.lab.sim.discovery`).
 
 Faults for tests: :meth:`FakeBluez.restart` (bluetoothd restarts), :meth:`set_powered`,
 :meth:`remove_adapter`, :meth:`deny_access` (D-Bus ``AccessDenied``), beacons with bad
@@ -23,10 +23,10 @@ from typing import Any
 from dbus_fast import Message, MessageFlag, Variant, unpack_variants
 
 from agent.clock import Clock, SystemClock
-from agent.sim.addata import AdvertisementRejected, parse_advertisement
-from agent.sim.air import Air, Frame, Transmitter, random_nrpa
-from agent.sim.dbusobj import PROPERTIES, DBusFailure, MethodTable, bluez_error
-from agent.sim.discovery import (
+from agent.lab.sim.addata import AdvertisementRejected, parse_advertisement
+from agent.lab.sim.air import Air, Frame, Transmitter, random_nrpa
+from agent.lab.sim.dbusobj import PROPERTIES, DBusFailure, MethodTable, bluez_error
+from agent.lab.sim.discovery import (
     ADAPTER,
     ADV_MANAGER,
     ADVERT,
@@ -37,8 +37,8 @@ from agent.sim.discovery import (
     MONITOR_MANAGER,
     Discovery,
 )
-from agent.sim.pathloss import PathLossModel
-from agent.sim.service import ACCESS_DENIED, BusService, Call
+from agent.lab.sim.pathloss import PathLossModel
+from agent.lab.sim.service import ACCESS_DENIED, BusService, Call
 
 _LOGGER = logging.getLogger(__name__)
 

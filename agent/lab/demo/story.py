@@ -32,12 +32,12 @@ from agent.constants import TEK_ROLLING_PERIOD
 from agent.daemon.control import MAX_SUN_PATH, SOCKET_NAME
 from agent.daemon.supervise import wait_until
 from agent.daemon.timebase import AcceleratedClock
-from agent.demo.geometry import Point
-from agent.demo.layout import MAX_AGENTS, MIN_AGENTS, WALLS, Phase, names_for, positions, where
-from agent.demo.observe import Observation, observe
-from agent.demo.steps import DemoFailure, Event, Timeline
-from agent.demo.world import DemoAgent, DemoWorld, WorldSettings
 from agent.errors import AgentError, MalformedInputError
+from agent.lab.demo.geometry import Point
+from agent.lab.demo.layout import MAX_AGENTS, MIN_AGENTS, WALLS, Phase, names_for, positions, where
+from agent.lab.demo.observe import Observation, observe
+from agent.lab.demo.steps import DemoFailure, Event, Timeline
+from agent.lab.demo.world import DemoAgent, DemoWorld, WorldSettings
 from agent.logs import RedactingFormatter
 from agent.report.client import LOWER_BOUND_STATE_KEY, Reporter, check_ready
 from agent.report.release import StoreKeyRelease

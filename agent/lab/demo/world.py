@@ -24,12 +24,12 @@ from agent.config import load_config
 from agent.daemon.service import AgentService
 from agent.daemon.supervise import wait_until
 from agent.daemon.timebase import AcceleratedClock, ServiceTiming
-from agent.demo.geometry import Point, Wall, link
-from agent.demo.hook import hook_command, read_notifications
-from agent.demo.steps import DemoFailure, Timeline
-from agent.keyserver import LocalKeyServer
-from agent.sim import FakeBluez, PathLossModel, PrivateBus
-from agent.sim.bus import SYSTEM_BUS_ENV
+from agent.lab.demo.geometry import Point, Wall, link
+from agent.lab.demo.hook import hook_command, read_notifications
+from agent.lab.demo.steps import DemoFailure, Timeline
+from agent.lab.keyserver import LocalKeyServer
+from agent.lab.sim import FakeBluez, PathLossModel, PrivateBus
+from agent.lab.sim.bus import SYSTEM_BUS_ENV
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from agent.demo.simfield import FieldResult, PairDay
+from agent.lab.demo.simfield import FieldResult, PairDay
 
 
 def ratio_text(value: float | None) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.demo.geometry import Point, Wall, link
+from agent.lab.demo.geometry import Point, Wall, link
 
 NAMES = "ABCDEFGH"
 MIN_AGENTS, MAX_AGENTS = 2, len(NAMES)

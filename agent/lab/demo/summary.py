@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.demo.story import StoryResult
+from agent.lab.demo.story import StoryResult
 
 
 def verdict_line(result: StoryResult) -> str:

@@ -5,7 +5,7 @@ and directed link, the receiver hears the transmitter when it is scanning and at
 one of the step's advertising frames gets through. Per frame the chance is
 ``(1 - frame_loss) * sigmoid((rssi - sensitivity) / 3 dB)``: it fades out smoothly
 around the sensitivity. The RSSI of a step is the path-loss model's mean plus Gaussian
-noise (:mod:`agent.sim.pathloss`, with walls as extra loss).
+noise (:mod:`agent.lab.sim.pathloss`, with walls as extra loss).
 
 What the agents themselves would do is real: each transmitter runs a
 :class:`~agent.keyschedule.KeySchedule` with random 10-20 minute rotations
@@ -26,9 +26,9 @@ import numpy as np
 
 from agent.clock import en_interval_number
 from agent.constants import DUTY_SCAN_JITTER_FRACTION, SCAN_INSTANCE_SECONDS
-from agent.demo.geometry import FloatArray, IntArray
-from agent.demo.scenario import AgentSpec, RadioModel, ScanSettings
 from agent.keyschedule import KeySchedule, RotationPlanner
+from agent.lab.demo.geometry import FloatArray, IntArray
+from agent.lab.demo.scenario import AgentSpec, RadioModel, ScanSettings
 from agent.models import ObservedScan, ReportType, TemporaryExposureKey
 from agent.payload import Metadata
 

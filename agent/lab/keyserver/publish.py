@@ -37,8 +37,8 @@ from agent.constants import (
     TEK_LENGTH,
     TEK_ROLLING_PERIOD,
 )
-from agent.keyserver.refusal import ApiRefusal
-from agent.keyserver.verification import CERTIFICATE_INVALID, Certificate
+from agent.lab.keyserver.refusal import ApiRefusal
+from agent.lab.keyserver.verification import CERTIFICATE_INVALID, Certificate
 from agent.models import ReportType, TemporaryExposureKey
 
 MAX_KEYS_ON_PUBLISH = 30

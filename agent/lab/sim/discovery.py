@@ -21,9 +21,9 @@ from typing import Any
 
 from dbus_fast import Message, MessageFlag, Variant, unpack_variants
 
-from agent.sim.addata import AD_FLAGS, matches_or_patterns, normalize_uuid
-from agent.sim.air import Air, Transmitter
-from agent.sim.dbusobj import PROPERTIES, DBusFailure, ObjectTree, bluez_error
+from agent.lab.sim.addata import AD_FLAGS, matches_or_patterns, normalize_uuid
+from agent.lab.sim.air import Air, Transmitter
+from agent.lab.sim.dbusobj import PROPERTIES, DBusFailure, ObjectTree, bluez_error
 
 ADAPTER = "org.bluez.Adapter1"
 DEVICE = "org.bluez.Device1"

@@ -5,6 +5,6 @@ verification-server and key-server protocols closely enough to test the
 agent's real HTTP flow end to end, and serves the exports an agent downloads.
 """
 
-from agent.keyserver.server import LocalKeyServer, RecordedRequest
+from agent.lab.keyserver.server import LocalKeyServer, RecordedRequest
 
 __all__ = ["LocalKeyServer", "RecordedRequest"]
