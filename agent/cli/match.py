@@ -23,8 +23,8 @@ from agent.cli import CliContext, pass_cli
 from agent.cli._common import TerminalProgress
 from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
 from agent.clocksync import marker_synchronized
+from agent.consent import read_consent
 from agent.constants import RETENTION_SECONDS
-from agent.daemon.consent import read_consent
 from agent.daemon.control import DaemonNotRunningError, request
 from agent.errors import (
     AgentError,

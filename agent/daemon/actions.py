@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from agent.clock import en_interval_number
 from agent.config import load_config
+from agent.consent import write_consent
 from agent.constants import RETENTION_SECONDS
-from agent.daemon.consent import write_consent
 from agent.daemon.control import Handler, Peer
 from agent.daemon.radio import is_scanning
 from agent.daemon.supervise import wait_until

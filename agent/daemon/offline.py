@@ -14,7 +14,7 @@ from typing import Any
 from agent.clock import Clock, decide_clock_trust, en_interval_number
 from agent.clocksync import system_synchronized
 from agent.config import Config
-from agent.daemon.consent import ConsentState, write_consent
+from agent.consent import ConsentState, write_consent
 from agent.daemon.status import network_summary, stored_status
 
 

@@ -32,10 +32,10 @@ from agent import __version__, netlog
 from agent.clock import Clock, SystemClock
 from agent.clocksync import system_synchronized
 from agent.config import Config
+from agent.consent import ConsentState, read_consent, write_consent
 from agent.constants import EN_INTERVAL_SECONDS
 from agent.daemon.actions import PRIVILEGED, Actions
 from agent.daemon.clockwatch import ClockWatch, SyncProbe
-from agent.daemon.consent import ConsentState, read_consent, write_consent
 from agent.daemon.control import ControlServer, daemon_socket_path
 from agent.daemon.fetching import FetchScheduler
 from agent.daemon.housekeeping import Housekeeping

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from agent import __version__
 from agent.clock import en_interval_number
 from agent.config import RiskConfig
+from agent.consent import read_consent
 from agent.constants import RETENTION_SECONDS
-from agent.daemon.consent import read_consent
 from agent.models import ExposureWindow
 
 if TYPE_CHECKING:  # `contact-agent status` renders without importing the pipeline

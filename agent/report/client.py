@@ -30,8 +30,8 @@ import aiohttp
 
 from agent.clock import Clock, decide_clock_trust, rolling_start_interval_number
 from agent.config import Config, ReportConfig
+from agent.consent import read_consent
 from agent.constants import RETENTION_SECONDS
-from agent.daemon.consent import read_consent
 from agent.errors import (
     AgentError,
     ClockUntrustedError,

@@ -18,7 +18,7 @@ import pytest
 from agent import netlog
 from agent.clock import SystemClock, en_interval_number
 from agent.config import ReportConfig
-from agent.daemon.consent import write_consent
+from agent.consent import write_consent
 from agent.lab.keyserver import LocalKeyServer
 from agent.lab.sim import FakeBluez, PrivateBus
 from agent.netlog import KEY_DOWNLOAD, NetworkContact, host_of

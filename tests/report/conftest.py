@@ -13,7 +13,7 @@ import pytest
 
 from agent.clock import FakeClock, en_interval_number, rolling_start_interval_number
 from agent.config import ReportConfig
-from agent.daemon.consent import write_consent
+from agent.consent import write_consent
 from agent.export import PublicKeyRing, read_verified_export
 from agent.keyschedule import KeySchedule
 from agent.lab.keyserver import LocalKeyServer

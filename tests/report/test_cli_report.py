@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from agent.cli import main
 from agent.clock import en_interval_number
-from agent.daemon.consent import write_consent
+from agent.consent import write_consent
 from agent.lab.keyserver import LocalKeyServer
 from agent.report.pending import PendingUpload, load_pending, save_pending
 from agent.store import Store

@@ -17,7 +17,7 @@ import pytest
 from agent import crypto
 from agent.clock import ClockTrust, FakeClock, TrustDecision, en_interval_number
 from agent.config import Config, KeysConfig, KeySource, PublicKeyConfig
-from agent.daemon.consent import write_consent
+from agent.consent import write_consent
 from agent.lab.keyserver import LocalKeyServer
 from agent.models import ScanPeriod, Sighting
 from agent.pipeline import config_ring, fetch_and_match

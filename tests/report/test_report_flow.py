@@ -16,7 +16,7 @@ import pytest
 
 from agent.clock import FakeClock
 from agent.config import ClockConfig, Config
-from agent.daemon.consent import write_consent
+from agent.consent import write_consent
 from agent.daemon.control import SOCKET_NAME, ControlServer, Peer
 from agent.errors import AgentError, ClockUntrustedError, ConsentError, MalformedInputError
 from agent.lab.keyserver import LocalKeyServer

@@ -102,9 +102,9 @@ def _imports(path: Path) -> Iterator[Import]:
                 yield Import(module, base, child.lineno, runs)
                 for alias in child.names:  # `from agent import crypto` imports agent.crypto
                     yield Import(module, f"{base}.{alias.name}", child.lineno, runs)
-            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-                yield from visit(child, False)
-            elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) or (
+                isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)
+            ):
                 yield from visit(child, False)
             else:
                 yield from visit(child, runs)
