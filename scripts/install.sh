@@ -86,10 +86,11 @@ if [ "$UNINSTALL" -eq 1 ]; then
     exit 0
 fi
 
-# 1. System packages (BlueZ, D-Bus, venv support).
+# 1. System packages (BlueZ, D-Bus, venv support, the C extension's build tools).
 if [ "$LIVE" -eq 1 ] && [ "$APT" -eq 1 ]; then
     missing=()
-    for pkg in python3-venv bluez dbus; do
+    # gcc, python3-dev, libssl-dev: the package build compiles the crypto backend (agent/_gaen.c)
+    for pkg in python3-venv bluez dbus gcc python3-dev libssl-dev; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     if [ "${#missing[@]}" -gt 0 ]; then

@@ -20,8 +20,8 @@ from agent.export import (
 )
 from agent.export.arrays import row_groups
 from agent.export.model import MAX_EXPORT_BYTES
+from agent.memory import trim_heap
 from agent.models import ReportType, TemporaryExposureKey
-from agent.native import trim_heap
 
 I32 = npt.NDArray[np.int32]
 Ints = npt.NDArray[np.integer[Any]]
@@ -193,7 +193,7 @@ class KeyArrays:
 
 
 TRIM_ROWS = 500_000
-"""Rows merged between two :func:`~agent.native.trim_heap` calls (~12 MB freed)."""
+"""Rows merged between two :func:`~agent.memory.trim_heap` calls (~12 MB freed)."""
 SELECT_ROWS = 262_144
 """Rows of key data copied per step: a 4 MB temporary instead of one as big as the result."""
 

@@ -1,0 +1,3 @@
+from typing_extensions import Buffer
+
+def rpis_into(teks: Buffer, firsts: Buffer, counts: Buffer, out: Buffer, /) -> None: ...
