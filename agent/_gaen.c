@@ -11,6 +11,13 @@
  * teks: 16 bytes per row; firsts, counts: native uint32 per row. The GIL is released
  * while it runs, so threads run it in parallel.
  *
+ * rpis_probe(teks, firsts, counts, out, bitmap, shift, hits): the same, and then the
+ * search's prefilter over each key's RPIs while they are still in the L1 cache: the
+ * index (in out) of every RPI whose bit ``first LE uint32 >> shift`` is set in bitmap
+ * (little-endian bit order, as numpy.packbits(..., bitorder="little")) is written to
+ * hits (int64, one slot per RPI); returns their number. Equal to rpis_into followed by
+ * agent.matching_fast.kernel's numpy probe, which the tests check.
+ *
  * RPIK uses precomputed SHA-256 midstates of the HMAC pads (salt=None is 32 zero bytes,
  * so the key XOR pad is just the pad): 6 block transforms per key instead of 8+. The
  * module's import runs the spec's test vector and fails to import when it differs.
@@ -108,9 +115,17 @@ static void padded_blocks(uint32_t first, uint32_t count, unsigned char *out) {
     }
 }
 
+typedef struct {
+    const unsigned char *bitmap; /* NULL: no probe */
+    int shift;
+    int64_t *hits;
+    int64_t found;
+} probe_t;
+
 /* All rows; 0 on success, -1 when libcrypto failed. */
 static int run(const unsigned char *teks, const uint32_t *firsts, const uint32_t *counts,
-               Py_ssize_t n, unsigned char *out) {
+               Py_ssize_t n, unsigned char *out, probe_t *probe) {
+    unsigned char *const base = out;
     static const unsigned char zero[16] = {0};
     unsigned char rpik[16], tpl[RPI_LEN * TEMPLATE_BLOCKS];
     int64_t tpl_first = -1;
@@ -141,6 +156,16 @@ static int run(const unsigned char *teks, const uint32_t *firsts, const uint32_t
                 result = -1;
                 break;
             }
+            if (probe && probe->bitmap) {
+                for (uint32_t k = 0; k < take; k++) {
+                    const unsigned char *r = out + RPI_LEN * k;
+                    uint32_t v = (uint32_t)r[0] | (uint32_t)r[1] << 8 | (uint32_t)r[2] << 16 |
+                                 (uint32_t)r[3] << 24;
+                    v >>= probe->shift;
+                    if (probe->bitmap[v >> 3] >> (v & 7) & 1)
+                        probe->hits[probe->found++] = (int64_t)((r - base) / RPI_LEN);
+                }
+            }
             out += RPI_LEN * take;
             first += take;
             left -= take;
@@ -151,40 +176,62 @@ static int run(const unsigned char *teks, const uint32_t *firsts, const uint32_t
     return result;
 }
 
-static PyObject *rpis_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    Py_buffer teks, firsts, counts, out;
+/* Shared by rpis_into (4 arguments) and rpis_probe (7 arguments). */
+static PyObject *call(PyObject *const *args, int with_probe) {
+    Py_buffer teks, firsts, counts, out, bitmap = {0}, hits = {0};
     PyObject *result = NULL;
-    (void)self;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "rpis_into(teks, firsts, counts, out)");
-        return NULL;
-    }
+    probe_t probe = {NULL, 0, NULL, 0};
+    int shift = 0;
     if (PyObject_GetBuffer(args[0], &teks, PyBUF_SIMPLE) < 0) return NULL;
     if (PyObject_GetBuffer(args[1], &firsts, PyBUF_SIMPLE) < 0) goto release_teks;
     if (PyObject_GetBuffer(args[2], &counts, PyBUF_SIMPLE) < 0) goto release_firsts;
     if (PyObject_GetBuffer(args[3], &out, PyBUF_WRITABLE) < 0) goto release_counts;
+    if (with_probe) {
+        shift = (int)PyLong_AsLong(args[5]);
+        if (PyErr_Occurred()) goto release_out;
+        if (PyObject_GetBuffer(args[4], &bitmap, PyBUF_SIMPLE) < 0) goto release_out;
+        if (PyObject_GetBuffer(args[6], &hits, PyBUF_WRITABLE) < 0) goto release_bitmap;
+    }
     Py_ssize_t n = teks.len / 16;
     if (teks.len % 16 || firsts.len != 4 * n || counts.len != 4 * n) {
         PyErr_SetString(PyExc_ValueError, "teks: 16 bytes per row; firsts, counts: 4 per row");
-        goto release_out;
+        goto release_hits;
     }
     const uint32_t *count = counts.buf;
     unsigned long long blocks = 0;
     for (Py_ssize_t i = 0; i < n; i++) blocks += count[i];
     if ((unsigned long long)out.len < blocks * RPI_LEN) {
         PyErr_SetString(PyExc_ValueError, "out is smaller than 16 bytes per RPI");
-        goto release_out;
+        goto release_hits;
+    }
+    if (with_probe) {
+        if (shift < 0 || shift > 31 || (unsigned long long)bitmap.len * 8 < (1ull << (32 - shift)) ||
+            (unsigned long long)hits.len < blocks * 8) {
+            PyErr_SetString(PyExc_ValueError, "bitmap: 2^(32-shift) bits; hits: 8 bytes per RPI");
+            goto release_hits;
+        }
+        probe.bitmap = bitmap.buf;
+        probe.shift = shift;
+        probe.hits = hits.buf;
     }
     int failed;
     Py_BEGIN_ALLOW_THREADS
-    failed = run(teks.buf, firsts.buf, count, n, out.buf);
+    failed = run(teks.buf, firsts.buf, count, n, out.buf, &probe);
     Py_END_ALLOW_THREADS
     if (failed) {
         PyErr_SetString(PyExc_RuntimeError, "libcrypto AES-128-ECB failed");
-        goto release_out;
+        goto release_hits;
     }
-    result = Py_None;
-    Py_INCREF(result);
+    if (with_probe) {
+        result = PyLong_FromLongLong(probe.found);
+    } else {
+        result = Py_None;
+        Py_INCREF(result);
+    }
+release_hits:
+    if (with_probe && hits.obj) PyBuffer_Release(&hits);
+release_bitmap:
+    if (with_probe && bitmap.obj) PyBuffer_Release(&bitmap);
 release_out:
     PyBuffer_Release(&out);
 release_counts:
@@ -196,14 +243,36 @@ release_teks:
     return result;
 }
 
+static PyObject *rpis_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "rpis_into(teks, firsts, counts, out)");
+        return NULL;
+    }
+    return call(args, 0);
+}
+
+static PyObject *rpis_probe(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "rpis_probe(teks, firsts, counts, out, bitmap, shift, hits)");
+        return NULL;
+    }
+    return call(args, 1);
+}
+
 static PyMethodDef methods[] = {
     {"rpis_into", (PyCFunction)(void (*)(void))rpis_into, METH_FASTCALL,
      "rpis_into(teks, firsts, counts, out): the RPIs of each key's interval range."},
+    {"rpis_probe", (PyCFunction)(void (*)(void))rpis_probe, METH_FASTCALL,
+     "rpis_probe(teks, firsts, counts, out, bitmap, shift, hits) -> number of hits."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "agent._gaen", "Compiled GAEN RPI batch primitive.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 /* The spec's test vector: TEK 75c734c6..., its RPI at interval 2642976. */

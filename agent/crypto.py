@@ -263,6 +263,19 @@ def batch_backend(name: str | None = None) -> tuple[str, RpisInto]:
     return choice, found[choice]
 
 
+RpisProbe = Callable[["Buffer", "Buffer", "Buffer", "Buffer", "Buffer", int, "Buffer"], int]
+"""``(teks, firsts, counts, out, bitmap, shift, hits) -> number of hits``."""
+
+
+def batch_probe(name: str) -> RpisProbe | None:
+    """The native backend's :func:`rpis_into` fused with the candidate search's first
+    step (the bit-table probe of each RPI, done while the key's RPIs are in the L1
+    cache), or None for the pure backend. Same RPIs in ``out``; ``hits`` gets the index
+    of every RPI whose bit ``(first little-endian uint32 >> shift)`` is set in
+    ``bitmap`` (little-endian bit order), as the search's numpy probe finds them."""
+    return _gaen.rpis_probe if name == "native" and _gaen is not None else None
+
+
 def rpis_into(teks: Buffer, firsts: Buffer, counts: Buffer, out: Buffer) -> None:
     """For each key i: its RPIs of intervals ``firsts[i] .. firsts[i] + counts[i] - 1``,
     written one after another into ``out`` (RPI_j = AES-128-ECB(RPIK, PaddedData_j), §1.1).

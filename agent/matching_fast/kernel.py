@@ -9,7 +9,9 @@ must lie in the key's rolling period; so with the intervals in which sightings b
 144 RPIs per key (``scripts/bench`` reports the blocks per key).
 
 Then a prefilter (a bit table on each RPI's first 32 bits, numpy, over a chunk of
-~150k RPIs) and an exact check against the observed RPIs sorted as two 64-bit halves.
+~150k RPIs; with the native backend the same probe runs inside its crypto call, while a
+key's RPIs are still in the L1 cache: :func:`agent.crypto.batch_probe`) and an exact
+check against the observed RPIs sorted as two 64-bit halves.
 Every finder of this package runs this code: in this process, in threads (native
 backend: it releases the GIL), or in worker processes (pure backend).
 """
@@ -152,6 +154,8 @@ class Prefilter:
         self.table = np.zeros(1 << self.bits, dtype=bool)
         firsts = np.frombuffer(rpi_blob, dtype="<u4")[:: RPI_LENGTH // 4]
         self.table[firsts >> self.shift] = True
+        self.bitmap = np.packbits(self.table, bitorder="little")
+        """The same bits packed (1/8 of the memory), for the native backend's probe."""
         halves = np.frombuffer(rpi_blob, dtype="<u8").reshape(count, 2)
         order = np.lexsort((halves[:, 1], halves[:, 0]))
         self.high = halves[order, 0]
@@ -195,6 +199,7 @@ class Search:
         self.prefilter = Prefilter(rpi_blob)
         self.windows = windows if windows is not None else Windows.everything()
         self.name, self._rpis_into = crypto.batch_backend(backend)
+        self._rpis_probe = crypto.batch_probe(self.name)
         self.blocks = 0
         """AES blocks computed so far (for the figures)."""
 
@@ -217,6 +222,7 @@ class Search:
         buffer = np.empty(CHUNK_BLOCKS * RPI_LENGTH + RPI_LENGTH, dtype=np.uint8)
         index = np.empty(CHUNK_BLOCKS, dtype=np.intp)  # take() wants intp: no conversion
         probed = np.empty(CHUNK_BLOCKS, dtype=bool)
+        probe, bitmap = self._rpis_probe, self.prefilter.bitmap
         table, shift = self.prefilter.table, self.prefilter.shift
         ends = np.cumsum(work.counts, dtype=np.int64)
         found: list[Candidate] = []
@@ -228,19 +234,26 @@ class Search:
             blocks = int(ends[last - 1]) - done
             out = buffer if blocks <= CHUNK_BLOCKS else np.empty(blocks * RPI_LENGTH, np.uint8)
             rows = work.rows[first:last]
-            if int(rows[-1]) - int(rows[0]) == len(rows) - 1:  # consecutive keys: no copy
+            if len(rows) == 1 or bool((np.diff(rows) == 1).all()):  # consecutive: no copy
                 teks = keys[int(rows[0]) : int(rows[-1]) + 1]
             else:
                 teks = np.ascontiguousarray(keys[rows])
             firsts, counts = work.firsts[first:last], work.counts[first:last]
-            self._rpis_into(teks.data, firsts.data, counts.data, out.data)
             self.blocks += blocks
-            words = out.view("<u4")[: blocks * 4 : 4]
-            if out is buffer:
-                np.right_shift(words, shift, out=index[:blocks])
-                hits = np.flatnonzero(table.take(index[:blocks], out=probed[:blocks]))
+            if probe is not None:  # the same probe, fused into the native crypto call
+                slots = index if out is buffer else np.empty(blocks, dtype=np.intp)
+                found_count = probe(
+                    teks.data, firsts.data, counts.data, out.data, bitmap.data, shift, slots.data
+                )
+                hits = slots[:found_count].copy()
             else:
-                hits = np.flatnonzero(table.take((words >> shift).astype(np.intp)))
+                self._rpis_into(teks.data, firsts.data, counts.data, out.data)
+                words = out.view("<u4")[: blocks * 4 : 4]
+                if out is buffer:
+                    np.right_shift(words, shift, out=index[:blocks])
+                    hits = np.flatnonzero(table.take(index[:blocks], out=probed[:blocks]))
+                else:
+                    hits = np.flatnonzero(table.take((words >> shift).astype(np.intp)))
             if len(hits):
                 pair = out.view("<u8")
                 hits = hits[self.prefilter.confirm(pair[2 * hits], pair[2 * hits + 1])]

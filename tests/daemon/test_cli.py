@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "NOTIFY_SOCKET")}
@@ -33,6 +35,7 @@ def test_status_of_a_data_dir_that_does_not_exist_creates_nothing(short_dir: Pat
     assert not data.exists()
 
 
+@pytest.mark.slow
 def test_enable_and_disable_without_a_daemon_persist(short_dir: Path) -> None:
     data = str(short_dir / "data")
     enabled = cli("--data-dir", data, "enable")

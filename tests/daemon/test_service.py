@@ -151,6 +151,7 @@ async def test_clock_step_rotates_at_once(short_dir: Path) -> None:
         assert service.metrics.get("clock_steps_total") == 1
 
 
+@pytest.mark.slow
 async def test_failing_radio_is_restarted(short_dir: Path) -> None:
     factory = RadioFactory(RuntimeError("adapter exploded"))
     service = make(short_dir / "data", factory)
@@ -209,6 +210,7 @@ async def test_untrusted_purge_uses_the_persisted_lower_bound(short_dir: Path) -
     assert saved >= bound
 
 
+@pytest.mark.slow
 async def test_watchdog_is_fed_only_while_loops_beat(short_dir: Path) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(short_dir / "notify"))

@@ -114,6 +114,7 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Run]]:
         stop_all(started)
 
 
+@pytest.mark.slow
 def test_the_story_holds_and_the_report_tells_it(
     runs: dict[str, Run], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -195,6 +196,7 @@ def test_keep_in_a_folder_that_cannot_be_created_fails_clearly(
     run.assert_nothing_left()
 
 
+@pytest.mark.slow
 def test_sigterm_mid_story_stops_everything(launch: Callable[..., Run]) -> None:
     require_dbus_daemon()
     run = launch()

@@ -9,6 +9,7 @@ import zipfile
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,6 +90,7 @@ def exports(draw: st.DrawFn) -> tuple[bytes, bool]:
     return _payload(records), padded
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(exports())
 def test_fast_path_equals_protobuf(case: tuple[bytes, bool]) -> None:

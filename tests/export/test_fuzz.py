@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import zipfile
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -91,6 +92,7 @@ def test_export_sig_payloads(export_sig: bytes) -> None:
     _all_readers(zip_of(BIN, export_sig))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.binary(max_size=200), st.text(max_size=200))
 def test_public_key_loading(raw: bytes, text: str) -> None:

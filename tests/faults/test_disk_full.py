@@ -151,6 +151,7 @@ def watchdog_pings(daemon: Any) -> int:
     return sum("WATCHDOG=1" in m for m in daemon.drain())
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("method", ["tmpfs", "rlimit"])
 async def test_disk_full_keeps_the_daemon_up_degraded_and_loses_nothing(

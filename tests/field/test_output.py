@@ -60,6 +60,7 @@ def table_rows(text: str, first_cell: str) -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_report_files_hold_the_numbers_and_the_pngs_open(
     tmp_path: Path, run: simfield.FieldRun, report: FieldReport
 ) -> None:
@@ -125,6 +126,7 @@ def _contact_agent(*args: str, block_matplotlib: bool = False) -> subprocess.Com
     )
 
 
+@pytest.mark.slow
 def test_field_report_command_end_to_end(tmp_path: Path, run: simfield.FieldRun) -> None:
     log_a, log_b = tmp_path / "a.jsonl", tmp_path / "b.csv"
     write_log(log_a, run.log_a)

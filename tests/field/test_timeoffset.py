@@ -121,6 +121,7 @@ def test_parse_peer_rejects_bad_input(text: str) -> None:
         parse_peer(text)
 
 
+@pytest.mark.slow
 def test_preflight_cli_measures_the_peer_offset(tmp_path: object) -> None:
     """``field preflight --peer`` against a real server thread with a +3.25 s clock."""
     with running_server(3.25) as server:

@@ -57,6 +57,7 @@ def test_zip_reader_within_bounds(data: bytes) -> None:
     check(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(mutated(BIN[16:]), st.binary(max_size=1024)))
 def test_signed_protobuf_within_bounds(payload: bytes) -> None:

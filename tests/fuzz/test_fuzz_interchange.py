@@ -11,6 +11,7 @@ import io
 import json
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -99,6 +100,7 @@ JSON = st.recursive(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.lists(

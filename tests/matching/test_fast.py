@@ -86,6 +86,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[TemporaryExposureKey], list, frozen
     return keys, scans, own
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
@@ -134,6 +135,7 @@ def test_the_prefilter_confirms_exactly(twins: bool) -> None:
     assert not Prefilter(b"").confirm(rpis[0::2], rpis[1::2]).any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_worker_processes_give_the_same_candidates(backend: str) -> None:
     data = make_dataset(3000, 2000, planted=12, seed=5)

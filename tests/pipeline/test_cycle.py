@@ -105,6 +105,7 @@ async def test_below_threshold_is_stored_but_not_notified(
     assert len(await store.unnotified_windows()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["auto", "pure"])
 async def test_big_inputs_are_split_over_workers_with_the_same_result(
     store: Store, authority: Authority, monkeypatch: pytest.MonkeyPatch, backend: str

@@ -72,6 +72,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_keyserver_and_report_as_processes(keyserver: ServerProcess, tmp_path: Path) -> None:
     lines = keyserver.read_until("verification code:")
     url = lines[0].removeprefix("test key server at ")

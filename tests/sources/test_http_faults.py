@@ -191,6 +191,7 @@ async def test_slow_body_is_aborted(key_server: KeyServer) -> None:
     assert state == {}
 
 
+@pytest.mark.slow
 async def test_stalled_body_times_out(key_server: KeyServer) -> None:
     async def stall(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()

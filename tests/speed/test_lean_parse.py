@@ -98,6 +98,7 @@ def _nothing(message: object) -> None:
     del message
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads())
 def test_lean_parse_equals_the_full_parse(export_bin: bytes) -> None:
@@ -231,6 +232,7 @@ print(json.dumps(high_water() - before))
 """
 
 
+@pytest.mark.slow
 def test_lean_parse_needs_far_less_memory(tmp_path: Path) -> None:
     """The peak memory of parsing 300k keys, each way in a fresh process."""
     from agent.export import public_key_pem

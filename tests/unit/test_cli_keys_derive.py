@@ -50,6 +50,7 @@ def test_keys_derive_text_and_without_metadata() -> None:
     assert len(lines) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -77,6 +78,7 @@ def test_usage_error_is_exit_2() -> None:
     assert "Missing option '--tek'" in result.stderr
 
 
+@pytest.mark.slow
 def test_python_m_agent_is_the_same_program() -> None:
     result = run("--help")
     assert result.returncode == 0
