@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.constants import TEK_LENGTH
+from agent.export.columns import KeyArrays
 from agent.matching import Candidate, MatchResult, SightingIndex, evaluate_candidates
 from agent.matching_fast.kernel import Windows
-from agent.matching_fast.keys import KeyArrays
 from agent.matching_fast.parallel import find_candidates_parallel
 from agent.memory import trim_heap
 from agent.models import ReportType, TemporaryExposureKey

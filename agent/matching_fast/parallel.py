@@ -19,13 +19,13 @@ import numpy as np
 import agent
 from agent import crypto
 from agent.constants import TEK_LENGTH
+from agent.export.columns import KeyArrays
 from agent.matching import (
     WORKER_DIED,
     Candidate,
     MatchingError,
 )
 from agent.matching_fast.kernel import Ints, Search, Windows
-from agent.matching_fast.keys import KeyArrays
 from agent.matching_fast.worker import ERROR, lower_priority
 
 TASK_KEYS = 65_536

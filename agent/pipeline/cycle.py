@@ -27,10 +27,9 @@ from agent.clock import en_interval_number
 from agent.config import RiskConfig
 from agent.constants import RETENTION_SECONDS
 from agent.errors import ExportFileError
-from agent.export import PublicKeyRing
+from agent.export import KeyArrays, ParsedExport, PublicKeyRing, read_export_keys
 from agent.keyschedule import KeySchedule, OwnTek
 from agent.matching import SightingIndex
-from agent.matching_fast.keys import KeyArrays, ParsedExport, read_export_keys
 from agent.matching_fast.match import evaluate_search, search_keys
 from agent.matching_fast.parallel import default_workers
 from agent.memory import trim_heap

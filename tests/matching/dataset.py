@@ -15,6 +15,7 @@ import numpy as np
 from agent import crypto
 from agent.clock import en_interval_number, interval_start_seconds
 from agent.constants import EN_INTERVAL_SECONDS, TEK_ROLLING_PERIOD
+from agent.export.columns import KeyArrays
 from agent.matching import (
     MatchResult,
     SightingIndex,
@@ -22,7 +23,6 @@ from agent.matching import (
     evaluate_candidates,
     match_filter,
 )
-from agent.matching_fast.keys import KeyArrays
 from agent.models import ObservedScan, ReportType, TemporaryExposureKey
 from agent.payload import Metadata
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from agent import crypto
 from agent.clock import en_interval_number, interval_start_seconds
 from agent.constants import TEK_ROLLING_PERIOD
+from agent.export.columns import KeyArrays
 from agent.matching import (
     MatchingError,
     SightingIndex,
@@ -26,7 +27,6 @@ from agent.matching import (
 )
 from agent.matching_fast import parallel
 from agent.matching_fast.kernel import Prefilter, Search
-from agent.matching_fast.keys import KeyArrays
 from agent.matching_fast.match import fast_match
 from agent.matching_fast.parallel import find_candidates_parallel
 from agent.models import ReportType, TemporaryExposureKey
