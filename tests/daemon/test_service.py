@@ -169,6 +169,7 @@ async def test_access_denied_ends_the_daemon_with_exit_78(short_dir: Path) -> No
     assert not daemon_socket_path(short_dir / "data", {}).exists()
 
 
+@pytest.mark.slow
 async def test_pending_sightings_are_flushed_on_stop(short_dir: Path) -> None:
     data = short_dir / "data"
     await set_consent_offline(data, True, SystemClock())
@@ -249,6 +250,7 @@ async def test_watchdog_is_fed_only_while_loops_beat(short_dir: Path) -> None:
         sock.close()
 
 
+@pytest.mark.slow
 async def test_degraded_ready_when_bluez_does_not_answer(short_dir: Path) -> None:
     timing = replace(FAST, ready_timeout=0.3)
     service = make(short_dir / "data", RadioFactory(ready=False), timing=timing)
@@ -284,6 +286,7 @@ async def test_reload_applies_a_new_config_and_keeps_the_old_on_error(short_dir:
         assert service.config.notify.language == "kk"
 
 
+@pytest.mark.slow
 async def test_two_agents_in_one_process_on_an_accelerated_clock(short_dir: Path) -> None:
     clock = AcceleratedClock(scale=50.0)
     factories = [RadioFactory(), RadioFactory()]
@@ -332,6 +335,7 @@ async def test_same_day_release_ends_the_key_on_air_and_rotates(short_dir: Path)
         assert [k.key_data for k in publishable(teks, interval)] == [ended[0].key_data]
 
 
+@pytest.mark.slow
 async def test_forget_while_running_turns_the_radio_off_and_deletes_everything(
     short_dir: Path,
 ) -> None:

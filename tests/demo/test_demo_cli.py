@@ -167,6 +167,7 @@ def test_json_says_who_was_notified(runs: dict[str, Run]) -> None:
     run.assert_nothing_left()
 
 
+@pytest.mark.slow
 def test_a_failing_step_is_named_and_nothing_is_left(
     tmp_path: Path, launch: Callable[..., Run]
 ) -> None:
@@ -185,6 +186,7 @@ def test_a_failing_step_is_named_and_nothing_is_left(
     run.assert_nothing_left()
 
 
+@pytest.mark.slow
 def test_keep_in_a_folder_that_cannot_be_created_fails_clearly(
     tmp_path: Path, launch: Callable[..., Run]
 ) -> None:

@@ -71,12 +71,14 @@ def test_random_bytes(data: bytes) -> None:
     _all_readers(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(mutated(GOOD), mutated(STORED)))
 def test_mutated_zips(data: bytes) -> None:
     _all_readers(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(mutated(BIN[16:]), st.binary(max_size=512)))
 def test_signed_export_bin_payloads(payload: bytes) -> None:
@@ -86,6 +88,7 @@ def test_signed_export_bin_payloads(payload: bytes) -> None:
     _all_readers(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(mutated(SIG), st.binary(max_size=256)))
 def test_export_sig_payloads(export_sig: bytes) -> None:

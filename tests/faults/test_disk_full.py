@@ -225,6 +225,7 @@ class IoErrors:
         monkeypatch.setattr(Database, "transaction", transaction)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_io_errors_on_every_write_are_survived_counted_and_recovered(
     short_dir: Path, monkeypatch: pytest.MonkeyPatch

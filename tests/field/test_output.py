@@ -160,6 +160,7 @@ def test_field_report_command_end_to_end(tmp_path: Path, run: simfield.FieldRun)
     assert not list(text_only.glob("*.png"))
 
 
+@pytest.mark.slow
 def test_field_report_bad_log_is_one_line(tmp_path: Path, run: simfield.FieldRun) -> None:
     good, bad = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     write_log(good, run.log_a[:10])

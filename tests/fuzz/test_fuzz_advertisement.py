@@ -77,6 +77,7 @@ def test_metadata_parser(data: object) -> None:
         assert Metadata.from_bytes(bytes(parsed)) == parsed  # stable once parsed
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.dictionaries(

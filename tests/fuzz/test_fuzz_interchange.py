@@ -81,12 +81,14 @@ def check(data: bytes, fmt: str) -> None:
     assert parse_sightings(written(sightings, fmt), fmt) == sightings
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.binary(max_size=2048), FORMATS)
 def test_random_bytes(data: bytes, fmt: str) -> None:
     check(data, fmt)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated())
 def test_mutated_files(case: tuple[bytes, str]) -> None:

@@ -156,6 +156,7 @@ def test_a_dead_worker_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
         find_candidates_parallel(data.keys, blob, workers=2, task_keys=100, backend="pure")
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_is_a_clear_error() -> None:
     data = make_dataset(300, 10, planted=1, seed=5)
     worker = parallel.WorkerProcess(SightingIndex(data.scans).rpi_blob(), None, "pure")
@@ -167,6 +168,7 @@ def test_a_worker_killed_mid_run_is_a_clear_error() -> None:
         worker.close()
 
 
+@pytest.mark.slow
 def test_a_failed_request_is_reported_and_the_worker_goes_on() -> None:
     data = make_dataset(300, 10, planted=1, seed=5)
     worker = parallel.WorkerProcess(SightingIndex(data.scans).rpi_blob(), None, "pure")
@@ -187,6 +189,7 @@ def test_an_unknown_backend_fails_before_any_work() -> None:
         find_candidates_parallel(data.keys, blob, workers=2, task_keys=100, backend="rot13")
 
 
+@pytest.mark.slow
 def test_a_worker_process_loads_only_the_search() -> None:
     """What keeps a worker small: no protobuf, aiohttp or the rest of the agent (only
     the crypto seam, with cryptography's ciphers for the pure backend)."""

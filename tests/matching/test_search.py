@@ -109,6 +109,7 @@ def test_search_equals_the_spec_definition(
     assert set(expected) <= {(i - 3, j) for i, j in all_found}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_more_rpis_than_one_buffer_are_all_found(backend: str) -> None:
     """Every RPI of 1100 keys observed: over 150k hits, across buffer chunks."""
