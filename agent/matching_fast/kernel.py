@@ -223,6 +223,7 @@ class Search:
         index = np.empty(CHUNK_BLOCKS, dtype=np.intp)  # take() wants intp: no conversion
         probed = np.empty(CHUNK_BLOCKS, dtype=bool)
         probe, bitmap = self._rpis_probe, self.prefilter.bitmap
+        slots = np.empty(CHUNK_BLOCKS if probe is not None else 0, dtype=np.int64)  # C int64_t
         table, shift = self.prefilter.table, self.prefilter.shift
         ends = np.cumsum(work.counts, dtype=np.int64)
         found: list[Candidate] = []
@@ -241,11 +242,11 @@ class Search:
             firsts, counts = work.firsts[first:last], work.counts[first:last]
             self.blocks += blocks
             if probe is not None:  # the same probe, fused into the native crypto call
-                slots = index if out is buffer else np.empty(blocks, dtype=np.intp)
+                into = slots if out is buffer else np.empty(blocks, dtype=np.int64)
                 found_count = probe(
-                    teks.data, firsts.data, counts.data, out.data, bitmap.data, shift, slots.data
+                    teks.data, firsts.data, counts.data, out.data, bitmap.data, shift, into.data
                 )
-                hits = slots[:found_count].copy()
+                hits = into[:found_count].astype(np.intp)
             else:
                 self._rpis_into(teks.data, firsts.data, counts.data, out.data)
                 words = out.view("<u4")[: blocks * 4 : 4]
