@@ -220,10 +220,11 @@ class Search:
         keys = np.frombuffer(key_data, dtype=np.uint8).reshape(-1, TEK_LENGTH)
         starts = np.asarray(rolling_start, dtype=np.int64)
         buffer = np.empty(CHUNK_BLOCKS * RPI_LENGTH + RPI_LENGTH, dtype=np.uint8)
-        index = np.empty(CHUNK_BLOCKS, dtype=np.intp)  # take() wants intp: no conversion
-        probed = np.empty(CHUNK_BLOCKS, dtype=bool)
         probe, bitmap = self._rpis_probe, self.prefilter.bitmap
-        slots = np.empty(CHUNK_BLOCKS if probe is not None else 0, dtype=np.int64)  # C int64_t
+        fused = probe is not None  # only the buffers of the probe that runs are allocated
+        slots = np.empty(CHUNK_BLOCKS if fused else 0, dtype=np.int64)  # C int64_t
+        index = np.empty(0 if fused else CHUNK_BLOCKS, dtype=np.intp)  # take() wants intp
+        probed = np.empty(0 if fused else CHUNK_BLOCKS, dtype=bool)
         table, shift = self.prefilter.table, self.prefilter.shift
         ends = np.cumsum(work.counts, dtype=np.int64)
         found: list[Candidate] = []
