@@ -1,14 +1,34 @@
 """Exposure Notification cryptography, byte-exact with the v1.2 specification.
 
 Pure functions: bytes and interval numbers in, bytes out; nothing reads a clock. Each
-function names the spec section (``docs/gaen-spec.md`` §1) it implements. Verified
-against the 144 official vectors in ``tests/unit/test_crypto_vectors.py``.
+function names the section of the Exposure Notification cryptography specification
+(v1.2, §1) it implements. Verified against the 144 official vectors in
+``tests/unit/test_crypto_vectors.py``.
+
+The spec-named functions (:func:`derive_rpik`, :func:`derive_aemk`, :func:`rpi`,
+:func:`encrypt_aem`, :func:`padded_data`) do one key or one interval at a time. Matching
+needs millions of RPIs, so there is one batch primitive under them, :func:`rpis_into`:
+the RPIs of many keys, each for a range of intervals, written into one buffer. It has two
+backends with the same results (``tests/unit/test_crypto_backends.py``):
+
+- ``native``: the C extension ``agent._gaen``, compiled by the package build when a C
+  compiler and the OpenSSL headers exist (``setup.py``; it is optional), and imported
+  like any installed module. Nothing is compiled, written or loaded from a writable
+  directory at run time.
+- ``pure``: Python: RPIK by HKDF-SHA256 from precomputed SHA-256 midstates (``hashlib``),
+  the RPIs by one AES-128-ECB call per key through ``cryptography``'s public API.
+
+``$CONTACT_AGENT_CRYPTO`` (``native``, ``pure`` or ``auto``, the default: native when
+built) picks one; see :func:`batch_backend`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -24,6 +44,17 @@ from agent.constants import (
     TEK_ROLLING_PERIOD,
 )
 from agent.errors import MalformedInputError
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from typing_extensions import Buffer
+
+_gaen: ModuleType | None
+try:  # the compiled backend, when the package build could compile it
+    from agent import _gaen
+except ImportError:  # pragma: no cover - depends on the build machine
+    _gaen = None
 
 _UINT32_MAX = 0xFFFF_FFFF
 
@@ -121,3 +152,137 @@ def encrypt_aem(aemk: bytes, rpi_value: bytes, metadata: bytes) -> bytes:
 def decrypt_aem(aemk: bytes, rpi_value: bytes, aem: bytes) -> bytes:
     """The 4 metadata bytes from an AEM (§1.1)."""
     return aem_crypt(aemk, rpi_value, aem)
+
+
+# --- the batch primitive ---------------------------------------------------------------
+
+
+RpisInto = Callable[["Buffer", "Buffer", "Buffer", "Buffer"], None]
+"""``(teks, firsts, counts, out)``: see :func:`rpis_into`."""
+
+BACKEND_ENV: Final = "CONTACT_AGENT_CRYPTO"
+"""``native``, ``pure`` or ``auto`` (default): the backend of :func:`rpis_into`."""
+
+_INNER = hashlib.sha256(b"\x36" * 64)
+_OUTER = hashlib.sha256(b"\x5c" * 64)
+"""HMAC(salt=None, i.e. 32 zero bytes) midstates: the key XOR ipad/opad is just the pad."""
+_XOR36 = bytes(i ^ 0x36 for i in range(256))
+_XOR5C = bytes(i ^ 0x5C for i in range(256))
+_PAD36 = b"\x36" * 32
+_PAD5C = b"\x5c" * 32
+_RPIK_INFO_T1 = RPIK_INFO + b"\x01"
+
+
+def _rpik_midstates(tek: bytes | memoryview) -> bytes:
+    """:func:`derive_rpik` by SHA-256 midstates: HKDF extract PRK = HMAC(0^32, TEK), then
+    expand T1 = HMAC(PRK, "EN-RPIK" || 0x01), first 16 bytes (the pure backend's RPIK)."""
+    inner = _INNER.copy()
+    inner.update(tek)
+    outer = _OUTER.copy()
+    outer.update(inner.digest())
+    prk = outer.digest()
+    t1_inner = hashlib.sha256(prk.translate(_XOR36) + _PAD36 + _RPIK_INFO_T1).digest()
+    return hashlib.sha256(prk.translate(_XOR5C) + _PAD5C + t1_inner).digest()[:16]
+
+
+class _Templates:
+    """PaddedData per (first interval, count): keys of one day share theirs."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._cache: dict[tuple[int, int], bytes] = {}
+        self._limit = limit
+
+    def get(self, first: int, count: int) -> bytes:
+        template = self._cache.get((first, count))
+        if template is None:
+            if len(self._cache) >= self._limit:
+                self._cache.clear()
+            template = b"".join(
+                RPI_PADDING_PREFIX + struct.pack("<I", first + j) for j in range(count)
+            )
+            self._cache[(first, count)] = template
+        return template
+
+
+_TEMPLATES = _Templates()
+
+
+def _pure_rpis_into(teks: Buffer, firsts: Buffer, counts: Buffer, out: Buffer) -> None:
+    """The pure backend of :func:`rpis_into`."""
+    keys = memoryview(teks).cast("B")
+    first_list = memoryview(firsts).cast("B").cast("I").tolist()
+    count_list = memoryview(counts).cast("B").cast("I").tolist()
+    target = memoryview(out).cast("B")
+    if len(keys) % TEK_LENGTH or not len(first_list) == len(count_list) == len(keys) // 16:
+        raise ValueError("teks: 16 bytes per row; firsts, counts: 4 per row")
+    if len(target) < RPI_LENGTH * sum(count_list):
+        raise ValueError("out is smaller than 16 bytes per RPI")
+    cipher, aes, ecb = Cipher, algorithms.AES, modes.ECB()  # noqa: S305 - single blocks
+    templates = _TEMPLATES.get
+    pos = 0
+    for i, (first, count) in enumerate(zip(first_list, count_list, strict=True)):
+        if not count:
+            continue
+        data = templates(first, count)
+        end = pos + len(data)
+        encryptor = cipher(aes(_rpik_midstates(keys[16 * i : 16 * i + 16])), ecb).encryptor()
+        if len(target) - pos >= len(data) + 15:  # update_into wants a block of slack
+            encryptor.update_into(data, target[pos:])
+        else:
+            target[pos:end] = encryptor.update(data)
+        pos = end
+
+
+def batch_backends() -> dict[str, RpisInto]:
+    """The backends of :func:`rpis_into` this installation has, fastest first."""
+    found: dict[str, RpisInto] = {}
+    if _gaen is not None:
+        found["native"] = _gaen.rpis_into
+    found["pure"] = _pure_rpis_into
+    return found
+
+
+def batch_backend(name: str | None = None) -> tuple[str, RpisInto]:
+    """(name, function) of the backend ``name`` or ``$CONTACT_AGENT_CRYPTO`` asks for;
+    ``auto`` (the default) is the fastest one installed.
+
+    Raises:
+        ValueError: an unknown name, or ``native`` when the extension was not built.
+    """
+    choice = (name or os.environ.get(BACKEND_ENV) or "auto").strip().lower()
+    found = batch_backends()
+    if choice == "auto":
+        choice = next(iter(found))
+    if choice not in ("native", "pure"):
+        raise ValueError(f"unknown crypto backend {choice!r} (native, pure or auto)")
+    if choice not in found:
+        raise ValueError(
+            "the native crypto backend was not built (no C compiler or OpenSSL headers "
+            "when the package was installed)"
+        )
+    return choice, found[choice]
+
+
+RpisProbe = Callable[["Buffer", "Buffer", "Buffer", "Buffer", "Buffer", int, "Buffer"], int]
+"""``(teks, firsts, counts, out, bitmap, shift, hits) -> number of hits``."""
+
+
+def batch_probe(name: str) -> RpisProbe | None:
+    """The native backend's :func:`rpis_into` fused with the candidate search's first
+    step (the bit-table probe of each RPI, done while the key's RPIs are in the L1
+    cache), or None for the pure backend. Same RPIs in ``out``; ``hits`` gets the index
+    of every RPI whose bit ``(first little-endian uint32 >> shift)`` is set in
+    ``bitmap`` (little-endian bit order), as the search's numpy probe finds them."""
+    return _gaen.rpis_probe if name == "native" and _gaen is not None else None
+
+
+def rpis_into(teks: Buffer, firsts: Buffer, counts: Buffer, out: Buffer) -> None:
+    """For each key i: its RPIs of intervals ``firsts[i] .. firsts[i] + counts[i] - 1``,
+    written one after another into ``out`` (RPI_j = AES-128-ECB(RPIK, PaddedData_j), §1.1).
+
+    ``teks``: 16 bytes per key; ``firsts``, ``counts``: native uint32 per key; ``out``:
+    writable, at least 16 bytes per RPI. Unchecked beyond sizes (interval ranges must
+    stay below 2^32): callers pass validated keys. Uses the default backend
+    (:func:`batch_backend`); the native one releases the GIL.
+    """
+    batch_backend()[1](teks, firsts, counts, out)

@@ -1,16 +1,18 @@
-"""Matching diagnosis keys against observed RPIs (``docs/gaen-spec.md`` §6).
+"""Matching diagnosis keys against observed RPIs (the GAEN matching rules).
 
 Pure functions: keys and observations in, matched scans and counters out; nothing reads a
 clock, a file or the network. Matching has two stages:
 
-1. *Candidates*: for each key, derive the 144 RPIs of its day (one AES call) and find
-   those that were observed, by exact 16-byte comparison. :func:`reference_candidates`
-   does this plainly; :mod:`agent.matching_fast` does the same much faster and must
-   return exactly the same pairs.
-2. *Evaluation* (:func:`evaluate_candidates`, shared by both): keep only intervals inside
-   the key's rolling period, sightings within +-12 intervals of the RPI's interval, drop
-   replays (more than 20 min after the RPI's first sighting), decrypt the AEM and reject
-   TX power outside -50..+20 dBm, then compute attenuations.
+1. *Candidates*: the one search (:mod:`agent.matching_fast.kernel`): for each key, the
+   RPIs of the intervals of its rolling period that lie within +-12 intervals of a
+   sighting (the only ones that can match), found among the observed RPIs by a
+   prefilter and an exact 16-byte comparison. :func:`search_candidates` runs it in this
+   thread; :mod:`agent.matching_fast` spreads it over cores for many keys. The tests
+   check it against the spec's definition (every RPI of every key, compared plainly).
+2. *Evaluation* (:func:`evaluate_candidates`): keep only intervals inside the key's
+   rolling period, sightings within +-12 intervals of the RPI's interval, drop replays
+   (more than 20 min after the RPI's first sighting), decrypt the AEM and reject TX
+   power outside -50..+20 dBm, then compute attenuations.
 
 Keys with report type RECURSIVE are skipped; REVOKED keys are not matched but returned, so
 that the caller removes earlier results of those keys. Our own keys never match, and
@@ -26,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from agent import crypto
 from agent.clock import en_interval_number
 from agent.constants import (
@@ -33,11 +37,11 @@ from agent.constants import (
     METADATA_MAJOR_1,
     METADATA_MAJOR_MASK,
     REPLAY_WINDOW_SECONDS,
-    TEK_ROLLING_PERIOD,
     TX_POWER_MAX_DBM,
     TX_POWER_MIN_DBM,
 )
 from agent.errors import AgentError
+from agent.matching_fast.kernel import search_columns
 from agent.models import ObservedScan, ReportType, TemporaryExposureKey
 from agent.payload import Metadata
 
@@ -143,8 +147,14 @@ class SightingIndex:
         return rpi in self.by_rpi
 
     def rpi_blob(self) -> bytes:
-        """All distinct observed RPIs concatenated (16 bytes each), for the fast prefilter."""
+        """All distinct observed RPIs concatenated (16 bytes each), for the search."""
         return b"".join(self.by_rpi)
+
+    def intervals(self) -> list[int]:
+        """The distinct intervals in which a scan began, ascending (for the search)."""
+        return sorted(
+            {en_interval_number(s.first_seen) for scans in self.by_rpi.values() for s in scans}
+        )
 
 
 def match_filter(key: TemporaryExposureKey, own_keys: frozenset[bytes]) -> str | None:
@@ -158,22 +168,23 @@ def match_filter(key: TemporaryExposureKey, own_keys: frozenset[bytes]) -> str |
     return None
 
 
-def reference_candidates(
+def search_candidates(
     keys: KeySequence, index: SightingIndex, own_keys: frozenset[bytes] = frozenset()
 ) -> list[Candidate]:
-    """Observed (key index, interval offset) pairs, the plain way: one AES call per key."""
-    found: list[Candidate] = []
-    for i in range(len(keys)):
-        key = keys[i]
-        if match_filter(key, own_keys) is not None:
-            continue
-        rpik = crypto.derive_rpik(key.key_data)
-        for offset, rpi in enumerate(
-            crypto.rpis(rpik, key.rolling_start_interval_number, TEK_ROLLING_PERIOD)
-        ):
-            if rpi in index.by_rpi:
-                found.append((i, offset))
-    return found
+    """Observed (key index, interval offset) pairs of the keys to match, in this thread
+    (the search of :mod:`agent.matching_fast.kernel`)."""
+    rows = [i for i in range(len(keys)) if match_filter(keys[i], own_keys) is None]
+    if not rows or not len(index):
+        return []
+    chosen = [keys[i] for i in rows]
+    found = search_columns(
+        b"".join(k.key_data for k in chosen),
+        np.array([k.rolling_start_interval_number for k in chosen], dtype=np.int64),
+        np.array([k.rolling_period for k in chosen], dtype=np.int64),
+        index.rpi_blob(),
+        index.intervals(),
+    )
+    return [(rows[row], offset) for row, offset in found]
 
 
 def typical_attenuation(mean_attenuation_db: float) -> int:
@@ -288,8 +299,9 @@ def match_keys(
     index: SightingIndex,
     own_keys: frozenset[bytes] = frozenset(),
 ) -> MatchResult:
-    """The reference matcher: simple, slow, and the definition of a correct result."""
-    result = evaluate_candidates(keys, reference_candidates(keys, index, own_keys), index, own_keys)
+    """Match keys in this thread: the search, then the evaluation (for a few keys;
+    :func:`agent.matching_fast.match.fast_match` spreads the search over cores)."""
+    result = evaluate_candidates(keys, search_candidates(keys, index, own_keys), index, own_keys)
     count_skipped_keys(keys, own_keys, result)
     return result
 

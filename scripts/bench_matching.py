@@ -1,8 +1,12 @@
 """Matching figures for ``scripts/bench``: the per-core kernel and the real pipeline.
 
-* :func:`kernel_slices`: keys/s of each candidate finder (native, ctypes, public) on one
-  core, as ``ratio_aes`` (keys/s x 144 / AES blocks/s) and ``py_calls_per_key``, in
-  short slices alternating with the references; every slice checks the planted matches.
+* :func:`kernel_slices`: keys/s of the candidate search with each crypto backend
+  (native, pure) on one core, as ``ratio_aes`` (keys/s x 144 / AES blocks/s) and
+  ``py_calls_per_key``, in short slices alternating with the references; every slice
+  checks the planted matches. Every interval of every key is computed there (sightings
+  at all hours): the worst case.
+* :func:`sparse_blocks`: the AES blocks per key the search computes for a device that
+  saw others on 3 of 14 days, 4 hours a day (instead of 144).
 * :func:`e2e`: :func:`agent.pipeline.match_exports` (read, verify, parse, validate,
   dedupe, load sightings, match on all cores, store) on signed daily exports in a fresh
   child process: seconds, peak RSS of that process (``ru_maxrss``), peak memory of its
@@ -39,36 +43,42 @@ from bench_refs import (
 
 sys.path.insert(0, str(ROOT))
 
-from agent import native
+from agent import crypto
 from agent.constants import TEK_LENGTH, TEK_ROLLING_PERIOD
 from agent.matching import SightingIndex
-from agent.matching_fast.finder import CandidateFinder, candidate_finder
-from agent.matching_fast.kernel import CtypesEcb
+from agent.matching_fast.kernel import Search, Windows, plan
 from tests.matching.dataset import Dataset, make_dataset
 
 E2E_FILES = 14
 """One signed export per day of the 14-day window (a file holds at most 2 M keys)."""
-BACKEND_ENV = "CONTACT_AGENT_AES_BACKEND"
+BACKEND_ENV = crypto.BACKEND_ENV
 
 
 def backends() -> list[str]:
-    """The finders this machine can run, fastest first."""
-    found = []
-    if native.load() is not None:
-        found.append("native")
-    try:
-        CtypesEcb()
-        found.append("ctypes")
-    except OSError:
-        pass
-    found.append("public")
-    return found
+    """The crypto backends this installation has, fastest first."""
+    return list(crypto.batch_backends())
+
+
+def sparse_blocks(keys_per_day: int = 10_000) -> dict[str, Any]:
+    """Blocks per key on a sparse device: 14 days of keys; sightings on 3 of the days,
+    4 hours each (09:00-13:00 UTC)."""
+    day = 2_833_344
+    starts = np.repeat(day - TEK_ROLLING_PERIOD * np.arange(14), keys_per_day).astype(np.int32)
+    periods = np.full(len(starts), TEK_ROLLING_PERIOD, dtype=np.int32)
+    sighted = [day - TEK_ROLLING_PERIOD * d + 54 + j for d in (1, 5, 9) for j in range(24)]
+    work = plan(starts, periods, Windows.around(sighted))
+    return {
+        "keys": len(starts),
+        "blocks_per_key": work.blocks / len(starts),
+        "keys_computed": len(np.unique(work.rows)),
+        "dense_blocks_per_key": TEK_ROLLING_PERIOD,
+    }
 
 
 class Matcher:
-    """One finder over a rotating window of the dataset, checked against the plants."""
+    """The search over a rotating window of the dataset, checked against the plants."""
 
-    def __init__(self, data: Dataset, finder: CandidateFinder) -> None:
+    def __init__(self, data: Dataset, finder: Search) -> None:
         self.data = data
         self.finder = finder
         self.start = 0
@@ -84,6 +94,7 @@ class Matcher:
         found = self.finder.find(
             keys.key_data[TEK_LENGTH * start : TEK_LENGTH * stop],
             keys.rolling_start[start:stop],
+            keys.rolling_period[start:stop],
             start,
         )
         elapsed = time.perf_counter() - began
@@ -99,8 +110,9 @@ class Matcher:
 
 
 def kernel_slices(data: Dataset, backend: str, count: int, seconds: float) -> dict[str, Any]:
-    """Median ratio_aes and py_calls_per_key of one finder over ``count`` slices."""
-    matcher = Matcher(data, candidate_finder(SightingIndex(data.scans).rpi_blob(), backend))
+    """Median ratio_aes and py_calls_per_key of the search with one crypto backend over
+    ``count`` slices (every interval computed: the dense worst case)."""
+    matcher = Matcher(data, Search(SightingIndex(data.scans).rpi_blob(), None, backend))
     matcher.calibrate(seconds)
     aes_blocks_per_second(seconds)  # warm-up
     python_calls_per_second(seconds)
@@ -184,7 +196,6 @@ def run_e2e(cache: Path, keys: int, sightings: int, workers: int) -> dict[str, A
 
     base = _inputs(cache, keys, sightings)
     meta = json.loads((base / "meta.json").read_text())
-    native.load()  # built and looked up once per process (it runs helper processes)
     aes_before = aes_blocks_per_second(0.5)
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = Path(scratch) / "data"

@@ -17,15 +17,14 @@ TARGET_KEYS = 3_000_000
 DEV_AES_BLOCKS = 6.2e8
 DEV_PY_CALLS = 2.5e6
 
-KERNEL_FLOORS = {"native": 0.15, "ctypes": 0.03, "public": 0.03}
-"""ratio_aes per core: >= 0.15 with the accelerator, >= 0.03 without a compiler (the
-best of ctypes/public is checked; the other is reported)."""
+KERNEL_FLOORS = {"native": 0.2, "pure": 0.03}
+"""ratio_aes per core of the search, every interval computed: >= 0.2 with the compiled
+crypto backend, >= 0.03 with the pure one (what runs where no compiler was installed)."""
 KERNEL_TARGETS = {
-    "native": ">= 0.15 x AES",
-    "ctypes": ">= 0.03 x AES: no compiler",
-    "public": ">= 0.03 x AES: only checked without libcrypto",
+    "native": ">= 0.2 x AES",
+    "pure": ">= 0.03 x AES: no compiler",
 }
-E2E_SECONDS = {"native": 5.0, "ctypes": 20.0, "public": 20.0}
+E2E_SECONDS = {"native": 4.0, "pure": 20.0}
 """3 M keys parsed + verified + matched against 50k sightings (2 cores)."""
 E2E_RSS_MB = 250.0
 INGEST_PER_SECOND = 2_000.0
@@ -90,15 +89,8 @@ def check(results: dict[str, Any]) -> list[str]:
             misses.append(f"{what}: {value:.4g} > {target:.4g} / {margin}")
 
     kernels = {k["backend"]: k for k in results.get("kernel", [])}
-    if "native" in kernels:
-        floor("kernel native ratio_aes", kernels["native"]["ratio_aes"]["median"], 0.15)
-    plain = kernels.get("ctypes") or kernels.get("public")
-    if plain is not None:
-        floor(
-            f"kernel {plain['backend']} (no compiler) ratio_aes",
-            plain["ratio_aes"]["median"],
-            KERNEL_FLOORS[plain["backend"]],
-        )
+    for backend, kernel in kernels.items():
+        floor(f"kernel {backend} ratio_aes", kernel["ratio_aes"]["median"], KERNEL_FLOORS[backend])
     e2e = results.get("e2e") or []
     for backend, figures in projection(e2e).items():
         floor(
@@ -152,6 +144,16 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{r['median']:.3f} x AES (IQR {r['q1']:.3f}-{r['q3']:.3f}, "
                 f"drift {r['drift']:.2f}); {p['median']:.1f} py-calls/key; {rate:,.0f} keys/s",
                 KERNEL_TARGETS[k["backend"]],
+            )
+        )
+    sparse = results.get("sparse")
+    if sparse:
+        rows.append(
+            (
+                "search, sparse device (3 of 14 days, 4 h a day)",
+                f"{sparse['blocks_per_key']:.1f} AES blocks per key; "
+                f"{sparse['keys_computed']:,} of {sparse['keys']:,} keys computed",
+                f"(reported; {sparse['dense_blocks_per_key']} when seen all day)",
             )
         )
     for run in results.get("e2e", []):

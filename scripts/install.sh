@@ -91,9 +91,10 @@ if [ "$UNINSTALL" -eq 1 ]; then
     exit 0
 fi
 
-# 1. System packages (BlueZ, D-Bus, venv support).
+# 1. System packages (BlueZ, D-Bus, venv support, the C extension's build tools).
 if [ "$LIVE" -eq 1 ] && [ "$APT" -eq 1 ]; then
-    bash "$SRC/scripts/apt-need.sh" python3-venv bluez dbus
+    # gcc, python3-dev, libssl-dev: the package build compiles the crypto backend (agent/_gaen.c)
+    bash "$SRC/scripts/apt-need.sh" python3-venv bluez dbus gcc python3-dev libssl-dev
 fi
 
 # 2. The service account (sysusers.d; falls back to useradd on systems without it).

@@ -10,7 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/apt-need.sh python3-venv dbus-daemon systemd
+# gcc, python3-dev, libssl-dev: the package build compiles the native crypto backend
+# (agent/_gaen.c); without them the pure backend answers the same, more slowly.
+bash scripts/apt-need.sh python3-venv dbus-daemon systemd gcc python3-dev libssl-dev
 if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "setup.sh: contact-agent needs Python 3.11 or newer (Debian 12 / Raspberry Pi OS" \
         "Bookworm or later); python3 is $(python3 -V 2>&1)" >&2

@@ -1,14 +1,17 @@
-"""Diagnosis-key exports (gaen-spec §4): read and verify, validate keys, write.
+"""Diagnosis-key exports (the GAEN export format): read and verify, validate keys, write.
 
-The ONLY functions that return keys for matching are :func:`read_verified_export` and
-its flat twin :func:`read_verified_export_arrays`; both verify the signature against
-pinned keys first. :func:`inspect_export` is for ``keys show`` and marks its result
-``verified=False``.
+Keys come as one column type, :class:`KeyArrays`. Matching reads exports only through
+:func:`read_export_keys` (verify, parse, validate: the usable keys of one file), which
+uses :func:`read_verified_export_arrays`; :func:`read_verified_export` gives the same
+keys as objects (``keys show --public-key``, tests). All three verify the signature
+against pinned keys first. :func:`inspect_export` is for ``keys show`` and marks its
+result ``verified=False``.
 """
 
 from __future__ import annotations
 
 from agent.export.arrays import read_verified_export_arrays
+from agent.export.columns import KeyArrays
 from agent.export.model import (
     MAX_EXPORT_BYTES,
     ExportArrays,
@@ -16,7 +19,12 @@ from agent.export.model import (
     ExportHeader,
     SignatureInfo,
 )
-from agent.export.reader import inspect_export, read_verified_export
+from agent.export.reader import (
+    ParsedExport,
+    inspect_export,
+    read_export_keys,
+    read_verified_export,
+)
 from agent.export.signature import PublicKeyRing, load_public_key
 from agent.export.validation import validate_arrays, validate_keys
 from agent.export.writer import (
@@ -36,6 +44,8 @@ __all__ = [
     "ExportArrays",
     "ExportFile",
     "ExportHeader",
+    "KeyArrays",
+    "ParsedExport",
     "PublicKeyRing",
     "SignatureInfo",
     "build_export_bin",
@@ -46,6 +56,7 @@ __all__ = [
     "load_signing_key",
     "private_key_pem",
     "public_key_pem",
+    "read_export_keys",
     "read_verified_export",
     "read_verified_export_arrays",
     "validate_arrays",

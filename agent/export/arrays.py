@@ -1,21 +1,20 @@
-"""The flat fast path: a verified export as a key blob and int32 arrays (performance.md §1e).
+"""The one export reader: verification, then the one parser into columns.
 
-Same container checks, same signature verification, same parse-level drops and the same
-validation rules as the object path, without building a Python object per key, and
-without parsing the keys with protobuf at all when their records have the regular
-layout servers write (:func:`~agent.export.fastparse.split_export`): protobuf then only
-parses the header fields and the revised keys, and the keys are decoded by numpy in
+:func:`parse_keys` never builds a Python object per key, and does not parse the keys
+with protobuf at all when their records have the regular layout servers write
+(:func:`~agent.export.fastparse.split_export`, a private detail of it): protobuf then
+only parses the header fields and the revised keys, and the keys are decoded by numpy in
 chunks straight into the result arrays. Memory stays near the file itself plus 37 bytes
 per key (the full protobuf message of a 1 M-key file costs ~250 MB). Any irregular file
-is parsed by protobuf as a whole, as :func:`~agent.export.reader.verified_message` does,
-which gives the same keys and the same errors.
+is parsed by protobuf as a whole, which gives the same keys and the same errors.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
@@ -24,12 +23,12 @@ import numpy.typing as npt
 from agent.constants import EXPORT_HEADER, TEK_LENGTH, TEK_ROLLING_PERIOD
 from agent.errors import ExportFileError, SignatureError
 from agent.export import export_pb2 as pb
+from agent.export.columns import KeyArrays
 from agent.export.container import open_export_zip
-from agent.export.fastparse import Buffer, KeyColumns, KeyRun, decode_key_run, split_export
-from agent.export.model import MAX_EXPORT_BYTES, MAX_KEYS_PER_FILE, ExportArrays
+from agent.export.fastparse import Buffer, DecodedKeys, KeyRun, decode_key_run, split_export
+from agent.export.groups import row_groups
+from agent.export.model import MAX_EXPORT_BYTES, MAX_KEYS_PER_FILE, TR_MAX, TR_MIN, ExportArrays
 from agent.export.parse import (
-    TR_MAX,
-    TR_MIN,
     check_consistency,
     check_header,
     header_fields,
@@ -38,15 +37,16 @@ from agent.export.parse import (
     parse_export_sig,
     to_keys,
 )
-from agent.export.signature import PublicKeyRing, verify_signatures
+from agent.export.signature import PublicKeyRing, Signature, verify_signatures
 from agent.export.validation import validate_arrays
+from agent.models import TemporaryExposureKey
 
 _FIELDS = 5  # rolling_start, rolling_period, tr, report_type, dso
 DECODE_CHUNK = 131_072
 """Key records decoded (or parsed by protobuf, for odd runs) per step: bounds temporaries."""
 
 
-def _from_protobuf(message: pb.TemporaryExposureKeyExport, dropped: Counter[str]) -> KeyColumns:
+def _from_protobuf(message: pb.TemporaryExposureKeyExport, dropped: Counter[str]) -> DecodedKeys:
     rows = list(iter_rows(message.keys, dropped))
     has_dso = np.fromiter((r[5] is not None for r in rows), dtype=bool, count=len(rows))
     numbers = np.array(
@@ -54,7 +54,7 @@ def _from_protobuf(message: pb.TemporaryExposureKeyExport, dropped: Counter[str]
     ).reshape(len(rows), _FIELDS)
     columns = numbers.astype(np.int32).T
     key_data = np.frombuffer(b"".join([r[0] for r in rows]), dtype=np.uint8)
-    return KeyColumns(
+    return DecodedKeys(
         key_data=key_data.reshape(len(rows), 16),
         rolling_start=columns[0],
         rolling_period=columns[1],
@@ -65,7 +65,7 @@ def _from_protobuf(message: pb.TemporaryExposureKeyExport, dropped: Counter[str]
     )
 
 
-def _parse_drops(columns: KeyColumns, dropped: Counter[str]) -> KeyColumns:
+def _parse_drops(columns: DecodedKeys, dropped: Counter[str]) -> DecodedKeys:
     """The drops and normalisation of :func:`~agent.export.parse.iter_rows`, vectorised."""
     period = columns.rolling_period
     bad_period = (period < 1) | (period > TEK_ROLLING_PERIOD)
@@ -81,7 +81,7 @@ def _parse_drops(columns: KeyColumns, dropped: Counter[str]) -> KeyColumns:
     def pick(values: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
         return np.ascontiguousarray(values[keep])
 
-    return KeyColumns(
+    return DecodedKeys(
         key_data=np.ascontiguousarray(columns.key_data[keep]),
         rolling_start=pick(columns.rolling_start),
         rolling_period=pick(period),
@@ -110,7 +110,7 @@ class _Columns:
         }
         self.has_dso = np.empty(capacity, dtype=bool)
 
-    def append(self, part: KeyColumns) -> None:
+    def append(self, part: DecodedKeys) -> None:
         stop = self.size + len(part.rolling_start)
         self.key_data[self.size : stop] = part.key_data
         for name, column in self.ints.items():
@@ -118,9 +118,9 @@ class _Columns:
         self.has_dso[self.size : stop] = part.has_days_since_onset
         self.size = stop
 
-    def result(self) -> KeyColumns:
+    def result(self) -> DecodedKeys:
         n = self.size
-        return KeyColumns(
+        return DecodedKeys(
             key_data=self.key_data[:n],
             has_days_since_onset=self.has_dso[:n],
             **{name: column[:n] for name, column in self.ints.items()},
@@ -148,7 +148,7 @@ def _check_key_cap(count: int) -> None:
 
 def _lean_parse(
     export_bin: bytes, verify: Callable[[pb.TemporaryExposureKeyExport], None]
-) -> tuple[pb.TemporaryExposureKeyExport, KeyColumns, Counter[str]] | None:
+) -> tuple[pb.TemporaryExposureKeyExport, DecodedKeys, Counter[str]] | None:
     """Header message, keys and parse drops of a regular export.bin, or None."""
     payload = memoryview(export_bin)[len(EXPORT_HEADER) :]  # no copy of the keys
     split = split_export(payload)
@@ -166,7 +166,7 @@ def _lean_parse(
 
 def _full_parse(
     export_bin: bytes, verify: Callable[[pb.TemporaryExposureKeyExport], None]
-) -> tuple[pb.TemporaryExposureKeyExport, KeyColumns, Counter[str]]:
+) -> tuple[pb.TemporaryExposureKeyExport, DecodedKeys, Counter[str]]:
     """The same from one protobuf message of the whole file (any valid layout)."""
     message = parse_export_bin(export_bin)
     verify(message)
@@ -176,36 +176,8 @@ def _full_parse(
     return message, columns, dropped
 
 
-GROUP_ROWS = 65_536
-"""Rows per group in :func:`row_groups`: bounds the temporaries of a duplicate search."""
-
-
-def row_groups(
-    keys: npt.NDArray[np.uint8], salt: npt.NDArray[np.int32] | None = None
-) -> Iterator[npt.NDArray[np.intp]]:
-    """Row numbers of ``keys`` (n x 16) in groups of about :data:`GROUP_ROWS`, each in
-    ascending order; rows with equal key (and equal ``salt``) are in the same group.
-
-    A duplicate search per group then needs a fraction of the memory of one over all
-    rows (``np.unique`` over 3 M keys peaks at ~160 MB) and finds the same duplicates.
-    """
-    n = len(keys)
-    groups = n // GROUP_ROWS
-    if groups < 2:
-        yield np.arange(n)
-        return
-    group_of = keys[:, 0].astype(np.uint16) << 8 | keys[:, 1]
-    if salt is not None:
-        group_of += np.remainder(salt, groups).astype(np.uint16)
-    group_of %= groups
-    for group in range(groups):
-        rows = np.flatnonzero(group_of == group)
-        if len(rows):
-            yield rows
-
-
 def _validate(
-    key_blob: bytes, columns: KeyColumns, now_interval: int | None, dropped: Counter[str]
+    columns: KeyArrays, now_interval: int | None, dropped: Counter[str]
 ) -> npt.NDArray[np.bool_]:
     """:func:`~agent.export.validation.validate_arrays` over all keys, group by group.
 
@@ -213,7 +185,7 @@ def _validate(
     rolling start as an earlier key, so :func:`row_groups` puts it in the same group,
     after that key.
     """
-    starts = columns.rolling_start
+    starts, key_blob = columns.rolling_start, columns.key_data
     keys = np.frombuffer(key_blob, dtype=np.uint8).reshape(-1, TEK_LENGTH)
     valid = np.zeros(len(starts), dtype=bool)
     for rows in row_groups(keys, starts):
@@ -230,23 +202,58 @@ def _validate(
     return valid
 
 
-def read_verified_export_arrays(
-    zip_bytes: bytes,
-    ring: PublicKeyRing,
-    *,
-    now_interval: int | None = None,
-    max_bytes: int = MAX_EXPORT_BYTES,
-) -> ExportArrays:
-    """Verify an export and return its keys as flat arrays.
+@dataclass(frozen=True, slots=True, eq=False)
+class ParsedBin:
+    """``export.bin`` parsed: what every reader of this package starts from."""
 
-    ``valid`` marks the keys :func:`~agent.export.validation.validate_keys` would keep;
-    the time rules apply only when ``now_interval`` is given. The checks run in the
-    order of :func:`~agent.export.reader.verified_message`: container, export.sig,
-    header, signature over the exact export.bin bytes, and only then parsing.
+    message: pb.TemporaryExposureKeyExport
+    """The header fields and revised keys (the keys themselves only on the protobuf path)."""
+    keys: KeyArrays
+    revised_keys: tuple[TemporaryExposureKey, ...]
+    dropped: Counter[str]
+    """Keys that could not be represented (parse-level drops), by reason."""
+
+
+def parse_keys(
+    export_bin: bytes, check: Callable[[pb.TemporaryExposureKeyExport], None]
+) -> ParsedBin:
+    """The one parser of ``export.bin``: the fixed-layout decode when the key records
+    have the regular layout, else protobuf, with the same keys and the same errors.
+    ``check`` sees the parsed header before any key is decoded (signature consistency).
+    """
+    message, columns, dropped = _lean_parse(export_bin, check) or _full_parse(
+        export_bin, check
+    )
+    keys = KeyArrays(
+        key_data=columns.key_data.tobytes(),
+        rolling_start=np.ascontiguousarray(columns.rolling_start),
+        rolling_period=np.ascontiguousarray(columns.rolling_period),
+        transmission_risk=np.ascontiguousarray(columns.transmission_risk),
+        report_type=np.ascontiguousarray(columns.report_type),
+        days_since_onset=np.ascontiguousarray(columns.days_since_onset),
+        has_days_since_onset=columns.has_days_since_onset,
+    )
+    del columns
+    revised = to_keys(iter_rows(message.revised_keys, dropped))
+    return ParsedBin(message=message, keys=keys, revised_keys=revised, dropped=dropped)
+
+
+def verified_bin(
+    zip_bytes: bytes, ring: PublicKeyRing, *, max_bytes: int = MAX_EXPORT_BYTES
+) -> tuple[ParsedBin, Signature]:
+    """Container, export.sig, header, the signature over the exact export.bin bytes, and
+    only then those bytes parsed (:func:`parse_keys`) with the export's claims about its
+    signatures and batch checked against export.sig.
 
     Raises:
-        ExportFileError, SignatureError: exactly as :func:`read_verified_export`.
+        ExportFileError: a bad container, header or protobuf.
+        SignatureError: unsigned, unknown signer, invalid signature, inconsistent claims.
     """
+    if bytes(zip_bytes[: len(EXPORT_HEADER)]) == EXPORT_HEADER:
+        raise SignatureError(
+            "this is a raw export.bin: it carries no signature; verify the export ZIP it "
+            "came from"
+        )
     entries = open_export_zip(zip_bytes, max_bytes=max_bytes)
     if entries.export_sig is None:  # open_export_zip requires it; keep the guard explicit
         raise SignatureError("export is unsigned: no export.sig")
@@ -257,23 +264,32 @@ def read_verified_export_arrays(
     def consistent(message: pb.TemporaryExposureKeyExport) -> None:
         check_consistency(message, signatures, used)
 
-    export_bin = entries.export_bin
-    parsed = _lean_parse(export_bin, consistent) or _full_parse(export_bin, consistent)
-    message, columns, dropped = parsed
-    key_blob = columns.key_data.tobytes()
-    revised = to_keys(iter_rows(message.revised_keys, dropped))
-    valid = _validate(key_blob, columns, now_interval, dropped)
+    return parse_keys(entries.export_bin, consistent), used
+
+
+def read_verified_export_arrays(
+    zip_bytes: bytes,
+    ring: PublicKeyRing,
+    *,
+    now_interval: int | None = None,
+    max_bytes: int = MAX_EXPORT_BYTES,
+) -> ExportArrays:
+    """Verify an export and return its keys as columns (:func:`verified_bin`).
+
+    ``valid`` marks the keys :func:`~agent.export.validation.validate_arrays` keeps;
+    the time rules apply only when ``now_interval`` is given.
+
+    Raises:
+        ExportFileError, SignatureError: as :func:`verified_bin`.
+    """
+    parsed, _ = verified_bin(zip_bytes, ring, max_bytes=max_bytes)
+    dropped = Counter(parsed.dropped)
+    valid = _validate(parsed.keys, now_interval, dropped)
     return ExportArrays(
-        **header_fields(message),
+        **header_fields(parsed.message),
         sha256=hashlib.sha256(zip_bytes).digest(),
-        key_data=key_blob,
-        rolling_start=np.ascontiguousarray(columns.rolling_start),
-        rolling_period=np.ascontiguousarray(columns.rolling_period),
-        transmission_risk=np.ascontiguousarray(columns.transmission_risk),
-        report_type=np.ascontiguousarray(columns.report_type),
-        days_since_onset=np.ascontiguousarray(columns.days_since_onset),
-        has_days_since_onset=columns.has_days_since_onset,
+        keys=parsed.keys,
         valid=valid,
-        revised_keys=revised,
+        revised_keys=parsed.revised_keys,
         dropped=MappingProxyType(dict(dropped)),
     )

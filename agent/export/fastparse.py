@@ -30,8 +30,9 @@ _REPORT_TYPE_MAX = 5
 
 
 @dataclass(frozen=True, slots=True)
-class KeyColumns:
-    """Decoded key records, before the parse-level drops."""
+class DecodedKeys:
+    """Decoded key records, before the parse-level drops: an intermediate of the reader
+    (:mod:`agent.export.arrays`), which returns :class:`~agent.export.columns.KeyArrays`."""
 
     key_data: npt.NDArray[np.uint8]
     """(n, 16)."""
@@ -127,7 +128,7 @@ def _decode_varints(columns: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32] | 
     return (value & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
-def decode_key_run(payload: Buffer, count: int) -> KeyColumns | None:
+def decode_key_run(payload: Buffer, count: int) -> DecodedKeys | None:
     """Decode ``count`` key records of ``payload`` (export.bin after its header), or None."""
     if count == 0:
         return None
@@ -180,7 +181,7 @@ def decode_key_run(payload: Buffer, count: int) -> KeyColumns | None:
     else:
         dso = np.zeros(count, dtype=np.int32)
         has_dso = np.zeros(count, dtype=bool)
-    return KeyColumns(
+    return DecodedKeys(
         key_data=records[:, key_offset : key_offset + TEK_LENGTH],
         rolling_start=int32(3, 0),
         rolling_period=int32(4, TEK_ROLLING_PERIOD),

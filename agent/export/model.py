@@ -10,7 +10,8 @@ from typing import Final, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from agent.models import ReportType, TemporaryExposureKey
+from agent.export.columns import KeyArrays
+from agent.models import TemporaryExposureKey
 
 MAX_EXPORT_BYTES: Final = 64 * 1024 * 1024
 """Default cap on the zip and on the decompressed export.bin. A 1 M-key file is ~34 MB
@@ -35,6 +36,10 @@ MAX_BATCH_SIZE: Final = 1000
 
 MAX_KEYS_PER_FILE: Final = 2_000_000
 """Per-file key cap (Google caps a batch group at 1 M keys; CWA pads ~10x)."""
+
+TR_MIN: Final = 0
+TR_MAX: Final = 8
+"""Transmission risk outside 0..8 is treated as unknown (0) (bad input 36)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,46 +107,29 @@ class ExportFile(ExportHeader):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ExportArrays(ExportHeader):
-    """A verified export as flat arrays (performance.md §1e): 24 bytes per key.
+    """A verified export with its keys as columns (:class:`~agent.export.columns.KeyArrays`).
 
     Row ``i`` is key ``i`` of :attr:`ExportFile.keys` of the same file, in the same order,
     with the same parse-level drops and the transmission risk already normalised.
     """
 
     sha256: bytes
-    key_data: bytes
-    """All keys concatenated, 16 bytes each."""
-    rolling_start: npt.NDArray[np.int32]
-    rolling_period: npt.NDArray[np.int32]
-    transmission_risk: npt.NDArray[np.int32]
-    report_type: npt.NDArray[np.int32]
-    days_since_onset: npt.NDArray[np.int32]
-    """0 where :attr:`has_days_since_onset` is false."""
-    has_days_since_onset: npt.NDArray[np.bool_]
+    keys: KeyArrays
     valid: npt.NDArray[np.bool_]
-    """Keys that pass :func:`~agent.export.validation.validate_keys`; the time rules only
-    apply when ``now_interval`` was given to the reader."""
+    """Keys that pass :func:`~agent.export.validation.validate_arrays`; the time rules
+    only apply when ``now_interval`` was given to the reader."""
     revised_keys: tuple[TemporaryExposureKey, ...]
     dropped: Mapping[str, int]
     """Parse-level drops plus the validation drops behind :attr:`valid`."""
     verified: bool = True
 
     def __len__(self) -> int:
-        return len(self.rolling_start)
+        return len(self.keys)
 
     def key(self, index: int) -> TemporaryExposureKey:
         """Row ``index`` as a key object."""
-        i = int(index)
-        dso = int(self.days_since_onset[i]) if self.has_days_since_onset[i] else None
-        return TemporaryExposureKey(
-            key_data=self.key_data[16 * i : 16 * i + 16],
-            rolling_start_interval_number=int(self.rolling_start[i]),
-            rolling_period=int(self.rolling_period[i]),
-            transmission_risk_level=int(self.transmission_risk[i]),
-            report_type=ReportType(int(self.report_type[i])),
-            days_since_onset_of_symptoms=dso,
-        )
+        return self.keys[index]
 
     def valid_keys(self) -> list[TemporaryExposureKey]:
         """The rows of :attr:`valid` as key objects (slow; for tests and small files)."""
-        return [self.key(int(i)) for i in np.flatnonzero(self.valid)]
+        return [self.keys[int(i)] for i in np.flatnonzero(self.valid)]

@@ -18,15 +18,13 @@ from agent.export.model import (
     MAX_BATCH_SIZE,
     MAX_KEYS_PER_FILE,
     MAX_SIGNATURE_INFOS,
+    TR_MAX,
+    TR_MIN,
     HeaderFields,
     SignatureInfo,
 )
 from agent.export.signature import Signature
 from agent.models import ReportType, TemporaryExposureKey
-
-TR_MIN = 0
-TR_MAX = 8
-"""Transmission risk outside 0..8 is treated as unknown (0) (threats doc, bad input 36)."""
 
 Row = tuple[bytes, int, int, int, int, int | None]
 """key_data, rolling_start, rolling_period, transmission_risk, report_type, dso."""

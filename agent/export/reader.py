@@ -1,10 +1,12 @@
-"""Reading exports: the verifying reader (the only source of keys for matching) and the
+"""Reading exports, all through the one parser (:func:`~agent.export.arrays.parse_keys`):
+:func:`read_export_keys` (the only source of keys for matching: verified, validated,
+as columns), :func:`read_verified_export` (the same file's keys as objects) and the
 unverified inspector used by ``keys show``.
 
-Order of checks in :func:`read_verified_export`: container (exactly two entries, caps) ->
-export.sig parsed -> header -> signature verified over the exact ``export.bin`` bytes ->
-only then those same bytes parsed -> the export's signature infos and batch agree with
-export.sig -> keys.
+Order of checks when verifying (:func:`~agent.export.arrays.verified_bin`): container
+(exactly two entries, caps) -> export.sig parsed -> header -> signature verified over
+the exact ``export.bin`` bytes -> only then those same bytes parsed -> the export's
+signature infos and batch agree with export.sig -> keys.
 """
 
 from __future__ import annotations
@@ -12,72 +14,40 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from agent.constants import EXPORT_HEADER
 from agent.errors import ExportFileError, SignatureError
-from agent.export import export_pb2 as pb
+from agent.export.arrays import ParsedBin, parse_keys, read_verified_export_arrays, verified_bin
+from agent.export.columns import KeyArrays
 from agent.export.container import open_export_zip
 from agent.export.model import MAX_EXPORT_BYTES, ExportFile, SignatureInfo
-from agent.export.parse import (
-    check_consistency,
-    check_header,
-    header_fields,
-    iter_rows,
-    parse_export_bin,
-    parse_export_sig,
-    to_keys,
-)
-from agent.export.signature import PublicKeyRing, Signature, verify_signatures
+from agent.export.parse import check_header, header_fields, parse_export_sig
+from agent.export.signature import PublicKeyRing
+from agent.export.validation import validate_arrays
+from agent.memory import trim_heap
 
 _LOGGER = logging.getLogger(__name__)
 
 
-def verified_message(
-    zip_bytes: bytes, ring: PublicKeyRing, *, max_bytes: int = MAX_EXPORT_BYTES
-) -> tuple[pb.TemporaryExposureKeyExport, Signature, bytes]:
-    """The parsed ``export.bin`` of a file whose signature a pinned key verifies, the
-    signature that verified, and the verified ``export.bin`` bytes themselves.
-
-    Raises:
-        ExportFileError: a bad container, header or protobuf.
-        SignatureError: unsigned, unknown signer, invalid signature, inconsistent claims.
-    """
-    if bytes(zip_bytes[: len(EXPORT_HEADER)]) == EXPORT_HEADER:
-        raise SignatureError(
-            "this is a raw export.bin: it carries no signature; verify the export ZIP it "
-            "came from"
-        )
-    entries = open_export_zip(zip_bytes, max_bytes=max_bytes)
-    if entries.export_sig is None:  # open_export_zip requires it; keep the guard explicit
-        raise SignatureError("export is unsigned: no export.sig")
-    signatures = parse_export_sig(entries.export_sig)
-    check_header(entries.export_bin)
-    used = verify_signatures(entries.export_bin, signatures, ring)
-    message = parse_export_bin(entries.export_bin)  # the very bytes just verified
-    check_consistency(message, signatures, used)
-    return message, used, entries.export_bin
-
-
 def _export_file(
     zip_bytes: bytes,
-    message: pb.TemporaryExposureKeyExport,
+    parsed: ParsedBin,
     *,
     signature_count: int,
     verified_by: SignatureInfo | None = None,
 ) -> ExportFile:
-    dropped: Counter[str] = Counter()
-    keys = to_keys(iter_rows(message.keys, dropped))
-    revised = to_keys(iter_rows(message.revised_keys, dropped))
-    if dropped:
-        _LOGGER.info("export: dropped unrepresentable keys: %s", dict(dropped))
+    if parsed.dropped:
+        _LOGGER.info("export: dropped unrepresentable keys: %s", dict(parsed.dropped))
     return ExportFile(
-        **header_fields(message),
-        keys=keys,
-        revised_keys=revised,
+        **header_fields(parsed.message),
+        keys=tuple(parsed.keys),
+        revised_keys=parsed.revised_keys,
         sha256=hashlib.sha256(zip_bytes).digest(),
         verified=verified_by is not None,
-        dropped=MappingProxyType(dict(dropped)),
+        dropped=MappingProxyType(dict(parsed.dropped)),
         signature_count=signature_count,
         verified_by=verified_by,
     )
@@ -86,7 +56,8 @@ def _export_file(
 def read_verified_export(
     zip_bytes: bytes, ring: PublicKeyRing, *, max_bytes: int = MAX_EXPORT_BYTES
 ) -> ExportFile:
-    """Verify and parse an export: the ONLY way to get keys for matching.
+    """Verify and parse an export (:func:`~agent.export.arrays.verified_bin`), keys as
+    objects: for ``keys show`` and tests; matching uses :func:`read_export_keys`.
 
     Keys are returned as parsed (after the parse-level drops in ``dropped``); apply
     :func:`~agent.export.validation.validate_keys` with the current interval before use.
@@ -95,9 +66,12 @@ def read_verified_export(
         ExportFileError: a bad container, header or protobuf.
         SignatureError: unsigned, unknown signer, invalid signature, inconsistent claims.
     """
-    message, used, _ = verified_message(zip_bytes, ring, max_bytes=max_bytes)
+    parsed, used = verified_bin(zip_bytes, ring, max_bytes=max_bytes)
     return _export_file(
-        zip_bytes, message, signature_count=len(message.signature_infos), verified_by=used.info
+        zip_bytes,
+        parsed,
+        signature_count=len(parsed.message.signature_infos),
+        verified_by=used.info,
     )
 
 
@@ -114,16 +88,85 @@ def inspect_export(zip_bytes: bytes, *, max_bytes: int = MAX_EXPORT_BYTES) -> Ex
             raise ExportFileError(
                 f"export.bin is {len(zip_bytes)} bytes, over the cap of {max_bytes}"
             )
-        return _export_file(zip_bytes, parse_export_bin(bytes(zip_bytes)), signature_count=0)
+        check_header(bytes(zip_bytes))
+        raw = parse_keys(bytes(zip_bytes), lambda message: None)
+        return _export_file(zip_bytes, raw, signature_count=0)
     entries = open_export_zip(zip_bytes, max_bytes=max_bytes, require_signature=False)
-    message = parse_export_bin(entries.export_bin)
+    check_header(entries.export_bin)
+    parsed = parse_keys(entries.export_bin, lambda message: None)
     count = 0
     if entries.export_sig is not None:
         try:
             count = len(parse_export_sig(entries.export_sig))
         except SignatureError:
             count = 0
-    return _export_file(zip_bytes, message, signature_count=count)
+    return _export_file(zip_bytes, parsed, signature_count=count)
 
 
-__all__ = ["ExportFileError", "inspect_export", "read_verified_export", "verified_message"]
+# --- The reader matching uses: verified, validated keys as columns ----------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ParsedExport:
+    """The usable keys of one verified export."""
+
+    sha256: bytes
+    keys: KeyArrays
+    """Valid first-release keys, then the valid revised keys (revisions come later so
+    that :meth:`KeyArrays.dedupe` lets them win)."""
+    key_count: int
+    """Keys and revised keys parsed from the file, before validation."""
+    dropped: dict[str, int]
+    """Keys dropped by parse or validation, by reason."""
+
+
+def read_export_keys(
+    zip_bytes: bytes,
+    ring: PublicKeyRing | Callable[[], PublicKeyRing],
+    now_interval: int,
+    max_bytes: int = MAX_EXPORT_BYTES,
+) -> ParsedExport:
+    """Verify an export and return its usable keys (CPU-bound: run it in a thread).
+
+    ``ring`` may also be a factory (``functools.partial(PublicKeyRing.from_pem, ...)``),
+    called once here.
+
+    Raises:
+        ExportFileError, SignatureError: the file is rejected; no key of it is returned.
+    """
+    pinned = ring if isinstance(ring, PublicKeyRing) else ring()
+    export = read_verified_export_arrays(
+        zip_bytes, pinned, now_interval=now_interval, max_bytes=max_bytes
+    )
+    dropped = Counter(export.dropped)
+    keys = export.keys if bool(export.valid.all()) else export.keys.select(export.valid)
+    sha256, key_count = export.sha256, len(export) + len(export.revised_keys)
+    if export.revised_keys:
+        revised = KeyArrays.from_keys(export.revised_keys)
+        ok, dropped_revised = validate_arrays(
+            revised.key_data,
+            revised.rolling_start,
+            revised.days_since_onset,
+            revised.has_days_since_onset,
+            now_interval,
+        )
+        dropped.update({f"revised_{reason}": n for reason, n in dropped_revised.items()})
+        keys = KeyArrays.concat([keys, revised.select(ok)])
+    keys = keys.compact()
+    del export
+    trim_heap()  # the file, its export.bin and the parse temporaries are gone now
+    return ParsedExport(
+        sha256=sha256,
+        keys=keys,
+        key_count=key_count,
+        dropped=dict(dropped),
+    )
+
+
+__all__ = [
+    "ExportFileError",
+    "ParsedExport",
+    "inspect_export",
+    "read_export_keys",
+    "read_verified_export",
+]

@@ -1,4 +1,4 @@
-"""Per-key validity rules for diagnosis keys (tek_validation.md; threats doc 33-38).
+"""Per-key validity rules for diagnosis keys (the one validator; bad inputs 33-38).
 
 An invalid key is dropped with a counted reason; the file stays valid. Rules, in the order
 a key is checked (a key is counted under the first rule it breaks):
@@ -18,11 +18,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.constants import KEY_MAX_AGE_DAYS, TEK_LENGTH, TEK_ROLLING_PERIOD
+from agent.export.columns import KeyArrays
+from agent.export.model import TR_MAX, TR_MIN
 from agent.models import TemporaryExposureKey
 
 DSO_MIN = -14
@@ -32,50 +35,14 @@ DSO_MAX = 14
 MAX_AGE_INTERVALS = KEY_MAX_AGE_DAYS * TEK_ROLLING_PERIOD
 """15 days of intervals."""
 
-TR_MAX = 8
-
-
-def _time_reason(rolling_start: int, now_interval: int) -> str | None:
-    if rolling_start > now_interval:
-        return "rolling_start_in_future"
-    if rolling_start < now_interval - MAX_AGE_INTERVALS:
-        return "rolling_start_too_old"
-    return None
-
-
-def validate_keys(
-    keys: Iterable[TemporaryExposureKey], now_interval: int
-) -> tuple[list[TemporaryExposureKey], Counter[str]]:
-    """Split keys into the ones to use and counted reasons for the dropped ones."""
-    kept: list[TemporaryExposureKey] = []
-    dropped: Counter[str] = Counter()
-    seen: set[tuple[bytes, int]] = set()
-    for key in keys:
-        reason = _time_reason(key.rolling_start_interval_number, now_interval)
-        dso = key.days_since_onset_of_symptoms
-        if reason is None and dso is not None and not DSO_MIN <= dso <= DSO_MAX:
-            reason = "days_since_onset"
-        identity = (key.key_data, key.rolling_start_interval_number)
-        if reason is None and identity in seen:
-            reason = "duplicate"
-        if reason is not None:
-            dropped[reason] += 1
-            continue
-        seen.add(identity)
-        if not 0 <= key.transmission_risk_level <= TR_MAX:
-            key = replace(key, transmission_risk_level=0)
-        kept.append(key)
-    return kept, dropped
-
-
 def validate_arrays(
     key_data: bytes,
     rolling_start: npt.NDArray[np.int32],
-    days_since_onset: npt.NDArray[np.int32],
+    days_since_onset: npt.NDArray[np.integer[Any]],
     has_days_since_onset: npt.NDArray[np.bool_],
     now_interval: int | None,
 ) -> tuple[npt.NDArray[np.bool_], Counter[str]]:
-    """The same rules as :func:`validate_keys`, vectorised over flat arrays.
+    """Which keys to use (the rules above), and counted reasons for the others.
 
     With ``now_interval=None`` the two time rules are skipped (the caller applies them
     later, when it knows the time).
@@ -109,3 +76,23 @@ def validate_arrays(
         duplicate[rows[first]] = False
         drop(duplicate, "duplicate")
     return ok, dropped
+
+
+def validate_keys(
+    keys: KeyArrays | Iterable[TemporaryExposureKey], now_interval: int | None
+) -> tuple[list[TemporaryExposureKey], Counter[str]]:
+    """:func:`validate_arrays` for key objects (or columns): the keys to use, in order,
+    and counted reasons for the others."""
+    columns = keys if isinstance(keys, KeyArrays) else KeyArrays.from_keys(keys)
+    ok, dropped = validate_arrays(
+        columns.key_data,
+        columns.rolling_start,
+        columns.days_since_onset,
+        columns.has_days_since_onset,
+        now_interval,
+    )
+    tr = columns.transmission_risk
+    known = (tr >= TR_MIN) & (tr <= TR_MAX)
+    if not bool(known.all()):  # keys built by hand: the reader has normalised its own
+        columns = replace(columns, transmission_risk=np.where(known, tr, 0))
+    return [columns[int(i)] for i in np.flatnonzero(ok)], dropped

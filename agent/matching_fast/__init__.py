@@ -1,28 +1,11 @@
-"""The fast candidate finder (performance.md, designs 4-6, 8-10): same answers, many keys.
+"""The candidate search for many keys: the one search, spread over cores.
 
-It finds exactly the (key, interval offset) pairs of :func:`agent.matching.reference_candidates`
-and hands them to the shared evaluation, so the two matchers cannot disagree about what a
-match is. Speed comes from:
-
-- keys as flat arrays (:class:`KeyArrays`, 25 bytes per key), no object per key;
-- the native kernel of :mod:`agent.native` when a C compiler and libcrypto exist
-  (HKDF midstates, one re-keyed EVP context, bitmap + hash probe in C; about 1 us per
-  key), run in threads since it releases the GIL; else the Python kernel below:
-- RPIK by HKDF-SHA256 with precomputed SHA-256 midstates (``hashlib``), 4 hashes per key;
-- all 144 RPIs of a key in one AES-128-ECB call over a cached 2304-byte PaddedData
-  template, written into a chunk buffer: through one re-keyed OpenSSL context by
-  ``ctypes`` when the system libcrypto loads and passes a self-test (design 6), else
-  through the public ``cryptography`` API (design 4);
-- a numpy prefilter per chunk of 1024 keys (a bit table on each RPI's first 32 bits),
-  confirmed exactly against the observed RPIs sorted as 64-bit halves;
-- chunks of 64k keys spread over worker processes (design 9), at niceness 10.
-
-:func:`candidate_finder` picks the kernel (``$CONTACT_AGENT_AES_BACKEND``:
-``native``, ``ctypes``, ``public``, ``auto``).
-
-Modules: :mod:`.keys` (keys as flat arrays from verified exports), :mod:`.kernel` (the
-Python kernel), :mod:`.finder` (which kernel runs), :mod:`.parallel` (threads or worker
-processes, and :func:`~agent.matching_fast.parallel.fast_match`), :mod:`.worker` (the
-worker process). This package imports nothing itself, so that a worker process loads
-only the kernel (numpy, hashlib, ctypes): ~25 MB instead of ~45 MB.
+:mod:`.kernel` is the search itself (which intervals can match, the crypto seam's batch
+primitive, prefilter, exact check), the same code whoever runs it:
+:func:`agent.matching.search_candidates` in one thread, or :mod:`.parallel` in threads
+(native crypto backend, which releases the GIL) or worker processes (pure backend; each
+~35 MB, at niceness 10). :mod:`.match` splits a cycle into the search over all keys with
+only the observed RPIs, and the evaluation of the few keys with candidates;
+:mod:`.keys` holds keys as flat arrays (about 25 bytes per key). This package imports
+nothing itself, so that a worker process (:mod:`.worker`) loads only the search.
 """

@@ -1,185 +1,145 @@
-"""The hot loop: RPIK by hashlib midstates, 144 RPIs per AES call, numpy prefilter."""
+"""The candidate search, once: which RPIs of which keys were observed.
+
+Above the crypto seam (:func:`agent.crypto.rpis_into`, native or pure): for each key,
+only the intervals that can match are computed. An RPI of interval j can only match a
+sighting that began within +-12 intervals of j (the evaluation's time window), and j
+must lie in the key's rolling period; so with the intervals in which sightings began
+(``sighted``), a key needs the intervals of ``[start, start + period)`` that lie within
+12 of one of them. A device that saw others on 3 of 14 days computes a fraction of the
+144 RPIs per key (``scripts/bench`` reports the blocks per key).
+
+Then a prefilter (a bit table on each RPI's first 32 bits, numpy, over a chunk of
+~150k RPIs; with the native backend the same probe runs inside its crypto call, while a
+key's RPIs are still in the L1 cache: :func:`agent.crypto.batch_probe`) and an exact
+check against the observed RPIs sorted as two 64-bit halves.
+Every finder of this package runs this code: in this process, in threads (native
+backend: it releases the GIL), or in worker processes (pure backend).
+"""
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import logging
 import math
-import os
-import struct
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from agent.constants import (
-    RPI_LENGTH,
-    RPI_PADDING_PREFIX,
-    RPIK_INFO,
-    TEK_LENGTH,
-    TEK_ROLLING_PERIOD,
-)
-from agent.native import libcrypto_path
+from agent import crypto
+from agent.constants import MATCH_TOLERANCE_INTERVALS, RPI_LENGTH, TEK_LENGTH, TEK_ROLLING_PERIOD
 
-if TYPE_CHECKING:  # agent.matching pulls in cryptography: worker processes do without
+if TYPE_CHECKING:  # agent.matching imports this module; only the alias is needed here
     from agent.matching import Candidate
 
-_LOGGER = logging.getLogger(__name__)
+CHUNK_BLOCKS = 1024 * TEK_ROLLING_PERIOD
+"""RPIs per prefilter pass: a 2.4 MB buffer (stays in L2/L3)."""
 
-BLOCK_BYTES = RPI_LENGTH * TEK_ROLLING_PERIOD  # 2304: one key's PaddedData / RPIs
-CHUNK_KEYS = 1024
-"""Keys per prefilter pass: a 2.4 MB RPI buffer (stays in L2/L3, per performance.md; as
-fast as 2048 here, and half the memory per worker)."""
-BACKEND_ENV = "CONTACT_AGENT_AES_BACKEND"
-"""``native``, ``ctypes``, ``public`` or ``auto`` (default): which kernel and AES path to
-use (:mod:`agent.matching_fast.finder`)."""
+Ints = npt.NDArray[np.integer[Any]]
 
 
-# --- RPIK: HKDF-SHA256 with midstates -------------------------------------------------------
-
-_INNER = hashlib.sha256(b"\x36" * 64)
-_OUTER = hashlib.sha256(b"\x5c" * 64)
-"""HMAC(salt=None -> 32 zero bytes) midstates: the key XOR ipad/opad is just the pads."""
-_XOR36 = bytes(i ^ 0x36 for i in range(256))
-_XOR5C = bytes(i ^ 0x5C for i in range(256))
-_PAD36 = b"\x36" * 32
-_PAD5C = b"\x5c" * 32
-_RPIK_INFO_T1 = RPIK_INFO + b"\x01"
+# --- which intervals can match ----------------------------------------------------------------
 
 
-def derive_rpik_fast(tek: bytes | memoryview) -> bytes:
-    """RPIK = HKDF-SHA256(TEK, salt=None, info="EN-RPIK", 16), as :func:`crypto.derive_rpik`.
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """The intervals within +-12 of a sighting, as sorted disjoint ranges [low, high)."""
 
-    Extract: PRK = HMAC(0^32, TEK). Expand: T1 = HMAC(PRK, info || 0x01), first 16 bytes.
+    low: npt.NDArray[np.int64]
+    high: npt.NDArray[np.int64]
+
+    @classmethod
+    def around(cls, sighted: Sequence[int] | npt.NDArray[np.integer[Any]]) -> Windows:
+        """From the intervals in which sightings began (any order, repeats allowed)."""
+        points = np.unique(np.asarray(sighted, dtype=np.int64))
+        if not len(points):
+            return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        low = points - MATCH_TOLERANCE_INTERVALS
+        high = points + MATCH_TOLERANCE_INTERVALS + 1
+        starts = np.concatenate(([True], low[1:] > high[:-1]))  # a gap: a new range
+        ends = np.concatenate((starts[1:], [True]))
+        return cls(low[starts], high[ends])
+
+    @classmethod
+    def everything(cls) -> Windows:
+        """No sighting restriction: every interval of every key's period."""
+        return cls(np.array([0], dtype=np.int64), np.array([1 << 40], dtype=np.int64))
+
+    def to_bytes(self) -> bytes:
+        return np.stack((self.low, self.high)).astype("<i8").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Windows:
+        pair = np.frombuffer(data, dtype="<i8").reshape(2, -1)
+        return cls(pair[0].astype(np.int64), pair[1].astype(np.int64))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to compute: one row per (key, range of intervals)."""
+
+    rows: npt.NDArray[np.intp]
+    """The key of each range (index into the keys searched)."""
+    firsts: npt.NDArray[np.uint32]
+    """First interval of each range."""
+    counts: npt.NDArray[np.uint32]
+    """Intervals in each range (at least 1)."""
+
+    @property
+    def blocks(self) -> int:
+        """AES blocks (RPIs) to compute."""
+        return int(self.counts.sum())
+
+
+def plan(rolling_start: Ints, rolling_period: Ints, windows: Windows) -> Plan:
+    """The ranges of ``[start, start + period)`` of each key that lie in ``windows``.
+
+    Keys share a few (start, period) pairs (one per day), so the ranges are worked out
+    per pair and spread to the keys.
     """
-    inner = _INNER.copy()
-    inner.update(tek)
-    outer = _OUTER.copy()
-    outer.update(inner.digest())
-    prk = outer.digest()
-    t1_inner = hashlib.sha256(prk.translate(_XOR36) + _PAD36 + _RPIK_INFO_T1).digest()
-    return hashlib.sha256(prk.translate(_XOR5C) + _PAD5C + t1_inner).digest()[:16]
+    starts = np.asarray(rolling_start, dtype=np.int64)
+    periods = np.asarray(rolling_period, dtype=np.int64)
+    if not len(starts):
+        empty = np.zeros(0, dtype=np.uint32)
+        return Plan(np.zeros(0, dtype=np.intp), empty, empty)
+    pairs, which = np.unique(starts << 16 | periods, return_inverse=True)
+    lows, highs = windows.low, windows.high
+    pair_first: list[list[int]] = []
+    pair_count: list[list[int]] = []
+    for pair in pairs.tolist():
+        start, stop = pair >> 16, (pair >> 16) + (pair & 0xFFFF)
+        firsts, counts = [], []
+        at = int(np.searchsorted(highs, start, side="right"))  # first range ending after start
+        while at < len(lows) and lows[at] < stop:
+            low, high = max(start, int(lows[at])), min(stop, int(highs[at]))
+            if high > low:
+                firsts.append(low)
+                counts.append(high - low)
+            at += 1
+        pair_first.append(firsts)
+        pair_count.append(counts)
+    ranges = np.fromiter((len(f) for f in pair_first), dtype=np.intp, count=len(pairs))
+    per_key = ranges[which]
+    rows = np.repeat(np.arange(len(starts), dtype=np.intp), per_key)
+    if not len(rows):
+        empty = np.zeros(0, dtype=np.uint32)
+        return Plan(rows, empty, empty)
+    if int(ranges.max()) == 1:  # the usual case: one range per key
+        flat_first = np.array([f[0] if f else 0 for f in pair_first], dtype=np.uint32)
+        flat_count = np.array([c[0] if c else 0 for c in pair_count], dtype=np.uint32)
+        chosen = which[rows]
+        return Plan(rows, flat_first[chosen], flat_count[chosen])
+    # several ranges for some pairs: the k-th range of each key's pair
+    offsets = np.concatenate(([0], np.cumsum(ranges)))
+    all_first = np.array([v for f in pair_first for v in f], dtype=np.uint32)
+    all_count = np.array([v for c in pair_count for v in c], dtype=np.uint32)
+    key_offsets = np.concatenate(([0], np.cumsum(per_key)))
+    nth = np.arange(len(rows)) - key_offsets[rows]
+    index = offsets[which[rows]] + nth
+    return Plan(rows, all_first[index], all_count[index])
 
 
-# --- AES-128-ECB backends --------------------------------------------------------------------
-
-
-class EcbBackend(Protocol):
-    name: str
-
-    def encrypt_into(self, key: bytes, data: bytes, out: memoryview, address: int) -> None:
-        """Write AES-128-ECB(key, data) at ``out[:len(data)]`` (= memory at ``address``)."""
-
-
-class PublicEcb:
-    """Design 4: one ``cryptography`` Cipher per key."""
-
-    name = "public"
-
-    def __init__(self) -> None:
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-        self._cipher = Cipher
-        self._aes = algorithms.AES
-        self._ecb = modes.ECB()  # noqa: S305 - GAEN's RPI is AES-128 of single blocks
-
-    def encrypt_into(self, key: bytes, data: bytes, out: memoryview, address: int) -> None:
-        out[: len(data)] = self._cipher(self._aes(key), self._ecb).encryptor().update(data)
-
-
-class CtypesEcb:
-    """Design 6: one OpenSSL EVP context from the system libcrypto, re-keyed per key."""
-
-    name = "ctypes"
-
-    def __init__(self) -> None:
-        path = libcrypto_path()
-        if path is None:
-            raise OSError("libcrypto not found")
-        lib = ctypes.CDLL(path)
-        lib.EVP_CIPHER_CTX_new.restype = ctypes.c_void_p
-        lib.EVP_CIPHER_CTX_free.argtypes = [ctypes.c_void_p]
-        lib.EVP_aes_128_ecb.restype = ctypes.c_void_p
-        lib.EVP_EncryptInit_ex.argtypes = [ctypes.c_void_p] * 5
-        lib.EVP_EncryptInit_ex.restype = ctypes.c_int
-        lib.EVP_EncryptUpdate.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_char_p,
-            ctypes.c_int,
-        ]
-        lib.EVP_EncryptUpdate.restype = ctypes.c_int
-        lib.EVP_CIPHER_CTX_set_padding.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        self._lib = lib
-        self._ctx = lib.EVP_CIPHER_CTX_new()
-        if not self._ctx:
-            raise OSError("EVP_CIPHER_CTX_new failed")
-        if lib.EVP_EncryptInit_ex(self._ctx, lib.EVP_aes_128_ecb(), None, bytes(16), None) != 1:
-            raise OSError("EVP_EncryptInit_ex failed")
-        lib.EVP_CIPHER_CTX_set_padding(self._ctx, 0)
-        self._init = lib.EVP_EncryptInit_ex
-        self._update = lib.EVP_EncryptUpdate
-        self._outl = ctypes.c_int()
-        self._outl_ref = ctypes.byref(self._outl)
-
-    def encrypt_into(self, key: bytes, data: bytes, out: memoryview, address: int) -> None:
-        self._init(self._ctx, None, None, key, None)
-        self._update(self._ctx, address, self._outl_ref, data, len(data))
-
-    def __del__(self) -> None:
-        ctx, self._ctx = getattr(self, "_ctx", None), None
-        if ctx:
-            self._lib.EVP_CIPHER_CTX_free(ctx)
-
-
-def padded_data(start_interval: int) -> bytes:
-    """PaddedData of the 144 intervals from ``start_interval`` (as
-    :func:`agent.crypto.padded_data_blocks`, unchecked: validated keys only)."""
-    return b"".join(
-        RPI_PADDING_PREFIX + struct.pack("<I", start_interval + j)
-        for j in range(TEK_ROLLING_PERIOD)
-    )
-
-
-_VECTOR_START = 2642976
-_VECTOR_RPIK = bytes.fromhex("185ad91db69ec7dd048960f1f3ba6175")
-_VECTOR_RPIS_SHA256 = "7d0d92c8f0ebe30719c9cedbe5262fd8da1a914dd76a6d163bd080c6c04d7fd9"
-"""The spec's test vector: the RPIK and the SHA-256 of its 144 RPIs from START_INTERVAL."""
-
-
-def _self_test(backend: EcbBackend) -> bool:
-    data = padded_data(_VECTOR_START)
-    buffer = bytearray(len(data))
-    address = ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
-    backend.encrypt_into(_VECTOR_RPIK, data, memoryview(buffer), address)
-    return hashlib.sha256(buffer).hexdigest() == _VECTOR_RPIS_SHA256
-
-
-def ecb_backend(name: str | None = None) -> EcbBackend:
-    """The AES path: ``name`` or ``$CONTACT_AGENT_AES_BACKEND``, else ctypes if it works."""
-    choice = (name or os.environ.get(BACKEND_ENV) or "auto").lower()
-    if choice == "native":  # the AES path under the native kernel's Python fallback
-        choice = "auto"
-    if choice == "public":
-        return PublicEcb()
-    if choice not in ("auto", "ctypes"):
-        raise ValueError(f"unknown AES backend {choice!r} (ctypes, public or auto)")
-    try:
-        backend = CtypesEcb()
-        if _self_test(backend):
-            return backend
-        _LOGGER.warning("system libcrypto failed the AES self-test; using the slower path")
-    except (OSError, AttributeError) as exc:
-        _LOGGER.debug("ctypes AES unavailable (%s); using the public API", exc)
-    if choice == "ctypes":
-        raise OSError("the ctypes AES backend is not available on this system")
-    return PublicEcb()
-
-
-# --- Prefilter and the candidate kernel ----------------------------------------------------
+# --- the observed RPIs ------------------------------------------------------------------------
 
 
 class Prefilter:
@@ -188,11 +148,14 @@ class Prefilter:
 
     def __init__(self, rpi_blob: bytes) -> None:
         count = len(rpi_blob) // RPI_LENGTH
+        self.count = count
         self.bits = min(24, max(20, math.ceil(math.log2(max(count, 1))) + 6))
         self.shift = 32 - self.bits
         self.table = np.zeros(1 << self.bits, dtype=bool)
         firsts = np.frombuffer(rpi_blob, dtype="<u4")[:: RPI_LENGTH // 4]
         self.table[firsts >> self.shift] = True
+        self.bitmap = np.packbits(self.table, bitorder="little")
+        """The same bits packed (1/8 of the memory), for the native backend's probe."""
         halves = np.frombuffer(rpi_blob, dtype="<u8").reshape(count, 2)
         order = np.lexsort((halves[:, 1], halves[:, 0]))
         self.high = halves[order, 0]
@@ -224,62 +187,114 @@ class Prefilter:
         return observed
 
 
-class _Templates:
-    """PaddedData of 144 intervals per rolling start; a run sees only a few starts."""
-
-    def __init__(self, limit: int = 4096) -> None:
-        self._cache: dict[int, bytes] = {}
-        self._limit = limit
-
-    def get(self, rolling_start: int) -> bytes:
-        template = self._cache.get(rolling_start)
-        if template is None:
-            if len(self._cache) >= self._limit:
-                self._cache.clear()
-            template = padded_data(rolling_start)
-            self._cache[rolling_start] = template
-        return template
+# --- the search -------------------------------------------------------------------------------
 
 
-def find_candidates(
+class Search:
+    """The observed RPIs and the sighted windows, ready to search keys (one per thread)."""
+
+    def __init__(
+        self, rpi_blob: bytes, windows: Windows | None = None, backend: str | None = None
+    ) -> None:
+        self.prefilter = Prefilter(rpi_blob)
+        self.windows = windows if windows is not None else Windows.everything()
+        self.name, self._rpis_into = crypto.batch_backend(backend)
+        self._rpis_probe = crypto.batch_probe(self.name)
+        self.blocks = 0
+        """AES blocks computed so far (for the figures)."""
+
+    def find(
+        self,
+        key_data: bytes | memoryview,
+        rolling_start: Ints,
+        rolling_period: Ints,
+        base_index: int = 0,
+    ) -> list[Candidate]:
+        """Every (key index + base_index, offset from its rolling start) whose RPI was
+        observed, for keys given as 16-byte key data and their rolling start and period."""
+        if not self.prefilter.count:
+            return []
+        work = plan(rolling_start, rolling_period, self.windows)
+        if not len(work.rows):
+            return []
+        keys = np.frombuffer(key_data, dtype=np.uint8).reshape(-1, TEK_LENGTH)
+        starts = np.asarray(rolling_start, dtype=np.int64)
+        buffer = np.empty(CHUNK_BLOCKS * RPI_LENGTH + RPI_LENGTH, dtype=np.uint8)
+        probe, bitmap = self._rpis_probe, self.prefilter.bitmap
+        fused = probe is not None  # only the buffers of the probe that runs are allocated
+        slots = np.empty(CHUNK_BLOCKS if fused else 0, dtype=np.int64)  # C int64_t
+        index = np.empty(0 if fused else CHUNK_BLOCKS, dtype=np.intp)  # take() wants intp
+        probed = np.empty(0 if fused else CHUNK_BLOCKS, dtype=bool)
+        table, shift = self.prefilter.table, self.prefilter.shift
+        ends = np.cumsum(work.counts, dtype=np.int64)
+        found: list[Candidate] = []
+        first = 0
+        while first < len(work.rows):
+            # as many ranges as fit in the buffer; a longer range gets a buffer of its own
+            done = int(ends[first - 1]) if first else 0
+            last = max(first + 1, int(np.searchsorted(ends, done + CHUNK_BLOCKS, side="right")))
+            blocks = int(ends[last - 1]) - done
+            out = buffer if blocks <= CHUNK_BLOCKS else np.empty(blocks * RPI_LENGTH, np.uint8)
+            rows = work.rows[first:last]
+            if len(rows) == 1 or bool((np.diff(rows) == 1).all()):  # consecutive: no copy
+                teks = keys[int(rows[0]) : int(rows[-1]) + 1]
+            else:
+                teks = np.ascontiguousarray(keys[rows])
+            firsts, counts = work.firsts[first:last], work.counts[first:last]
+            self.blocks += blocks
+            if probe is not None:  # the same probe, fused into the native crypto call
+                into = slots if out is buffer else np.empty(blocks, dtype=np.int64)
+                found_count = probe(
+                    teks.data, firsts.data, counts.data, out.data, bitmap.data, shift, into.data
+                )
+                hits = into[:found_count].astype(np.intp)
+            else:
+                self._rpis_into(teks.data, firsts.data, counts.data, out.data)
+                words = out.view("<u4")[: blocks * 4 : 4]
+                if out is buffer:
+                    np.right_shift(words, shift, out=index[:blocks])
+                    hits = np.flatnonzero(table.take(index[:blocks], out=probed[:blocks]))
+                else:
+                    hits = np.flatnonzero(table.take((words >> shift).astype(np.intp)))
+            if len(hits):
+                pair = out.view("<u8")
+                hits = hits[self.prefilter.confirm(pair[2 * hits], pair[2 * hits + 1])]
+            if len(hits):
+                key_rows, offsets = _locate(work, first, last, done, ends, starts, hits)
+                key_rows += base_index
+                found.extend(zip(key_rows.tolist(), offsets.tolist(), strict=True))
+            first = last
+        return found
+
+
+def _locate(
+    work: Plan,
+    first: int,
+    last: int,
+    done: int,
+    ends: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    hits: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(key rows, offsets from their rolling start) of the RPIs at ``hits`` of the buffer
+    that holds ranges ``first..last`` of ``work`` (``done`` blocks before them)."""
+    range_ends = ends[first:last] - done
+    at = np.searchsorted(range_ends, hits, side="right")
+    range_begin = range_ends[at] - work.counts[first:last][at].astype(np.int64)
+    key_rows = work.rows[first:last][at].astype(np.int64)
+    offsets = work.firsts[first:last][at].astype(np.int64) - starts[key_rows]
+    offsets += hits - range_begin
+    return key_rows, offsets
+
+
+def search_columns(
     key_data: bytes | memoryview,
-    rolling_start: Sequence[int] | npt.NDArray[np.int32],
-    prefilter: Prefilter,
-    backend: EcbBackend | None = None,
-    *,
-    base_index: int = 0,
+    rolling_start: Ints,
+    rolling_period: Ints,
+    rpi_blob: bytes,
+    sighted: Sequence[int] | npt.NDArray[np.integer[Any]] | None,
+    backend: str | None = None,
 ) -> list[Candidate]:
-    """Every (key index + base_index, offset) whose RPI was observed: the hot loop."""
-    backend = backend or ecb_backend()
-    buffer = bytearray(CHUNK_KEYS * BLOCK_BYTES)
-    out = memoryview(buffer)
-    address = ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
-    words = np.frombuffer(buffer, dtype="<u4")
-    halves = np.frombuffer(buffer, dtype="<u8")
-    shifted = np.empty(CHUNK_KEYS * TEK_ROLLING_PERIOD, dtype="<u4")
-    templates = _Templates()
-    starts = [int(s) for s in rolling_start]
-    encrypt, derive, table = backend.encrypt_into, derive_rpik_fast, prefilter.table
-    found: list[Candidate] = []
-    for chunk in range(0, len(starts), CHUNK_KEYS):
-        n = min(CHUNK_KEYS, len(starts) - chunk)
-        for k in range(n):
-            i = chunk + k
-            offset = k * BLOCK_BYTES
-            encrypt(
-                derive(key_data[TEK_LENGTH * i : TEK_LENGTH * (i + 1)]),
-                templates.get(starts[i]),
-                out[offset:],
-                address + offset,
-            )
-        first_words = shifted[: n * TEK_ROLLING_PERIOD]
-        np.right_shift(
-            words[: n * BLOCK_BYTES // 4 : RPI_LENGTH // 4], prefilter.shift, out=first_words
-        )
-        hits = np.flatnonzero(table.take(first_words))
-        if len(hits):
-            hits = hits[prefilter.confirm(halves[2 * hits], halves[2 * hits + 1])]
-            for hit in hits.tolist():
-                key_index, j = divmod(hit, TEK_ROLLING_PERIOD)
-                found.append((base_index + chunk + key_index, j))
-    return found
+    """:meth:`Search.find` in this thread, for a one-off search (the reference matcher)."""
+    windows = None if sighted is None else Windows.around(sighted)
+    return Search(rpi_blob, windows, backend).find(key_data, rolling_start, rolling_period)

@@ -15,39 +15,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from agent.clock import en_interval_number
-from agent.constants import MATCH_TOLERANCE_INTERVALS, TEK_LENGTH
+from agent.constants import TEK_LENGTH
+from agent.export.columns import KeyArrays
 from agent.matching import Candidate, MatchResult, SightingIndex, evaluate_candidates
-from agent.matching_fast.keys import KeyArrays
+from agent.matching_fast.kernel import Windows
 from agent.matching_fast.parallel import find_candidates_parallel
+from agent.memory import trim_heap
 from agent.models import ReportType, TemporaryExposureKey
-from agent.native import trim_heap
-
-SIGHTED_CHUNK = 262_144
 
 
 def sighting_intervals(index: SightingIndex) -> npt.NDArray[np.int64]:
     """The distinct intervals in which any scan of ``index`` began, ascending."""
-    return np.unique(
-        np.fromiter(
-            (en_interval_number(s.first_seen) for scans in index.by_rpi.values() for s in scans),
-            dtype=np.int64,
-        )
-    )
-
-
-def sighted_keys(keys: KeyArrays, intervals: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """Keys with at least one sighting (``intervals``: :func:`sighting_intervals`) within
-    +-12 intervals of their validity period: only these can match (any sighting of
-    another key's RPI is outside the window)."""
-    mask = np.zeros(len(keys), dtype=bool)
-    for first in range(0, len(keys), SIGHTED_CHUNK):
-        starts = keys.rolling_start[first : first + SIGHTED_CHUNK].astype(np.int64)
-        low = np.searchsorted(intervals, starts - MATCH_TOLERANCE_INTERVALS)
-        starts += keys.rolling_period[first : first + SIGHTED_CHUNK]
-        high = np.searchsorted(intervals, starts + MATCH_TOLERANCE_INTERVALS)
-        mask[first : first + SIGHTED_CHUNK] = low < high
-    return mask
+    return np.array(index.intervals(), dtype=np.int64)
 
 
 @dataclass(slots=True)
@@ -69,15 +48,18 @@ def search_keys(
     rpi_blob: bytes,
     own_keys: frozenset[bytes] = frozenset(),
     *,
-    intervals: npt.NDArray[np.int64] | None = None,
+    sighted: npt.NDArray[np.int64] | Sequence[int] | None = None,
     workers: int | None = None,
     backend: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> KeySearch:
     """Find the keys whose RPIs are in ``rpi_blob`` (the observed RPIs, 16 bytes each).
 
-    RECURSIVE, REVOKED and our own keys are left out (and counted); with ``intervals``
-    (:func:`sighting_intervals`) so are keys without a sighting near their day.
+    ``sighted``: the intervals in which sightings began (or a superset); only the RPIs
+    within +-12 intervals of one of them are computed, the only ones that can match
+    (:class:`~agent.matching_fast.kernel.Windows`). None computes every interval of
+    every key's rolling period. RECURSIVE, REVOKED and our own keys are left out (and
+    counted).
     """
     report_type = keys.report_type
     recursive = report_type == ReportType.RECURSIVE
@@ -87,16 +69,11 @@ def search_keys(
         own = np.isin(keys.key_view(), np.frombuffer(b"".join(own_keys), dtype=f"V{TEK_LENGTH}"))
     own &= ~(recursive | revoked)
     left_out = recursive | revoked | own
-    unsighted = np.zeros(len(keys), dtype=bool)
-    if intervals is not None:
-        unsighted = ~left_out & ~sighted_keys(keys, intervals)
-        left_out |= unsighted
     search = KeySearch(keys=keys.select(np.zeros(0, dtype=np.intp)))
     for name, mask in (
         ("recursive_key_skipped", recursive),
         ("revoked_key", revoked),
         ("own_key_skipped", own),
-        ("unsighted_key_skipped", unsighted),
     ):
         if mask.any():
             search.counters[name] += int(np.count_nonzero(mask))
@@ -104,12 +81,17 @@ def search_keys(
     search.revoked = [
         view[TEK_LENGTH * i : TEK_LENGTH * (i + 1)] for i in np.flatnonzero(revoked).tolist()
     ]
-    del recursive, revoked, own, unsighted
+    del recursive, revoked, own
     # a few left-out keys are searched anyway (and dropped below): cheaper than a copy
     searched = keys.select(~left_out) if 4 * np.count_nonzero(left_out) > len(keys) else keys
     if rpi_blob and len(searched):
         found = find_candidates_parallel(
-            searched, rpi_blob, workers=workers, backend=backend, progress=progress
+            searched,
+            rpi_blob,
+            windows=None if sighted is None else Windows.around(sighted),
+            workers=workers,
+            backend=backend,
+            progress=progress,
         )
         if searched is keys and left_out.any():
             found = [c for c in found if not left_out[c[0]]]
@@ -138,22 +120,15 @@ def fast_match(
     workers: int | None = None,
     backend: str | None = None,
     progress: Callable[[int], None] | None = None,
-    skip_unsighted: bool = False,
 ) -> MatchResult:
-    """Exactly :func:`agent.matching.match_keys`, fast. CPU-bound: run it in an executor.
-
-    ``skip_unsighted`` leaves out keys without any sighting within +-2 h of their day
-    (:func:`sighted_keys`; counted as ``unsighted_key_skipped``): the same matches, but a
-    sighting of such a key's RPI far outside its time window (a replay days later) is
-    then not counted in ``outside_time_window``/``outside_rolling_period``, so the
-    counters may differ from the reference's.
-    """
+    """:func:`agent.matching.match_keys` on many keys: the same search, spread over
+    cores, and the same evaluation. CPU-bound: run it in an executor."""
     arrays = keys if isinstance(keys, KeyArrays) else KeyArrays.from_keys(keys)
     search = search_keys(
         arrays,
         index.rpi_blob(),
         own_keys,
-        intervals=sighting_intervals(index) if skip_unsighted and len(index) else None,
+        sighted=sighting_intervals(index),
         workers=workers,
         backend=backend,
         progress=progress,

@@ -1,4 +1,4 @@
-"""Spreading the candidate search over threads (native kernel) or worker processes."""
+"""Spreading the candidate search over threads (native backend) or worker processes."""
 
 from __future__ import annotations
 
@@ -15,32 +15,26 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
-import numpy.typing as npt
 
 import agent
+from agent import crypto
 from agent.constants import TEK_LENGTH
+from agent.export.columns import KeyArrays
 from agent.matching import (
     WORKER_DIED,
     Candidate,
     MatchingError,
 )
-from agent.matching_fast.finder import (
-    CandidateFinder,
-    NativeFinder,
-    candidate_finder,
-    lower_priority,
-    native_kernel,
-)
-from agent.matching_fast.keys import KeyArrays
-from agent.matching_fast.worker import ERROR
+from agent.matching_fast.kernel import Ints, Search, Windows
+from agent.matching_fast.worker import ERROR, lower_priority
 
 TASK_KEYS = 65_536
 """Keys per task: 1 MB of key data in, a short list of candidates out."""
 
 MAX_DEFAULT_WORKERS = 2
-"""The Python kernel's worker processes cost ~35 MB each (interpreter, numpy, prefilter,
+"""The pure backend's worker processes cost ~35 MB each (interpreter, numpy, prefilter,
 chunk buffer), so by default at most two, even on a 4-core Pi; pass ``workers`` to use
-more. (The native kernel's threads cost almost nothing.)"""
+more. (The native backend's threads cost almost nothing.)"""
 
 
 def default_workers() -> int:
@@ -48,7 +42,7 @@ def default_workers() -> int:
     return max(1, min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0))))
 
 
-# --- Worker processes of the Python kernel ---------------------------------------------------
+# --- Worker processes of the pure backend ----------------------------------------------------
 
 _ROOT = str(Path(agent.__file__).resolve().parent.parent)
 _BOOT = (
@@ -61,24 +55,31 @@ class WorkerProcess:
     """One :mod:`agent.matching_fast.worker` process, fed over its stdin and stdout.
 
     Started fresh (``python -I``, not forked: the caller may hold threads and locks) and
-    lean: it imports only the kernel, not this process's modules. Not thread-safe: one
+    lean: it imports only the search, not this process's modules. Not thread-safe: one
     caller thread per worker.
     """
 
-    def __init__(self, rpi_blob: bytes, backend: str | None) -> None:
+    def __init__(self, rpi_blob: bytes, windows: Windows | None, backend: str | None) -> None:
         self._process = subprocess.Popen(
             [sys.executable, "-I", "-c", _BOOT, _ROOT],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         self.pid = self._process.pid
-        self.name = str(self._call((rpi_blob, backend)))
+        sighted = None if windows is None else windows.to_bytes()
+        self.name = str(self._call((rpi_blob, sighted, backend)))
 
     def find(
-        self, key_data: bytes | memoryview, rolling_start: npt.NDArray[np.int32], base_index: int
+        self,
+        key_data: bytes | memoryview,
+        rolling_start: Ints,
+        rolling_period: Ints,
+        base_index: int,
     ) -> list[Candidate]:
         starts = np.ascontiguousarray(rolling_start, dtype=np.int32).tobytes()
-        return cast("list[Candidate]", self._call((bytes(key_data), starts, base_index)))
+        periods = np.ascontiguousarray(rolling_period, dtype=np.int32).tobytes()
+        request = (bytes(key_data), starts, periods, base_index)
+        return cast("list[Candidate]", self._call(request))
 
     def _call(self, request: object) -> object:
         pipe_in, pipe_out = self._process.stdin, self._process.stdout
@@ -110,23 +111,25 @@ class _ProcessPool:
     """``workers`` threads, each feeding its own :class:`WorkerProcess` (started on the
     thread's first task, so all of them start at once)."""
 
-    def __init__(self, rpi_blob: bytes, backend: str | None, workers: int) -> None:
-        self._blob, self._backend = rpi_blob, backend
+    def __init__(
+        self, rpi_blob: bytes, windows: Windows | None, backend: str | None, workers: int
+    ) -> None:
+        self._blob, self._windows, self._backend = rpi_blob, windows, backend
         self._local = threading.local()
         self._started: list[WorkerProcess] = []
         self._lock = threading.Lock()
         self.threads = ThreadPoolExecutor(max_workers=workers)
 
     def find(
-        self, key_data: bytes, rolling_start: npt.NDArray[np.int32], base: int
+        self, key_data: bytes, rolling_start: Ints, rolling_period: Ints, base: int
     ) -> list[Candidate]:
         worker: WorkerProcess | None = getattr(self._local, "worker", None)
         if worker is None:
-            worker = WorkerProcess(self._blob, self._backend)
+            worker = WorkerProcess(self._blob, self._windows, self._backend)
             with self._lock:
                 self._started.append(worker)
             self._local.worker = worker
-        return worker.find(key_data, rolling_start, base)
+        return worker.find(key_data, rolling_start, rolling_period, base)
 
     def __enter__(self) -> _ProcessPool:
         return self
@@ -175,15 +178,17 @@ def find_candidates_parallel(
     keys: KeyArrays,
     rpi_blob: bytes,
     *,
+    windows: Windows | None = None,
     workers: int | None = None,
     backend: str | None = None,
     progress: Callable[[int], None] | None = None,
     task_keys: int | None = None,
 ) -> list[Candidate]:
-    """:func:`find_candidates` over all keys, spread over cores when it pays off.
+    """:meth:`~agent.matching_fast.kernel.Search.find` over all keys, spread over cores
+    when it pays off; ``windows``: the intervals that can match (None: all).
 
-    The native kernel runs in ``workers`` threads of this process (it releases the GIL).
-    The Python kernel runs here for fewer than two tasks' worth of keys (or
+    The native backend runs in ``workers`` threads of this process (it releases the GIL).
+    The pure backend runs here for fewer than two tasks' worth of keys (or
     ``workers=1``), else in ``workers`` :class:`WorkerProcess` that end with the call.
     Workers run at a lower priority than the caller (niceness 10). ``progress`` is
     called with the number of keys finished so far.
@@ -195,7 +200,7 @@ def find_candidates_parallel(
     n = len(keys)
     workers = workers or default_workers()
     task_keys = task_keys or TASK_KEYS
-    kernel = native_kernel(backend)  # an unknown name fails here, before any work
+    name, _ = crypto.batch_backend(backend)  # an unknown name fails here, before any work
     view = memoryview(keys.key_data)  # slices of a view copy nothing
 
     def submit_to(find: Callable[..., list[Candidate]]) -> Callable[..., Future[list[Candidate]]]:
@@ -204,32 +209,33 @@ def find_candidates_parallel(
                 find,
                 view[TEK_LENGTH * start : TEK_LENGTH * stop],
                 keys.rolling_start[start:stop],
+                keys.rolling_period[start:stop],
                 start,
             )
 
         return submit
 
-    if kernel is not None:
-        finder: CandidateFinder = NativeFinder(rpi_blob, kernel)
-        with ThreadPoolExecutor(max_workers=workers, initializer=lower_priority) as threads:
-            return _run_tasks(
-                threads, submit_to(finder.find), _tasks(n, task_keys), 2 * workers, progress
-            )
-    if workers <= 1 or n < 2 * task_keys:
-        finder = candidate_finder(rpi_blob, backend)
+    if name == "native" or workers <= 1 or n < 2 * task_keys:
+        search = Search(rpi_blob, windows, name)
+        if name == "native" and workers > 1:
+            with ThreadPoolExecutor(max_workers=workers, initializer=lower_priority) as threads:
+                return _run_tasks(
+                    threads, submit_to(search.find), _tasks(n, task_keys), 2 * workers, progress
+                )
         found: list[Candidate] = []
         for start, stop in _tasks(n, task_keys):
             found.extend(
-                finder.find(
+                search.find(
                     view[TEK_LENGTH * start : TEK_LENGTH * stop],
                     keys.rolling_start[start:stop],
+                    keys.rolling_period[start:stop],
                     start,
                 )
             )
             if progress is not None:
                 progress(stop)
         return found
-    with _ProcessPool(rpi_blob, backend, workers) as pool:
+    with _ProcessPool(rpi_blob, windows, name, workers) as pool:
         return _run_tasks(
             pool.threads, submit_to(pool.find), _tasks(n, task_keys), 2 * workers, progress
         )

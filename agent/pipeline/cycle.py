@@ -16,6 +16,7 @@ the store, so a repeated cycle finds the same windows and notifies nothing twice
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections import Counter, defaultdict
@@ -26,14 +27,13 @@ from agent.clock import en_interval_number
 from agent.config import RiskConfig
 from agent.constants import RETENTION_SECONDS
 from agent.errors import ExportFileError
-from agent.export import PublicKeyRing
+from agent.export import KeyArrays, ParsedExport, PublicKeyRing, read_export_keys
 from agent.keyschedule import KeySchedule, OwnTek
 from agent.matching import SightingIndex
-from agent.matching_fast.keys import KeyArrays, ParsedExport, read_export_keys
 from agent.matching_fast.match import evaluate_search, search_keys
 from agent.matching_fast.parallel import default_workers
+from agent.memory import trim_heap
 from agent.models import ExposureWindow
-from agent.native import trim_heap
 from agent.relayguard import reason_names
 from agent.risk import (
     counts_for_notification,
@@ -268,6 +268,7 @@ async def _match_parsed(
     teks = await store.load_own_teks()
     own_keys = frozenset(t.key_data for t in teks)
     rpi_blob = await store.observed_rpis(now - RETENTION_SECONDS)
+    sighted = await store.sighting_intervals(now - RETENTION_SECONDS)
     loop = asyncio.get_running_loop()
 
     def match_progress(done: int) -> None:
@@ -277,7 +278,15 @@ async def _match_parsed(
     # the keys first, with only the observed RPIs (16 bytes each); the sightings are loaded
     # once just the keys with candidates are left: the two big sets are never held at once
     search = await asyncio.to_thread(
-        search_keys, keys, rpi_blob, own_keys, workers=workers, progress=match_progress
+        functools.partial(
+            search_keys,
+            keys,
+            rpi_blob,
+            own_keys,
+            sighted=sighted,
+            workers=workers,
+            progress=match_progress,
+        )
     )
     del keys, rpi_blob
     await asyncio.to_thread(trim_heap)

@@ -54,6 +54,7 @@ SELECT rpi, aem, min(t), max(t), count(*), min(rssi), avg(rssi), max(rssi)
 FROM sighting WHERE rowid >= ? AND t >= ? GROUP BY rpi, aem ORDER BY min(t)
 """
 _DISTINCT_RPIS = "SELECT DISTINCT rpi FROM sighting WHERE rowid >= ? AND t >= ?"
+_DISTINCT_INTERVALS = "SELECT DISTINCT t / 600 FROM sighting WHERE rowid >= ? AND t >= ?"
 _COUNT = "SELECT count(*) FROM sighting WHERE rowid >= ? AND t >= ?"
 _COUNT_DISTINCT = "SELECT count(DISTINCT rpi) FROM sighting WHERE rowid >= ? AND t >= ?"
 _RANGE = "SELECT min(t), max(t) FROM sighting WHERE rowid >= ? AND t >= ?"
@@ -160,6 +161,14 @@ async def distinct_rpis(db: Database, since: float) -> bytes:
     if low is None:
         return b""
     return b"".join(rpi for (rpi,) in await db.fetchall(_DISTINCT_RPIS, (low, since)))
+
+
+async def distinct_intervals(db: Database, since: float) -> list[int]:
+    """The EN intervals (t // 600) of the sightings at or after ``since``, ascending."""
+    low = await _low_row(db, since)
+    if low is None:
+        return []
+    return sorted(int(j) for (j,) in await db.fetchall(_DISTINCT_INTERVALS, (low, since)))
 
 
 async def encounters(db: Database, since: float) -> list[Encounter]:

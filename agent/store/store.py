@@ -171,6 +171,11 @@ class Store:
         a key search needs, at a fraction of :meth:`observed_scans`' memory."""
         return await sql_sightings.distinct_rpis(self._db, since)
 
+    async def sighting_intervals(self, since: float) -> list[int]:
+        """The EN intervals in which sightings at or after ``since`` were made: a key
+        search computes only the RPIs within +-12 intervals of them."""
+        return await sql_sightings.distinct_intervals(self._db, since)
+
     async def encounters(self, since: float) -> list[Encounter]:
         """Per RPI (and AEM): first/last seen, count, min/mean/max calibrated RSSI."""
         return await sql_sightings.encounters(self._db, since)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "NOTIFY_SOCKET")}
@@ -22,6 +24,7 @@ def cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow
 def test_status_of_a_data_dir_that_does_not_exist_creates_nothing(short_dir: Path) -> None:
     data = short_dir / "nothing-here"
     result = cli("--data-dir", str(data), "status", "--json")
@@ -33,6 +36,7 @@ def test_status_of_a_data_dir_that_does_not_exist_creates_nothing(short_dir: Pat
     assert not data.exists()
 
 
+@pytest.mark.slow
 def test_enable_and_disable_without_a_daemon_persist(short_dir: Path) -> None:
     data = str(short_dir / "data")
     enabled = cli("--data-dir", data, "enable")
@@ -45,6 +49,7 @@ def test_enable_and_disable_without_a_daemon_persist(short_dir: Path) -> None:
     assert "consent              disabled" in table
 
 
+@pytest.mark.slow
 def test_run_with_a_bad_config_exits_78_with_one_line(short_dir: Path) -> None:
     config = short_dir / "config.toml"
     config.write_text("[clock]\nrequire_sync = 'maybe'\n")
@@ -55,6 +60,7 @@ def test_run_with_a_bad_config_exits_78_with_one_line(short_dir: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_run_rejects_a_malformed_adapter_name(short_dir: Path) -> None:
     result = cli("--data-dir", str(short_dir / "data"), "run", "--adapter", "wlan0")
     assert result.returncode == 2

@@ -39,7 +39,7 @@ from agent.store import Store
 from tests.daemon.buses import FakeNotifications, serve
 from tests.daemon.conftest import require_dbus_daemon
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HOOK = """\
 import sys
@@ -241,6 +241,7 @@ def _radio_config(extra: str = "") -> str:
     )
 
 
+@pytest.mark.slow
 async def test_daemon_end_to_end(
     short_dir: Path, buses: tuple[PrivateBus, PrivateBus], fake: FakeBluez
 ) -> None:
@@ -407,6 +408,7 @@ def _identifiers(own: list[OwnTek], beacon: Beacon, now: float, fake: FakeBluez)
     return found
 
 
+@pytest.mark.slow
 async def test_untrusted_clock_scans_only_and_says_why(
     short_dir: Path, buses: tuple[PrivateBus, PrivateBus], fake: FakeBluez
 ) -> None:
@@ -452,6 +454,7 @@ def _scanning(daemon: Daemon) -> Any:
     return predicate
 
 
+@pytest.mark.slow
 async def test_access_denied_exits_78_with_a_clear_message(
     short_dir: Path, buses: tuple[PrivateBus, PrivateBus], fake: FakeBluez
 ) -> None:

@@ -132,6 +132,7 @@ def _wheel(directory: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_install_is_idempotent_and_uninstall_keeps_data(tmp_path: Path) -> None:
     """Install into an alternate root from a wheel of this checkout (offline)."""
     wheel = _wheel(tmp_path / "wheels")

@@ -64,6 +64,7 @@ async def test_desktop_and_hook_get_one_message_each(
     assert len(journal) == 1 and "Возможный контакт" in journal[0].getMessage()
 
 
+@pytest.mark.slow
 async def test_failing_channels_do_not_stop_the_others(
     tmp_path: Path, short_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

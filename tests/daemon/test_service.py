@@ -151,6 +151,7 @@ async def test_clock_step_rotates_at_once(short_dir: Path) -> None:
         assert service.metrics.get("clock_steps_total") == 1
 
 
+@pytest.mark.slow
 async def test_failing_radio_is_restarted(short_dir: Path) -> None:
     factory = RadioFactory(RuntimeError("adapter exploded"))
     service = make(short_dir / "data", factory)
@@ -168,6 +169,7 @@ async def test_access_denied_ends_the_daemon_with_exit_78(short_dir: Path) -> No
     assert not daemon_socket_path(short_dir / "data", {}).exists()
 
 
+@pytest.mark.slow
 async def test_pending_sightings_are_flushed_on_stop(short_dir: Path) -> None:
     data = short_dir / "data"
     await set_consent_offline(data, True, SystemClock())
@@ -209,6 +211,7 @@ async def test_untrusted_purge_uses_the_persisted_lower_bound(short_dir: Path) -
     assert saved >= bound
 
 
+@pytest.mark.slow
 async def test_watchdog_is_fed_only_while_loops_beat(short_dir: Path) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(short_dir / "notify"))
@@ -247,6 +250,7 @@ async def test_watchdog_is_fed_only_while_loops_beat(short_dir: Path) -> None:
         sock.close()
 
 
+@pytest.mark.slow
 async def test_degraded_ready_when_bluez_does_not_answer(short_dir: Path) -> None:
     timing = replace(FAST, ready_timeout=0.3)
     service = make(short_dir / "data", RadioFactory(ready=False), timing=timing)
@@ -282,6 +286,7 @@ async def test_reload_applies_a_new_config_and_keeps_the_old_on_error(short_dir:
         assert service.config.notify.language == "kk"
 
 
+@pytest.mark.slow
 async def test_two_agents_in_one_process_on_an_accelerated_clock(short_dir: Path) -> None:
     clock = AcceleratedClock(scale=50.0)
     factories = [RadioFactory(), RadioFactory()]
@@ -338,6 +343,7 @@ async def test_same_day_release_ends_the_key_on_air_and_rotates(short_dir: Path)
         assert [k.key_data for k in publishable(teks, interval)] == [ended[0].key_data]
 
 
+@pytest.mark.slow
 async def test_forget_while_running_turns_the_radio_off_and_deletes_everything(
     short_dir: Path,
 ) -> None:

@@ -114,6 +114,7 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Run]]:
         stop_all(started)
 
 
+@pytest.mark.slow
 def test_the_story_holds_and_the_report_tells_it(
     runs: dict[str, Run], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -169,6 +170,7 @@ def test_json_says_who_was_notified(runs: dict[str, Run]) -> None:
     run.assert_nothing_left()
 
 
+@pytest.mark.slow
 def test_a_failing_step_is_named_and_nothing_is_left(
     tmp_path: Path, launch: Callable[..., Run]
 ) -> None:
@@ -187,6 +189,7 @@ def test_a_failing_step_is_named_and_nothing_is_left(
     run.assert_nothing_left()
 
 
+@pytest.mark.slow
 def test_keep_in_a_folder_that_cannot_be_created_fails_clearly(
     tmp_path: Path, launch: Callable[..., Run]
 ) -> None:
@@ -198,6 +201,7 @@ def test_keep_in_a_folder_that_cannot_be_created_fails_clearly(
     run.assert_nothing_left()
 
 
+@pytest.mark.slow
 def test_sigterm_mid_story_stops_everything(launch: Callable[..., Run]) -> None:
     require_dbus_daemon()
     run = launch()

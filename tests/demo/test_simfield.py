@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from agent.cli import main
@@ -75,6 +76,7 @@ def test_time_through_a_wall_is_not_a_close_contact_unless_configured() -> None:
     assert (counted.false_positives, counted.true_positives) == (0, 2)
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_other_seed_other_noise() -> None:
     scenario = load_scenario(SCENARIOS / "wall.toml")
     first, again = simulate(scenario).to_json(), simulate(scenario).to_json()
@@ -103,6 +105,7 @@ def test_simulate_command(tmp_path: Path) -> None:
     assert "bad.toml: agents[0].position must be a list of 2 numbers" in refused.output
 
 
+@pytest.mark.slow
 def test_sim_field_script_prints_a_monotone_table() -> None:
     done = subprocess.run(
         [sys.executable, "scripts/sim_field.py", "--pairs", "3", "--json"],

@@ -329,7 +329,7 @@ def test_unrepresentable_key_is_dropped_and_the_file_kept(
     assert [k.key_data for k in export.keys] == [good.key_data]
     assert dict(export.dropped) == {reason: 1}
     arrays = read_verified_export_arrays(data, RING, now_interval=NOW_INTERVAL)
-    assert arrays.key_data == good.key_data and arrays.dropped[reason] == 1
+    assert arrays.keys.key_data == good.key_data and arrays.dropped[reason] == 1
 
 
 VALIDATION_DROPS = [

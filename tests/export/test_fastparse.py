@@ -9,6 +9,7 @@ import zipfile
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ from agent.constants import EXPORT_HEADER
 from agent.export import export_pb2 as pb
 from agent.export import generate_signing_key, read_verified_export, read_verified_export_arrays
 from agent.export.arrays import _from_protobuf, _parse_drops
-from agent.export.fastparse import KeyColumns, decode_key_run
+from agent.export.fastparse import DecodedKeys, decode_key_run
 from tests.export.factory import NOW_INTERVAL, make_keys, ring_for, signed_export
 from tests.export.test_google_sample import FIRST_KEY
 from tests.shared import shared_path
@@ -57,7 +58,7 @@ def _payload(records: list[bytes]) -> bytes:
     return head + b"\x20\x01\x28\x01" + b"".join(records)
 
 
-def _columns_equal(a: KeyColumns, b: KeyColumns) -> None:
+def _columns_equal(a: DecodedKeys, b: DecodedKeys) -> None:
     assert a.key_data.tobytes() == b.key_data.tobytes()
     for name in ("rolling_start", "rolling_period", "transmission_risk", "report_type"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
@@ -89,6 +90,7 @@ def exports(draw: st.DrawFn) -> tuple[bytes, bool]:
     return _payload(records), padded
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(exports())
 def test_fast_path_equals_protobuf(case: tuple[bytes, bool]) -> None:
@@ -135,7 +137,7 @@ def test_servers_layout_takes_the_fast_path() -> None:
     export = read_verified_export(data, ring_for(key))
     assert decode_key_run(_export_bin(data)[len(EXPORT_HEADER) :], 500) is not None
     arrays = read_verified_export_arrays(data, ring_for(key), now_interval=NOW_INTERVAL)
-    assert arrays.key_data == b"".join(k.key_data for k in export.keys)
+    assert arrays.keys.key_data == b"".join(k.key_data for k in export.keys)
 
 
 def test_googles_sample_takes_the_fast_path() -> None:

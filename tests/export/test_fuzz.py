@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import zipfile
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -70,12 +71,14 @@ def test_random_bytes(data: bytes) -> None:
     _all_readers(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(mutated(GOOD), mutated(STORED)))
 def test_mutated_zips(data: bytes) -> None:
     _all_readers(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(mutated(BIN[16:]), st.binary(max_size=512)))
 def test_signed_export_bin_payloads(payload: bytes) -> None:
@@ -85,12 +88,14 @@ def test_signed_export_bin_payloads(payload: bytes) -> None:
     _all_readers(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(mutated(SIG), st.binary(max_size=256)))
 def test_export_sig_payloads(export_sig: bytes) -> None:
     _all_readers(zip_of(BIN, export_sig))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.binary(max_size=200), st.text(max_size=200))
 def test_public_key_loading(raw: bytes, text: str) -> None:

@@ -81,7 +81,7 @@ def test_sample_arrays_give_the_same_keys(sample: bytes, ring: PublicKeyRing) ->
     kept, dropped = validate_keys(export.keys, now + 10)
     assert arrays.valid_keys() == kept
     assert dict(dropped) == dict(arrays.dropped)
-    assert arrays.key_data[:16].hex() == FIRST_KEY
+    assert arrays.keys.key_data[:16].hex() == FIRST_KEY
     assert len(arrays) == KEY_COUNT
 
 

@@ -94,8 +94,8 @@ def test_flat_arrays_equal_the_object_path(signing_key: ec.EllipticCurvePrivateK
     assert dropped["duplicate"] == 10 and dropped["rolling_start_in_future"] == 1
     assert dropped["rolling_start_too_old"] > 0 and dropped["days_since_onset"] >= 1
     assert len(arrays) == len(export.keys)
-    assert arrays.key_data == b"".join(k.key_data for k in export.keys)
-    assert arrays.rolling_start.dtype == np.int32
+    assert arrays.keys.key_data == b"".join(k.key_data for k in export.keys)
+    assert arrays.keys.rolling_start.dtype == np.int32
     assert arrays.sha256 == export.sha256
     # Without a time, only the time-independent rules apply.
     timeless = read_verified_export_arrays(data, ring)

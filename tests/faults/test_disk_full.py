@@ -151,6 +151,7 @@ def watchdog_pings(daemon: Any) -> int:
     return sum("WATCHDOG=1" in m for m in daemon.drain())
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("method", ["tmpfs", "rlimit"])
 async def test_disk_full_keeps_the_daemon_up_degraded_and_loses_nothing(
@@ -224,6 +225,7 @@ class IoErrors:
         monkeypatch.setattr(Database, "transaction", transaction)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_io_errors_on_every_write_are_survived_counted_and_recovered(
     short_dir: Path, monkeypatch: pytest.MonkeyPatch

@@ -17,6 +17,7 @@ from tests.faults.scripts import harness as harness
 from tests.faults.scripts import load_script, require_dbus_daemon
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_flood_of_fresh_rpis_stays_within_budget_and_the_neighbour_is_recorded(
     base: Path,

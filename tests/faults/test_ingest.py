@@ -155,6 +155,7 @@ def test_carried_rpis_are_bounded_too() -> None:
     assert guard.stats().flood_dropped == 20
 
 
+@pytest.mark.slow
 def test_a_crowd_stretches_the_slot_to_keep_the_row_budget() -> None:
     limits = GuardLimits(max_new_rpis=1_000, max_tracked_rpis=1_000, max_rows_per_window=2_000)
     clock, guard = guard_at_window_start(limits)

@@ -17,6 +17,7 @@ from tests.faults.scripts import load_script, require_dbus_daemon
 ROUNDS = 30
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_kill_9_of_the_daemon_loses_nothing_committed_and_it_restarts(base: Path) -> None:
     require_dbus_daemon()

@@ -97,6 +97,7 @@ async def ask(data: Path, cmd: str) -> dict[str, Any]:
     return await asyncio.to_thread(request, [data / "control.sock"], cmd, timeout=60)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_key_server_faults_through_the_daemon_schedule(
     short_dir: Path,

@@ -47,6 +47,7 @@ async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_twenty_bluetoothd_restarts_in_a_row(harness: ModuleType, base: Path) -> None:
     require_dbus_daemon()
@@ -113,6 +114,7 @@ async def radio_service(base: Path, clock: SteppableClock, monkeypatch: pytest.M
             yield service, fake
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_clock_steps_never_put_an_rpi_on_air_twice(
     base: Path, monkeypatch: pytest.MonkeyPatch

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TEK = "75c734c6dd1a782de7a965da5eb93125"
 ZONES = ["UTC", "Asia/Almaty", "Australia/Lord_Howe"]
 
@@ -23,6 +25,7 @@ def run(tz: str, data: Path, *args: str) -> dict[str, object]:
     return dict(json.loads(done.stdout))
 
 
+@pytest.mark.slow
 def test_time_zone_and_dst_do_not_change_intervals_rpis_or_status(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (tmp_path / "empty.toml").write_text("")  # a config named must exist

@@ -48,6 +48,7 @@ def export(data_dir: Path, out: Path, name: str) -> Path:
     return folder
 
 
+@pytest.mark.slow
 async def test_export_both_devices_then_report_with_their_keys(tmp_path: Path) -> None:
     if shutil.which("bash") is None or shutil.which("tar") is None:
         pytest.skip("needs bash and tar")

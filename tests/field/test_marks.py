@@ -29,6 +29,7 @@ def contact_agent(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.slow
 def test_mark_command_appends_valid_lines(tmp_path: Path) -> None:
     first = contact_agent(tmp_path, "mark", "--distance", "1.5", "--note", "table")
     assert first.returncode == 0, first.stderr
@@ -54,6 +55,7 @@ def test_mark_command_appends_valid_lines(tmp_path: Path) -> None:
     assert (path.stat().st_mode & 0o777) != 0  # a real file
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [

@@ -65,6 +65,7 @@ def table_rows(text: str, first_cell: str) -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_report_files_hold_the_numbers_and_the_pngs_open(
     tmp_path: Path, run: simfield.FieldRun, report: FieldReport
@@ -131,6 +132,7 @@ def _contact_agent(*args: str, block_matplotlib: bool = False) -> subprocess.Com
     )
 
 
+@pytest.mark.slow
 def test_field_report_command_end_to_end(tmp_path: Path, run: simfield.FieldRun) -> None:
     log_a, log_b = tmp_path / "a.jsonl", tmp_path / "b.csv"
     write_log(log_a, run.log_a)
@@ -165,6 +167,7 @@ def test_field_report_command_end_to_end(tmp_path: Path, run: simfield.FieldRun)
     assert not list(text_only.glob("*.png"))
 
 
+@pytest.mark.slow
 def test_field_report_bad_log_is_one_line(tmp_path: Path, run: simfield.FieldRun) -> None:
     good, bad = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     write_log(good, run.log_a[:10])

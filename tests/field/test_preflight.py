@@ -24,6 +24,7 @@ def _has_bluetooth() -> bool:
     return path.exists() and any(path.iterdir())
 
 
+@pytest.mark.slow
 def test_preflight_without_bluetooth_fails_clearly(tmp_path: Path) -> None:
     if _has_bluetooth():
         pytest.skip("this machine has a Bluetooth adapter")

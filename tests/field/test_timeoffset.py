@@ -67,6 +67,7 @@ def test_measured_offset_recovers_the_injected_offset_on_loopback(injected: floa
     assert estimate.peer == f"127.0.0.1:{port}"
 
 
+@pytest.mark.slow
 def test_server_answers_only_well_formed_requests() -> None:
     with running_server(0.0) as server:
         host, port = server.address
@@ -86,6 +87,7 @@ def _closed_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_no_time_server_gives_a_clear_network_error() -> None:
     with pytest.raises(NetworkError) as info:
         measure_offset("127.0.0.1", _closed_udp_port(), samples=2, timeout=0.2)
@@ -121,6 +123,7 @@ def test_parse_peer_rejects_bad_input(text: str) -> None:
         parse_peer(text)
 
 
+@pytest.mark.slow
 def test_preflight_cli_measures_the_peer_offset(tmp_path: object) -> None:
     """``field preflight --peer`` against a real server thread with a +3.25 s clock."""
     with running_server(3.25) as server:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -49,6 +50,7 @@ RSSI = st.one_of(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(ANYTHING)
 def test_service_data_parser(data: object) -> None:
@@ -75,6 +77,7 @@ def test_metadata_parser(data: object) -> None:
         assert Metadata.from_bytes(bytes(parsed)) == parsed  # stable once parsed
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.dictionaries(

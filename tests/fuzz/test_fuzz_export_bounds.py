@@ -51,12 +51,14 @@ def check(data: bytes) -> None:
     assert _peak_rss() - _baseline[0] < MAX_RSS_GROWTH
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(mutated(GOOD), mutated(STORED), st.binary(max_size=4096)))
 def test_zip_reader_within_bounds(data: bytes) -> None:
     check(data)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(mutated(BIN[16:]), st.binary(max_size=1024)))
 def test_signed_protobuf_within_bounds(payload: bytes) -> None:
@@ -66,6 +68,7 @@ def test_signed_protobuf_within_bounds(payload: bytes) -> None:
     check(zip_entries([("export.bin", export_bin), ("export.sig", signed)]))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(mutated(SIG), st.binary(max_size=512)))
 def test_signature_check_within_bounds(export_sig: bytes) -> None:
@@ -88,6 +91,7 @@ CHUNK = 1 << 20
 ZEROS = bytes(CHUNK)
 
 
+@pytest.mark.slow
 def test_decompression_bombs_are_refused_before_they_cost_memory() -> None:
     for size in (20 * CHUNK, 200 * CHUNK):  # inflate to 20 MB and 200 MB
         data = bomb(size)

@@ -11,6 +11,7 @@ import io
 import json
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -80,12 +81,14 @@ def check(data: bytes, fmt: str) -> None:
     assert parse_sightings(written(sightings, fmt), fmt) == sightings
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.binary(max_size=2048), FORMATS)
 def test_random_bytes(data: bytes, fmt: str) -> None:
     check(data, fmt)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(mutated())
 def test_mutated_files(case: tuple[bytes, str]) -> None:
@@ -99,6 +102,7 @@ JSON = st.recursive(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     st.lists(

@@ -24,6 +24,8 @@ from agent.lab.sim import FakeBluez
 from agent.payload import Metadata, ServiceData, advertising_data
 from tests.integration.conftest import eventually, expected_service_data
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 FD6F = EN_SERVICE_UUID
 MIDNIGHT = 1_600_041_600  # 2020-09-14 00:00 UTC, a multiple of 86 400
 

@@ -11,6 +11,7 @@ import inspect
 from typing import Any
 
 import bless.backends.bluezdbus.server
+import pytest
 from bleak import BleakScanner
 from bleak.args.bluez import OrPattern
 from bleak.assigned_numbers import AdvertisementDataType
@@ -28,6 +29,8 @@ from agent.ble.scanner import EN_OR_PATTERN
 from agent.constants import EN_SERVICE_UUID
 from agent.lab.sim import FakeBluez
 from tests.integration.conftest import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_bless_advertisement_object_we_subclass() -> None:

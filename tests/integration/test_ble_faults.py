@@ -20,6 +20,8 @@ from agent.lab.sim.bus import SYSTEM_BUS_ENV
 from agent.models import Sighting
 from tests.integration.conftest import Agent, eventually, require_dbus_daemon
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 FD6F = EN_SERVICE_UUID
 
 
@@ -63,6 +65,7 @@ async def test_bluetoothd_restart_is_recovered_within_10_s(
     await eventually(lambda: set(a.radio.status()["last_error"].values()) == {None})
 
 
+@pytest.mark.slow
 async def test_adapter_powered_off_and_on(fake: FakeBluez, make_agent: Any) -> None:
     a, b = _pair(fake, make_agent)
     await eventually(lambda: _hear_each_other(a, b))
@@ -186,6 +189,7 @@ async def test_malformed_beacons_are_counted_and_dropped(fake: FakeBluez, make_a
     assert status["scanning"] and status["last_error"]["scanning"] is None
 
 
+@pytest.mark.slow
 async def test_watchdog_restarts_a_scan_that_went_silent(fake: FakeBluez, make_agent: Any) -> None:
     a, _ = _pair(fake, make_agent)
     await eventually(lambda: a.heard() > 0)

@@ -10,12 +10,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.lab.sim import FakeBluez
 from agent.models import ScanPeriod, Sighting
 from agent.store import SightingWriter, Store
 from tests.integration.conftest import FAST, eventually, expected_service_data
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+
+@pytest.mark.slow
 async def test_each_agent_stores_the_others_exact_rpi_aem_and_link_rssi(
     fake: FakeBluez, make_agent: Any, tmp_path: Path
 ) -> None:
@@ -66,6 +71,7 @@ async def test_each_agent_stores_the_others_exact_rpi_aem_and_link_rssi(
     assert sum(s.count for s in scans_a) == a.radio.scanner.counters.accepted
 
 
+@pytest.mark.slow
 async def test_sightings_carry_clock_time_and_scan_instance(
     fake: FakeBluez, make_agent: Any
 ) -> None:
@@ -112,6 +118,7 @@ async def test_passive_falls_back_to_active_without_monitor_methods(
     assert [f.get("UUIDs") for f in sessions.values()] == [["0000fd6f-0000-1000-8000-00805f9b34fb"]]
 
 
+@pytest.mark.slow
 async def test_duty_cycle_scans_briefly_and_records_each_scan(
     fake: FakeBluez, make_agent: Any
 ) -> None:
@@ -137,6 +144,7 @@ def _variant_as(uuids: list[str]) -> Any:
     return Variant("as", uuids)
 
 
+@pytest.mark.slow
 async def test_path_loss_links_give_noisy_rssi_around_the_model(
     make_fake: Any, make_agent: Any
 ) -> None:

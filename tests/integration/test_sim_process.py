@@ -15,6 +15,8 @@ from agent.ble.health import BluezHealth
 from agent.lab.sim.bus import SYSTEM_BUS_ENV
 from tests.integration.conftest import require_dbus_daemon
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 
 async def test_fake_bluetoothd_as_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
     require_dbus_daemon()

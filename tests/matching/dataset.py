@@ -1,12 +1,13 @@
 """Seeded test data for the matchers: random keys, random sightings and planted matches.
 
-Shared by the tests and ``scripts/bench_match``. Planted matches are real: the RPI and
+Shared by the tests and ``scripts/bench``. Planted matches are real: the RPI and
 AEM come from the key with the spec's crypto, so only a correct matcher finds them.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,14 @@ import numpy as np
 from agent import crypto
 from agent.clock import en_interval_number, interval_start_seconds
 from agent.constants import EN_INTERVAL_SECONDS, TEK_ROLLING_PERIOD
-from agent.matching_fast.keys import KeyArrays
+from agent.export.columns import KeyArrays
+from agent.matching import (
+    MatchResult,
+    SightingIndex,
+    count_skipped_keys,
+    evaluate_candidates,
+    match_filter,
+)
 from agent.models import ObservedScan, ReportType, TemporaryExposureKey
 from agent.payload import Metadata
 
@@ -135,3 +143,42 @@ def make_dataset(
         marks.append((index, offset))
     rng.shuffle(scans)
     return Dataset(keys=keys, scans=scans, planted=sorted(marks), now=now)
+
+
+# --- the spec's definition, for property tests ---------------------------------------------------
+
+
+def spec_candidates(
+    keys: list[TemporaryExposureKey], index: SightingIndex, own_keys: frozenset[bytes]
+) -> list[tuple[int, int]]:
+    """Observed (key index, offset) pairs the plain way: all 144 RPIs of every key to
+    match, one AES call each, compared as bytes (what the search must agree with)."""
+    found = []
+    for i, key in enumerate(keys):
+        if match_filter(key, own_keys) is not None:
+            continue
+        rpik = crypto.derive_rpik(key.key_data)
+        for offset, rpi in enumerate(
+            crypto.rpis(rpik, key.rolling_start_interval_number, TEK_ROLLING_PERIOD)
+        ):
+            if rpi in index.by_rpi:
+                found.append((i, offset))
+    return found
+
+
+def spec_match(
+    keys: list[TemporaryExposureKey], index: SightingIndex, own_keys: frozenset[bytes]
+) -> MatchResult:
+    """:func:`agent.matching.match_keys` over :func:`spec_candidates`."""
+    result = evaluate_candidates(keys, spec_candidates(keys, index, own_keys), index, own_keys)
+    count_skipped_keys(keys, own_keys, result)
+    return result
+
+
+WINDOW_COUNTERS = ("outside_time_window", "outside_rolling_period")
+"""Sightings of an RPI the search does not compute (outside the key's period or the
++-12 intervals around any sighting) are not counted: they could never match."""
+
+
+def strip_window_counters(counters: Counter[str]) -> Counter[str]:
+    return Counter({k: v for k, v in counters.items() if k not in WINDOW_COUNTERS})

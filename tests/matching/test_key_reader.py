@@ -15,10 +15,10 @@ from agent.export import (
     build_export_sig,
     generate_signing_key,
     public_key_pem,
+    read_export_keys,
     zip_entries,
 )
 from agent.export import export_pb2 as pb
-from agent.matching_fast.keys import read_export_keys
 from agent.models import ReportType
 from tests.shared import shared_path
 

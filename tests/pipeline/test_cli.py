@@ -84,6 +84,7 @@ def _export(authority: Authority, keys: list) -> bytes:
     return authority.export(keys, batch_start=time.time() - 3600)
 
 
+@pytest.mark.slow
 async def test_match_json_is_exactly_the_documented_shape(
     tmp_path: Path, authority: Authority, heard: tuple[Path, list]
 ) -> None:
@@ -114,6 +115,7 @@ async def test_match_json_is_exactly_the_documented_shape(
     assert "exposure windows: 2 (0 new)" in out  # stored once
 
 
+@pytest.mark.slow
 async def test_match_fails_closed_on_a_forged_file(
     tmp_path: Path, authority: Authority, heard: tuple[Path, list]
 ) -> None:
@@ -134,6 +136,7 @@ async def test_match_fails_closed_on_a_forged_file(
         await store.close()
 
 
+@pytest.mark.slow
 async def test_match_refuses_while_the_clock_is_untrusted(
     tmp_path: Path, authority: Authority, heard: tuple[Path, list]
 ) -> None:
@@ -146,6 +149,7 @@ async def test_match_refuses_while_the_clock_is_untrusted(
     assert "not synchronised" in err and "require_sync" in err
 
 
+@pytest.mark.slow
 async def test_fetch_from_a_local_key_server(
     tmp_path: Path, authority: Authority, heard: tuple[Path, list], server: KeyServer
 ) -> None:
@@ -168,6 +172,7 @@ async def test_fetch_from_a_local_key_server(
     assert (summary["downloaded"], summary["matched_keys"], summary["ok"]) == (0, 0, True)
 
 
+@pytest.mark.slow
 async def test_fetch_without_sources_is_a_config_error(
     tmp_path: Path, authority: Authority
 ) -> None:

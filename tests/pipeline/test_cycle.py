@@ -105,12 +105,13 @@ async def test_below_threshold_is_stored_but_not_notified(
     assert len(await store.unnotified_windows()) == 1
 
 
-@pytest.mark.parametrize("backend", ["auto", "ctypes"])
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["auto", "pure"])
 async def test_big_inputs_are_split_over_workers_with_the_same_result(
     store: Store, authority: Authority, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     monkeypatch.setattr(parallel, "TASK_KEYS", 64)
-    monkeypatch.setenv("CONTACT_AGENT_AES_BACKEND", backend)
+    monkeypatch.setenv("CONTACT_AGENT_CRYPTO", backend)
     keys = [new_key() for _ in range(300)]
     radio = Radio()
     for i in (5, 150, 299):

@@ -68,6 +68,7 @@ def _publish_index(server: KeyServer, files: dict[str, bytes]) -> KeySource:
     return KeySource(kind="index", url=server.url(INDEX))
 
 
+@pytest.mark.slow
 async def test_index_layout_match_revoke_and_no_repeated_work(
     store: Store,
     server: KeyServer,

@@ -69,6 +69,7 @@ async def until(check: object, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_consent_export_and_forget_through_the_running_daemon(
     harness: ModuleType, base: Path
@@ -151,6 +152,7 @@ async def test_consent_export_and_forget_through_the_running_daemon(
         no_identifier_in(text, needles)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_purge_and_forget_by_the_cli_leave_no_planted_rpi_in_any_file(
     harness: ModuleType, base: Path

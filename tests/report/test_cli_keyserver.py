@@ -72,6 +72,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_keyserver_and_report_as_processes(keyserver: ServerProcess, tmp_path: Path) -> None:
     lines = keyserver.read_until("verification code:")
     url = lines[0].removeprefix("test key server at ")
@@ -124,6 +125,7 @@ def test_keyserver_and_report_as_processes(keyserver: ServerProcess, tmp_path: P
     assert keyserver.proc.wait(10) == 0
 
 
+@pytest.mark.slow
 def test_keyserver_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -174,6 +174,7 @@ async def test_body_over_the_cap_is_aborted_whatever_the_length_header(
             await c.download(Candidate(key_server.url("/big.zip"), "big.zip"))
 
 
+@pytest.mark.slow
 async def test_slow_body_is_aborted(key_server: KeyServer) -> None:
     async def trickle(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -191,6 +192,7 @@ async def test_slow_body_is_aborted(key_server: KeyServer) -> None:
     assert state == {}
 
 
+@pytest.mark.slow
 async def test_stalled_body_times_out(key_server: KeyServer) -> None:
     async def stall(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()

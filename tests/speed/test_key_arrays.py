@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from agent.matching_fast import keys as keys_module
-from agent.matching_fast.keys import KeyArrays
+from agent.export import columns as keys_module
+from agent.export.columns import KeyArrays
 from tests.matching.dataset import make_dataset
 
 

@@ -17,12 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.constants import EXPORT_HEADER
-from agent.export import arrays, generate_signing_key, read_verified_export_arrays
+from agent.export import (
+    KeyArrays,
+    generate_signing_key,
+    groups,
+    read_export_keys,
+    read_verified_export_arrays,
+)
 from agent.export.arrays import _full_parse, _lean_parse, _validate
-from agent.export.fastparse import KeyColumns, split_export
+from agent.export.fastparse import split_export
 from agent.export.validation import validate_arrays
 from agent.matching import dedupe_keys
-from agent.matching_fast.keys import KeyArrays, read_export_keys
 from agent.models import ReportType, TemporaryExposureKey
 from tests.export.factory import NOW_INTERVAL, TODAY, make_keys, ring_for, signed_export
 from tests.export.test_fastparse import _columns_equal
@@ -98,6 +103,7 @@ def _nothing(message: object) -> None:
     del message
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads())
 def test_lean_parse_equals_the_full_parse(export_bin: bytes) -> None:
@@ -140,15 +146,15 @@ def test_irregular_layouts_are_declined() -> None:
 def test_grouped_validation_equals_validate_arrays(
     monkeypatch: pytest.MonkeyPatch, rows: int
 ) -> None:
-    monkeypatch.setattr(arrays, "GROUP_ROWS", 16)
+    monkeypatch.setattr(groups, "GROUP_ROWS", 16)
     rng = np.random.default_rng(rows)
     keys = rng.integers(0, 256, (rows, 16), dtype=np.uint8)
     keys[rows // 2 :] = keys[: rows - rows // 2]  # every second half a duplicate ...
     starts = rng.choice([TODAY, TODAY - 144, TODAY + 144], rows).astype(np.int32)
     dso = rng.integers(-16, 17, rows).astype(np.int32)  # ... some also bad otherwise
     has = rng.random(rows) < 0.5
-    columns = KeyColumns(
-        key_data=keys,
+    columns = KeyArrays(
+        key_data=keys.tobytes(),
         rolling_start=starts,
         rolling_period=np.full(rows, 144, dtype=np.int32),
         transmission_risk=np.zeros(rows, dtype=np.int32),
@@ -157,7 +163,7 @@ def test_grouped_validation_equals_validate_arrays(
         has_days_since_onset=has,
     )
     dropped: Counter[str] = Counter()
-    valid = _validate(keys.tobytes(), columns, NOW_INTERVAL, dropped)
+    valid = _validate(columns, NOW_INTERVAL, dropped)
     expected, reasons = validate_arrays(keys.tobytes(), starts, dso, has, NOW_INTERVAL)
     assert np.array_equal(valid, expected)
     assert dropped == reasons and reasons["duplicate"] > 0
@@ -166,7 +172,7 @@ def test_grouped_validation_equals_validate_arrays(
 def test_cheap_dedupe_equals_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     """Last occurrence wins, in order; keys that share their first 8 bytes are not taken
     for duplicates."""
-    monkeypatch.setattr(arrays, "GROUP_ROWS", 8)
+    monkeypatch.setattr(groups, "GROUP_ROWS", 8)
     rng = random.Random(3)
     base = [os.urandom(16) for _ in range(40)]
     twins = [base[0][:8] + os.urandom(8) for _ in range(3)]  # same prefix, other keys
@@ -231,6 +237,7 @@ print(json.dumps(high_water() - before))
 """
 
 
+@pytest.mark.slow
 def test_lean_parse_needs_far_less_memory(tmp_path: Path) -> None:
     """The peak memory of parsing 300k keys, each way in a fresh process."""
     from agent.export import public_key_pem

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from agent.store import Store
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "killtest_store.py"
@@ -32,6 +34,7 @@ async def count_rows(data_dir: Path, since: float) -> tuple[bool, int]:
         return await store.integrity_ok(), await store.sighting_counts(since)
 
 
+@pytest.mark.slow
 def test_kill_9_loses_no_committed_batch(tmp_path: Path) -> None:
     killtest = load_script()
     data_dir = tmp_path / "data"

@@ -18,12 +18,14 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0
     assert __version__ in result.stdout
 
 
+@pytest.mark.slow
 def test_keys_derive_json_prints_exactly_the_vector_table() -> None:
     result = run(
         "keys", "derive", "--tek", v.TEK, "--start", str(v.START_INTERVAL),
@@ -41,6 +43,7 @@ def test_keys_derive_json_prints_exactly_the_vector_table() -> None:
     assert all(set(r) == {"i", "rpi", "aem"} for r in table["advertised"])
 
 
+@pytest.mark.slow
 def test_keys_derive_text_and_without_metadata() -> None:
     result = run("keys", "derive", "--tek", v.TEK, "--start", str(v.START_INTERVAL), "--count", "2")
     assert result.returncode == 0
@@ -50,6 +53,7 @@ def test_keys_derive_text_and_without_metadata() -> None:
     assert len(lines) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -72,12 +76,14 @@ def test_keys_derive_bad_input_is_one_clear_line(args: list[str], message: str) 
     assert message in lines[0]
 
 
+@pytest.mark.slow
 def test_usage_error_is_exit_2() -> None:
     result = run("keys", "derive", "--start", "1")
     assert result.returncode == 2
     assert "Missing option '--tek'" in result.stderr
 
 
+@pytest.mark.slow
 def test_python_m_agent_is_the_same_program() -> None:
     result = run("--help")
     assert result.returncode == 0

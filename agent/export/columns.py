@@ -1,10 +1,10 @@
-"""Diagnosis keys as flat arrays (24 bytes per key), read from verified exports."""
+"""The one column type of diagnosis keys: :class:`KeyArrays`, flat arrays (25 bytes per
+key after :meth:`KeyArrays.compact`). The export reader returns it; matching consumes it."""
 
 from __future__ import annotations
 
 import io
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,16 +12,9 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.constants import TEK_LENGTH
-from agent.export import (
-    ExportArrays,
-    PublicKeyRing,
-    read_verified_export_arrays,
-    validate_keys,
-)
-from agent.export.arrays import row_groups
-from agent.export.model import MAX_EXPORT_BYTES
+from agent.export.groups import row_groups
+from agent.memory import trim_heap
 from agent.models import ReportType, TemporaryExposureKey
-from agent.native import trim_heap
 
 I32 = npt.NDArray[np.int32]
 Ints = npt.NDArray[np.integer[Any]]
@@ -42,6 +35,9 @@ class KeyArrays:
 
     def __len__(self) -> int:
         return len(self.rolling_start)
+
+    def __iter__(self) -> Iterator[TemporaryExposureKey]:
+        return (self[i] for i in range(len(self)))
 
     def __getitem__(self, index: int) -> TemporaryExposureKey:
         i = int(index)
@@ -75,20 +71,6 @@ class KeyArrays:
                 count=len(rows),
             ),
         )
-
-    @classmethod
-    def from_export(cls, export: ExportArrays) -> KeyArrays:
-        """The keys of a verified export that passed validation (``export.valid``)."""
-        whole = cls(
-            key_data=export.key_data,
-            rolling_start=export.rolling_start,
-            rolling_period=export.rolling_period,
-            transmission_risk=export.transmission_risk,
-            report_type=export.report_type,
-            days_since_onset=export.days_since_onset,
-            has_days_since_onset=export.has_days_since_onset,
-        )
-        return whole if bool(export.valid.all()) else whole.select(export.valid)
 
     @classmethod
     def concat(cls, parts: Sequence[KeyArrays]) -> KeyArrays:
@@ -193,7 +175,7 @@ class KeyArrays:
 
 
 TRIM_ROWS = 500_000
-"""Rows merged between two :func:`~agent.native.trim_heap` calls (~12 MB freed)."""
+"""Rows merged between two :func:`~agent.memory.trim_heap` calls (~12 MB freed)."""
 SELECT_ROWS = 262_144
 """Rows of key data copied per step: a 4 MB temporary instead of one as big as the result."""
 
@@ -212,56 +194,3 @@ _COLUMNS = (
     "days_since_onset",
     "has_days_since_onset",
 )
-
-
-# --- Verified exports as flat keys ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class ParsedExport:
-    """The usable keys of one verified export."""
-
-    sha256: bytes
-    keys: KeyArrays
-    """Valid first-release keys, then the valid revised keys (revisions come later so
-    that :meth:`KeyArrays.dedupe` lets them win)."""
-    key_count: int
-    """Keys and revised keys parsed from the file, before validation."""
-    dropped: dict[str, int]
-    """Keys dropped by parse or validation, by reason."""
-
-
-def read_export_keys(
-    zip_bytes: bytes,
-    ring: PublicKeyRing | Callable[[], PublicKeyRing],
-    now_interval: int,
-    max_bytes: int = MAX_EXPORT_BYTES,
-) -> ParsedExport:
-    """Verify an export and return its usable keys (CPU-bound: run it in a thread).
-
-    ``ring`` may also be a factory (``functools.partial(PublicKeyRing.from_pem, ...)``),
-    called once here.
-
-    Raises:
-        ExportFileError, SignatureError: the file is rejected; no key of it is returned.
-    """
-    pinned = ring if isinstance(ring, PublicKeyRing) else ring()
-    export = read_verified_export_arrays(
-        zip_bytes, pinned, now_interval=now_interval, max_bytes=max_bytes
-    )
-    revised, dropped_revised = validate_keys(export.revised_keys, now_interval)
-    dropped = Counter(export.dropped)
-    dropped.update({f"revised_{reason}": n for reason, n in dropped_revised.items()})
-    keys = KeyArrays.from_export(export)
-    sha256, key_count = export.sha256, len(export) + len(export.revised_keys)
-    if revised:
-        keys = KeyArrays.concat([keys, KeyArrays.from_keys(revised)])
-    keys = keys.compact()
-    del export
-    trim_heap()  # the file, its export.bin and the parse temporaries are gone now
-    return ParsedExport(
-        sha256=sha256,
-        keys=keys,
-        key_count=key_count,
-        dropped=dict(dropped),
-    )
