@@ -123,13 +123,14 @@ if [ -d "$SOURCE" ]; then
     # Build from a copy: pip would leave root-owned build/ and *.egg-info in the checkout.
     BUILD=$(mktemp -d)
     trap 'rm -rf "$BUILD"' EXIT
-    cp -r "$SOURCE/pyproject.toml" "$SOURCE/README.md" "$SOURCE/agent" "$BUILD/"
+    cp -r "$SOURCE/pyproject.toml" "$SOURCE/setup.py" "$SOURCE/README.md" "$SOURCE/agent" "$BUILD/"
+    # built here, not copied: the C extension and the catalogs of a developer's checkout
     find "$BUILD" -name __pycache__ -prune -exec rm -rf {} +
+    find "$BUILD" \( -name '*.so' -o -name '*.mo' \) -delete
     SOURCE=$BUILD
 fi
 # shellcheck disable=SC2086  # PIP_ARGS is a list of words on purpose
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade $PIP_ARGS "$SOURCE"
-"$VENV/bin/python" -I -m agent.daemon.i18n >/dev/null
 install -m 0755 "$SRC/scripts/buzzer-hook.py" "$PREFIX/buzzer-hook.py"
 mkdir -p "$(dirname "$BIN_LINK")"
 ln -sfn /opt/contact-agent/venv/bin/contact-agent "$BIN_LINK"

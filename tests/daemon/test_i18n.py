@@ -1,4 +1,4 @@
-"""Catalogs, the small msgfmt, and the language choice."""
+"""Catalogs compiled by the package build, and the language choice."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from babel.messages.pofile import read_po
 
 from agent.daemon import i18n
 from agent.daemon.notify import Notice, render
-from agent.errors import MalformedInputError
 
 DAY = 1_700_006_400  # 2023-11-15 00:00 UTC
 
@@ -44,74 +44,51 @@ def test_titles_in_each_language() -> None:
     }
 
 
+def _messages(language: str) -> dict[str | tuple[str, ...], object]:
+    """The non-fuzzy messages of a ``.po`` as Babel reads it (the build's own reader)."""
+    with _po(language).open("rb") as source:
+        catalog = read_po(source, locale=language)
+    return {m.id: m.string for m in catalog if m.id and not m.fuzzy}
+
+
 def test_every_catalog_translates_every_message() -> None:
-    english = i18n.parse_po(_po("en").read_text(encoding="utf-8"))
+    english = _messages("en")
     for language in ("ru", "kk"):
-        catalog = i18n.parse_po(_po(language).read_text(encoding="utf-8"))
+        catalog = _messages(language)
         assert set(catalog) == set(english), language
         for key, value in catalog.items():
-            if key:
-                assert value and value != key, (language, key)
+            forms = value if isinstance(value, tuple) else (value,)
+            assert all(forms) and forms != (key,), (language, key)
+
+
+@pytest.mark.parametrize("language", ["ru", "kk"])
+def test_the_built_catalog_says_what_its_source_says(language: str) -> None:
+    """The ``.mo`` the package build wrote, read by gettext, against the ``.po``."""
+    assert i18n.catalog_path(language).is_file(), "the package build compiles the catalogs"
+    ours = i18n.translations(language)
+    assert isinstance(ours, gettext.GNUTranslations)
+    assert ours.info()["language"] == language
+    for key, value in _messages(language).items():
+        if isinstance(key, tuple):
+            assert isinstance(value, tuple)
+            assert ours.ngettext(key[0], key[1], 1) == value[0]
+        else:
+            assert ours.gettext(key) == value
 
 
 @pytest.mark.skipif(shutil.which("msgfmt") is None, reason="GNU msgfmt not installed")
 @pytest.mark.parametrize("language", ["ru", "kk"])
-def test_own_msgfmt_agrees_with_gnu_msgfmt(language: str, tmp_path: Path) -> None:
+def test_the_built_catalog_agrees_with_gnu_msgfmt(language: str, tmp_path: Path) -> None:
     gnu_mo = tmp_path / "gnu.mo"
     subprocess.run(["msgfmt", "--check", "-o", str(gnu_mo), str(_po(language))], check=True)
     gnu = gettext.GNUTranslations(io.BytesIO(gnu_mo.read_bytes()))
     ours = i18n.translations(language)
-    english = i18n.parse_po(_po("en").read_text(encoding="utf-8"))
-    for key in english:
-        if not key:
-            continue
-        if b"\0" in key:
-            singular, plural = key.decode().split("\0")
+    for key in _messages("en"):
+        if isinstance(key, tuple):
             for n in (1, 2, 5, 11, 21, 102):
-                assert ours.ngettext(singular, plural, n) == gnu.ngettext(singular, plural, n)
+                assert ours.ngettext(key[0], key[1], n) == gnu.ngettext(key[0], key[1], n)
         else:
-            assert ours.gettext(key.decode()) == gnu.gettext(key.decode())
-    assert ours.info()["language"] == language
-
-
-def test_parse_po_handles_context_escapes_and_fuzzy() -> None:
-    text = "\n".join(
-        [
-            'msgid ""',
-            'msgstr ""',
-            '"Content-Type: text/plain; charset=UTF-8\\n"',
-            '"Plural-Forms: nplurals=2; plural=(n != 1);\\n"',
-            "",
-            "#, fuzzy",
-            'msgid "skip me"',
-            'msgstr "draft"',
-            "",
-            'msgctxt "menu"',
-            'msgid "Open"',
-            'msgstr "Öffnen"',
-            "",
-            'msgid "Tab\\there"',
-            'msgstr "Tab\\tda"',
-            "",
-            'msgid "untranslated"',
-            'msgstr ""',
-        ]
-    )
-    catalog = i18n.parse_po(text)
-    assert b"skip me" not in catalog
-    assert b"untranslated" not in catalog
-    assert catalog[b"menu\x04Open"] == "Öffnen".encode()
-    assert catalog[b"Tab\there"] == b"Tab\tda"
-    translations = gettext.GNUTranslations(io.BytesIO(i18n.build_mo(catalog)))
-    assert translations.pgettext("menu", "Open") == "Öffnen"
-
-
-@pytest.mark.parametrize(
-    "bad", ['msgid "a"\nmsgstr b', '"floating"', 'msgid "a"\nmsgwhat "b"', 'msgid "a\nmsgstr ""']
-)
-def test_parse_po_rejects_garbage_with_line_number(bad: str) -> None:
-    with pytest.raises(MalformedInputError, match="po line"):
-        i18n.parse_po(bad)
+            assert ours.gettext(key) == gnu.gettext(key)
 
 
 @pytest.mark.parametrize(
@@ -130,18 +107,14 @@ def test_choose_language(configured: str, environ: dict[str, str], expected: str
     assert i18n.choose_language(configured, environ) == expected
 
 
-def test_compiled_mo_is_preferred_when_fresh(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_missing_catalog_falls_back_to_english(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    locale = tmp_path / "locale"
-    shutil.copytree(i18n.LOCALE_DIR, locale)
-    monkeypatch.setattr(i18n, "LOCALE_DIR", locale)
-    written = i18n.compile_all()
-    assert sorted(p.parent.parent.name for p in written) == ["en", "kk", "ru"]
-    mo = locale / "ru" / "LC_MESSAGES" / "contact-agent.mo"
-    catalog = {b"": b"Content-Type: text/plain; charset=UTF-8\n", b"Possible exposure": b"MO!"}
-    mo.write_bytes(i18n.build_mo(catalog))
-    assert i18n.translations("ru").gettext("Possible exposure") == "MO!"
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path / "nowhere")
+    message = render(Notice(DAY, 25, 1), "ru")
+    assert message.title == "Possible exposure"
+    assert "for about 25 minutes." in message.body
+    assert "no compiled ru catalog" in caplog.text
 
 
 def _po(language: str) -> Path:
