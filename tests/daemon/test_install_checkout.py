@@ -41,7 +41,7 @@ exit 1
 def _checkout(tmp_path: Path) -> Path:
     checkout = tmp_path / "checkout"
     checkout.mkdir()
-    for name in ("pyproject.toml", "README.md", "agent", "scripts", "systemd"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "agent", "scripts", "systemd"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -77,7 +77,7 @@ def test_install_builds_outside_the_checkout_and_warns_about_no_key_source(
     assert result.returncode == 0, result.stdout + result.stderr
     built_from, *listing = log.read_text().split()
     assert Path(built_from) != checkout and checkout not in Path(built_from).parents
-    assert {"pyproject.toml", "README.md", "agent"} <= set(listing)
+    assert {"pyproject.toml", "setup.py", "README.md", "agent"} <= set(listing)
     assert not Path(built_from).exists()  # the build copy is removed
     assert not (checkout / "build").exists()
     assert not list(checkout.glob("*.egg-info"))
