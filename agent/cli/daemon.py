@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 
 import click
@@ -14,6 +13,7 @@ from agent.daemon.control import DaemonNotRunningError, client_socket_paths, req
 from agent.daemon.offline import offline_status, set_consent_offline
 from agent.daemon.service import AgentService
 from agent.daemon.status import render
+from agent.jsonout import dumps
 
 _ADAPTER = re.compile(r"hci[0-9]{1,3}")
 
@@ -54,7 +54,7 @@ def status(cli: CliContext, as_json: bool) -> None:
     except DaemonNotRunningError:
         result = asyncio.run(offline_status(cli.data_dir, cli.config, SystemClock()))
     if as_json:
-        click.echo(json.dumps(result, indent=2, sort_keys=True))
+        click.echo(dumps(result, indent=2, sort_keys=True))
     else:
         click.echo(render(result))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sys
@@ -22,6 +21,7 @@ from agent.demo.steps import Event, event_line
 from agent.demo.story import StoryOptions, StoryResult, run_story
 from agent.demo.summary import result_json, summary_lines, verdict_line
 from agent.errors import EXIT_FAILURE, AgentError
+from agent.jsonout import dumps
 
 
 async def _story(options: StoryOptions, show: Callable[[Event], None] | None) -> StoryResult:
@@ -108,7 +108,7 @@ def demo(
         document = result_json(result, files)
         if report_error:
             document["report_error"] = report_error
-        click.echo(json.dumps(document, ensure_ascii=False))
+        click.echo(dumps(document, ensure_ascii=False))
     else:
         for line in summary_lines(result):
             click.echo(line)
@@ -136,7 +136,7 @@ def simulate(scenario_file: Path, as_json: bool, seed: int | None) -> None:
     """Simulate a field of agents from a scenario file: precision and recall of detection."""
     result = simulate_field(load_scenario(scenario_file, seed))
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        click.echo(dumps(result.to_json()))
         return
     for line in field_lines(result):
         click.echo(line)

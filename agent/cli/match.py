@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from agent.daemon.control import DaemonNotRunningError, client_socket_paths, req
 from agent.errors import AgentError, ClockUntrustedError, ConfigError, MalformedInputError
 from agent.export import PublicKeyRing
 from agent.interchange import window_json
+from agent.jsonout import dumps
 from agent.models import ExposureWindow, ReportType
 from agent.pipeline import (
     CycleReport,
@@ -179,7 +179,7 @@ def match(
             "matched_keys": cycle.matched_keys,
             "exposure_windows": [window_json(w) for w in cycle.windows],
         }
-        click.echo(json.dumps(payload))
+        click.echo(dumps(payload))
     else:
         _print_cycle(cycle)
 
@@ -213,7 +213,7 @@ def _fetch_by_daemon(cli: CliContext, as_json: bool) -> bool:
         return False
     result = answer.get("result", {})
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(dumps(result))
     else:
         click.echo("the running daemon fetched:")
         for name, value in result.items():
@@ -247,7 +247,7 @@ def fetch(cli: CliContext, as_json: bool) -> None:
                 {"day": e.day, "minutes": e.minutes, "windows": len(e.window_ids)}
                 for e in report.cycle.new_exposures
             ]
-        click.echo(json.dumps(summary))
+        click.echo(dumps(summary))
     else:
         click.echo(f"downloaded {len(report.downloaded)} files")
         for name, reason in report.failed:

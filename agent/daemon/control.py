@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
+from agent.jsonout import dumps
 from agent.paths import SYSTEM_DATA_DIR
 
 _LOGGER = logging.getLogger(__name__)
@@ -168,7 +169,12 @@ class ControlServer:
             except (TimeoutError, ValueError, asyncio.LimitOverrunError):
                 return
             answer = await self._answer(line, peer)
-            writer.write(json.dumps(answer).encode("utf-8") + b"\n")
+            try:
+                text = dumps(answer)
+            except ValueError:  # a NaN or infinity slipped in: never send non-JSON
+                _LOGGER.error("control: the answer held a non-finite number; not sent")
+                text = dumps({"ok": False, "error": "internal: non-finite number in the answer"})
+            writer.write(text.encode("utf-8") + b"\n")
             await writer.drain()
         except (ConnectionError, OSError) as exc:
             _LOGGER.debug("control client went away: %s", exc)
@@ -221,7 +227,7 @@ def request(
     Raises DaemonNotRunningError when no socket answers and ControlError when the
     daemon refuses the command.
     """
-    message = json.dumps({"cmd": cmd, **args}).encode("utf-8") + b"\n"
+    message = dumps({"cmd": cmd, **args}).encode("utf-8") + b"\n"
     refused: OSError | None = None
     for path in paths:
         if len(os.fsencode(path)) > MAX_SUN_PATH:

@@ -58,6 +58,7 @@ from agent.errors import AgentError
 from agent.ingest import FloodGuard, IngestPipe
 from agent.keyschedule import KeySchedule, OwnTek
 from agent.payload import Metadata
+from agent.pipeline.fetch import clear_spool
 from agent.report.chaff import run_chaff
 from agent.store import SightingWriter, Store
 
@@ -323,6 +324,7 @@ class AgentService:
 
     async def _start(self) -> None:
         store = self.store
+        await asyncio.to_thread(clear_spool, self.data_dir)  # downloads of a killed cycle
         self.consent = await read_consent(store)
         bound = await store.get_state(LOWER_BOUND_STATE_KEY)
         self._clockwatch = ClockWatch(

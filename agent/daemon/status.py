@@ -49,9 +49,14 @@ def _json_state(raw: str | None) -> Any:
     if raw is None:
         return None
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except ValueError:
         return None
+
+
+def _no_constant(name: str) -> float:
+    """NaN or Infinity saved by an older version: the value is dropped, not shown."""
+    raise ValueError(f"non-finite number {name} in saved state")
 
 
 async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str, Any]:
@@ -138,7 +143,7 @@ def _day(day: float) -> str:
 
 
 def _when(value: Any) -> str:
-    if not isinstance(value, int | float):
+    if not isinstance(value, int | float) or not -1e11 < value < 1e11:
         return "never"
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -158,8 +163,11 @@ def _fetch_line(fetch: Any) -> str:
         )
     else:
         reasons = fetch.get("failed") or []
-        why = fetch.get("refused") or (reasons[0] if reasons else fetch.get("error", "failed"))
-        result = f"failed: {why}"
+        why = fetch.get("refused") or (reasons[0] if reasons else None)
+        if why is None and fetch.get("warning"):
+            result = f"warning: {fetch['warning']}"
+        else:
+            result = f"failed: {why or fetch.get('error', 'failed')}"
     return f"{_when(fetch.get('at'))}: {result}"
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agent.errors import MalformedInputError, StoreError
+from agent.jsonout import dumps
 from agent.models import TemporaryExposureKey
 from agent.report.wire import b64decode, b64encode, key_from_json, key_to_json
 
@@ -52,7 +53,7 @@ class PendingUpload:
         )
 
     def to_json(self) -> str:
-        return json.dumps(
+        return dumps(
             {
                 "version": RECORD_VERSION,
                 "token": self.token,
