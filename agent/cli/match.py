@@ -211,7 +211,7 @@ def _fetch_by_daemon(cli: CliContext, as_json: bool) -> bool:
         answer = request(client_socket_paths(cli.data_dir), "fetch", timeout=DAEMON_FETCH_TIMEOUT)
     except DaemonNotRunningError:
         return False
-    result = answer.get("result", {})
+    result = answer  # request() hands over the answer's result already
     if as_json:
         click.echo(dumps(result))
     else:

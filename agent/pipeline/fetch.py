@@ -3,7 +3,8 @@
 Memory stays bounded whatever servers send: each download is streamed to a private spool
 file (0600, in a 0700 ``spool`` directory of the data directory), then verified and
 parsed on its own before the next one is fetched; only the parsed keys of accepted files
-are kept. A cycle downloads at most ``keys.max_cycle_bytes`` and takes at most
+are kept. A cycle downloads at most ``keys.max_cycle_bytes`` (each source still gets its
+first file, so one hostile source cannot starve the others) and takes at most
 ``keys.max_files_per_source`` files of a source; the rest is deferred to a cycle soon
 after. Every download has a deadline (``keys.file_deadline_seconds``) and the downloads
 of a cycle together another (``keys.cycle_deadline_seconds``).
@@ -226,8 +227,14 @@ class _Cycle:
         keys = self.config.keys
         report = self.report
         self.activity.source, self.activity.file, self.activity.file_bytes = label, None, 0
+        loop = asyncio.get_running_loop()
+        seconds = min(keys.file_deadline_seconds, max(0.0, deadline - loop.time()))
         try:
-            candidates = await client.candidates()
+            async with asyncio.timeout(seconds):
+                candidates = await client.candidates()
+        except TimeoutError:
+            report.fail(label, NetworkError(f"no listing within {seconds:.0f} s"))
+            return
         except (NetworkError, ExportFileError) as exc:
             report.fail(label, exc)
             return
@@ -238,10 +245,11 @@ class _Cycle:
                 f"{keys.max_files_per_source} per cycle (keys.max_files_per_source)",
             )
             candidates = candidates[: keys.max_files_per_source]
-        loop = asyncio.get_running_loop()
         for number, candidate in enumerate(candidates):
             left = len(candidates) - number
-            if self.activity.cycle_bytes >= keys.max_cycle_bytes:
+            # each source gets its first file whatever the others spent: one hostile
+            # source cannot starve the rest (a file is at most keys.max_download_bytes)
+            if number > 0 and self.activity.cycle_bytes >= keys.max_cycle_bytes:
                 report.defer(
                     left,
                     f"{self.activity.cycle_bytes} bytes downloaded this cycle, the budget is "
