@@ -192,7 +192,7 @@ class HostileServer:
         app.router.add_route("GET", "/{scenario}/{name}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=0.5)
         await site.start()
         server = site._server
         assert server is not None and server.sockets  # type: ignore[union-attr]
@@ -311,6 +311,30 @@ async def _fetch(daemon: WatchedDaemon, sizes: Sizes) -> tuple[int, Any, str]:
     return code, strict_json(out) if out.strip() else None, err
 
 
+async def _first_cycle_skipped(daemon: WatchedDaemon, timeout: float = 60.0) -> None:
+    """Wait for the scheduled first cycle to be skipped for want of consent: the next
+    one is a minute away, so the ``fetch`` asked for now runs first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = await daemon.control("status")
+        if (status.get("fetch") or {}).get("skipped"):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the daemon's first key fetch was never skipped")
+
+
+async def _scheduled_cycle(daemon: WatchedDaemon, timeout: float) -> Any:
+    """The summary of the daemon's first scheduled cycle, once it is over."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = await daemon.control("status")
+        fetch = status.get("fetch") or {}
+        if fetch.get("cycles") and not fetch.get("running"):
+            return strict_json(json.dumps(status.get("last_fetch")))
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the daemon's scheduled key fetch did not finish")
+
+
 async def _spool_when_idle(daemon: WatchedDaemon, timeout: float = 120.0) -> list[str]:
     """The spool's contents once no cycle runs (a scheduled one may have started)."""
     deadline = time.monotonic() + timeout
@@ -330,6 +354,7 @@ def refused_names(fetch: Any) -> set[str]:
 
 async def run_scenarios(base: Path, sizes: Sizes) -> dict[str, Any]:
     """Two fetch cycles of the daemon against every scenario (see the module docstring)."""
+    began = time.monotonic()
     pinned = generate_signing_key()
     pem = base / "ha.pem"
     pem.write_bytes(public_key_pem(pinned))
@@ -344,6 +369,7 @@ async def run_scenarios(base: Path, sizes: Sizes) -> dict[str, Any]:
                 await daemon.start()
                 await daemon.wait_ready()
                 ready = time.time()
+                await _first_cycle_skipped(daemon)  # so the fetch below is the first cycle
                 code, _, err = await daemon.cli("enable")
                 if code != 0:
                     raise RuntimeError(f"enable failed: {err.strip()}")
@@ -361,7 +387,8 @@ async def run_scenarios(base: Path, sizes: Sizes) -> dict[str, Any]:
                 await daemon.start()
                 await daemon.wait_ready()
                 ready_again = time.time()
-                code_again, second, err_again = await _fetch(daemon, sizes)
+                # consent is on now: the scheduled first cycle runs by itself
+                second = await _scheduled_cycle(daemon, sizes.fetch_timeout)
                 again = {
                     path: server.hits[path] - hits_first[path]
                     for path in hits_first
@@ -376,6 +403,7 @@ async def run_scenarios(base: Path, sizes: Sizes) -> dict[str, Any]:
     finally:
         await server.close()
     return {
+        "seconds": round(time.monotonic() - began, 1),
         "fetch_exit": code,
         "fetch_stderr": err.strip()[-300:],
         "fetch": first,
@@ -387,9 +415,7 @@ async def run_scenarios(base: Path, sizes: Sizes) -> dict[str, Any]:
         "watchdog_seconds": sizes.watchdog_seconds,
         "watchdog_gaps": len(gaps),
         "watchdog_max_gap_s": round(max(gaps), 2) if gaps else None,
-        "second_fetch_exit": code_again,
         "second_fetch": second,
-        "second_fetch_stderr": err_again.strip()[-300:],
         "downloaded_again": again,
         "internal_errors_in_log": log.count("internal error") + log.count("Traceback"),
     }
@@ -427,6 +453,7 @@ def main() -> int:
     figures = _figures(result)
     if args.dir is not None:
         (args.dir / "result.json").write_text(json.dumps(result, indent=1))
+    figures["seconds in all"] = result["seconds"]
     print_figures("hostile key server vs contact-agent run", figures, args.json)
     ok = (
         result["vm_hwm_mb"] <= 250
