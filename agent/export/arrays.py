@@ -25,8 +25,16 @@ from agent.constants import EXPORT_HEADER, TEK_LENGTH, TEK_ROLLING_PERIOD
 from agent.errors import ExportFileError, SignatureError
 from agent.export import export_pb2 as pb
 from agent.export.container import open_export_zip
-from agent.export.fastparse import Buffer, KeyColumns, KeyRun, decode_key_run, split_export
-from agent.export.model import MAX_EXPORT_BYTES, MAX_KEYS_PER_FILE, ExportArrays
+from agent.export.fastparse import (
+    KEYS_TAG,
+    REVISED_TAG,
+    Buffer,
+    KeyColumns,
+    KeyRun,
+    decode_key_run,
+    split_export,
+)
+from agent.export.model import MAX_EXPORT_BYTES, MAX_KEYS_PER_FILE, ExportArrays, HeaderFields
 from agent.export.parse import (
     TR_MAX,
     TR_MIN,
@@ -36,7 +44,6 @@ from agent.export.parse import (
     iter_rows,
     parse_export_bin,
     parse_export_sig,
-    to_keys,
 )
 from agent.export.signature import PublicKeyRing, verify_signatures
 from agent.export.validation import validate_arrays
@@ -46,8 +53,10 @@ DECODE_CHUNK = 131_072
 """Key records decoded (or parsed by protobuf, for odd runs) per step: bounds temporaries."""
 
 
-def _from_protobuf(message: pb.TemporaryExposureKeyExport, dropped: Counter[str]) -> KeyColumns:
-    rows = list(iter_rows(message.keys, dropped))
+def _from_protobuf(
+    message: pb.TemporaryExposureKeyExport, dropped: Counter[str], *, revised: bool = False
+) -> KeyColumns:
+    rows = list(iter_rows(message.revised_keys if revised else message.keys, dropped))
     has_dso = np.fromiter((r[5] is not None for r in rows), dtype=bool, count=len(rows))
     numbers = np.array(
         [(r[1], r[2], r[3], r[4], 0 if r[5] is None else r[5]) for r in rows], dtype=np.int64
@@ -127,53 +136,74 @@ class _Columns:
         )
 
 
-def _decode_run(payload: Buffer, run: KeyRun, dropped: Counter[str], out: _Columns) -> None:
+def _decode_run(
+    payload: Buffer, run: KeyRun, dropped: Counter[str], out: _Columns, tag: int = KEYS_TAG
+) -> None:
+    revised = tag == REVISED_TAG
     for first in range(0, run.count, DECODE_CHUNK):
         count = min(DECODE_CHUNK, run.count - first)
         start = run.start + first * run.stride
         records = payload[start : start + count * run.stride]
-        fast = decode_key_run(records, count)
+        fast = decode_key_run(records, count, tag)
         if fast is not None:
             out.append(_parse_drops(fast, dropped))
         else:  # an odd run: these records only, through protobuf
-            out.append(_from_protobuf(parse_export_bin(EXPORT_HEADER + records), dropped))
+            message = parse_export_bin(EXPORT_HEADER + records)
+            out.append(_from_protobuf(message, dropped, revised=revised))
 
 
 def _check_key_cap(count: int) -> None:
     if count > MAX_KEYS_PER_FILE:
-        raise ExportFileError(
-            f"export.bin holds {count} keys, over the cap of {MAX_KEYS_PER_FILE}"
-        )
+        raise ExportFileError(f"export.bin holds {count} keys, over the cap of {MAX_KEYS_PER_FILE}")
+
+
+_Parsed = tuple[pb.TemporaryExposureKeyExport, KeyColumns, KeyColumns, Counter[str], Counter[str]]
+"""Header message, keys, revised keys, and the parse drops of each."""
 
 
 def _lean_parse(
     export_bin: bytes, verify: Callable[[pb.TemporaryExposureKeyExport], None]
-) -> tuple[pb.TemporaryExposureKeyExport, KeyColumns, Counter[str]] | None:
-    """Header message, keys and parse drops of a regular export.bin, or None."""
+) -> _Parsed | None:
+    """Header message, keys, revised keys and parse drops of a regular export.bin, or
+    None. Regular ``revised_keys`` records are decoded like the keys (a file of a million
+    revisions is never a million protobuf objects)."""
     payload = memoryview(export_bin)[len(EXPORT_HEADER) :]  # no copy of the keys
     split = split_export(payload)
     if split is None:
         return None
-    header = parse_export_bin(EXPORT_HEADER + split.header)  # header fields, revised keys
-    _check_key_cap(split.key_count + len(header.revised_keys))
+    header = parse_export_bin(EXPORT_HEADER + split.header)  # header fields, odd revisions
+    revised_count = sum(run.count for run in split.revised_runs)
+    if header.revised_keys and revised_count:
+        return None  # mixed record shapes: let protobuf keep their order
+    _check_key_cap(split.key_count + revised_count + len(header.revised_keys))
     verify(header)
     dropped: Counter[str] = Counter()
     out = _Columns(split.key_count)
     for run in split.runs:
         _decode_run(payload, run, dropped, out)
-    return header, out.result(), dropped
+    dropped_revised: Counter[str] = Counter()
+    if header.revised_keys:
+        revised = _from_protobuf(header, dropped_revised, revised=True)
+    else:
+        revised_out = _Columns(revised_count)
+        for run in split.revised_runs:
+            _decode_run(payload, run, dropped_revised, revised_out, REVISED_TAG)
+        revised = revised_out.result()
+    return header, out.result(), revised, dropped, dropped_revised
 
 
 def _full_parse(
     export_bin: bytes, verify: Callable[[pb.TemporaryExposureKeyExport], None]
-) -> tuple[pb.TemporaryExposureKeyExport, KeyColumns, Counter[str]]:
+) -> _Parsed:
     """The same from one protobuf message of the whole file (any valid layout)."""
     message = parse_export_bin(export_bin)
     verify(message)
     dropped: Counter[str] = Counter()
     fast = decode_key_run(export_bin[len(EXPORT_HEADER) :], len(message.keys))
     columns = _parse_drops(fast, dropped) if fast is not None else _from_protobuf(message, dropped)
-    return message, columns, dropped
+    dropped_revised: Counter[str] = Counter()
+    revised = _from_protobuf(message, dropped_revised, revised=True)
+    return message, columns, revised, dropped, dropped_revised
 
 
 GROUP_ROWS = 65_536
@@ -259,21 +289,36 @@ def read_verified_export_arrays(
 
     export_bin = entries.export_bin
     parsed = _lean_parse(export_bin, consistent) or _full_parse(export_bin, consistent)
-    message, columns, dropped = parsed
+    message, columns, revised_columns, dropped, dropped_revised = parsed
+    header = header_fields(message)
+    del parsed, message
+    sha256 = hashlib.sha256(zip_bytes).digest()
+    dropped.update(dropped_revised)  # parse drops count together, as in the object path
+    revised = _arrays(header, sha256, revised_columns, now_interval, Counter(), None)
+    return _arrays(header, sha256, columns, now_interval, dropped, revised)
+
+
+def _arrays(
+    header: HeaderFields,
+    sha256: bytes,
+    columns: KeyColumns,
+    now_interval: int | None,
+    dropped: Counter[str],
+    revised: ExportArrays | None,
+) -> ExportArrays:
     key_blob = columns.key_data.tobytes()
-    revised = to_keys(iter_rows(message.revised_keys, dropped))
     valid = _validate(key_blob, columns, now_interval, dropped)
     return ExportArrays(
-        **header_fields(message),
-        sha256=hashlib.sha256(zip_bytes).digest(),
+        **header,
+        sha256=sha256,
         key_data=key_blob,
         rolling_start=np.ascontiguousarray(columns.rolling_start),
         rolling_period=np.ascontiguousarray(columns.rolling_period),
         transmission_risk=np.ascontiguousarray(columns.transmission_risk),
         report_type=np.ascontiguousarray(columns.report_type),
         days_since_onset=np.ascontiguousarray(columns.days_since_onset),
-        has_days_since_onset=columns.has_days_since_onset,
+        has_days_since_onset=np.ascontiguousarray(columns.has_days_since_onset),
         valid=valid,
-        revised_keys=revised,
+        revised=revised,
         dropped=MappingProxyType(dict(dropped)),
     )

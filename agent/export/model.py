@@ -120,13 +120,22 @@ class ExportArrays(ExportHeader):
     valid: npt.NDArray[np.bool_]
     """Keys that pass :func:`~agent.export.validation.validate_keys`; the time rules only
     apply when ``now_interval`` was given to the reader."""
-    revised_keys: tuple[TemporaryExposureKey, ...]
+    revised: ExportArrays | None
+    """The ``revised_keys`` as arrays of their own (same header; ``revised`` None), with
+    their own ``valid`` and validation drops in ``dropped`` (their parse drops are in the
+    outer ``dropped``); None only on that inner object."""
     dropped: Mapping[str, int]
     """Parse-level drops plus the validation drops behind :attr:`valid`."""
     verified: bool = True
 
     def __len__(self) -> int:
         return len(self.rolling_start)
+
+    @property
+    def revised_keys(self) -> tuple[TemporaryExposureKey, ...]:
+        """The revised keys as objects (for small files; a big one is read as arrays)."""
+        inner = self.revised
+        return () if inner is None else tuple(inner.key(i) for i in range(len(inner)))
 
     def key(self, index: int) -> TemporaryExposureKey:
         """Row ``index`` as a key object."""

@@ -16,7 +16,6 @@ from agent.export import (
     ExportArrays,
     PublicKeyRing,
     read_verified_export_arrays,
-    validate_keys,
 )
 from agent.export.arrays import row_groups
 from agent.export.model import MAX_EXPORT_BYTES
@@ -249,13 +248,16 @@ def read_export_keys(
     export = read_verified_export_arrays(
         zip_bytes, pinned, now_interval=now_interval, max_bytes=max_bytes
     )
-    revised, dropped_revised = validate_keys(export.revised_keys, now_interval)
+    revised = export.revised
     dropped = Counter(export.dropped)
-    dropped.update({f"revised_{reason}": n for reason, n in dropped_revised.items()})
     keys = KeyArrays.from_export(export)
-    sha256, key_count = export.sha256, len(export) + len(export.revised_keys)
-    if revised:
-        keys = KeyArrays.concat([keys, KeyArrays.from_keys(revised)])
+    sha256, key_count = export.sha256, len(export)
+    if revised is not None:
+        dropped.update({f"revised_{reason}": n for reason, n in revised.dropped.items()})
+        key_count += len(revised)
+        if bool(revised.valid.any()):
+            keys = KeyArrays.concat([keys, KeyArrays.from_export(revised)])
+    del revised
     keys = keys.compact()
     del export
     trim_heap()  # the file, its export.bin and the parse temporaries are gone now
