@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,13 @@ from agent.export import (
     ExportFile,
     PublicKeyRing,
     generate_signing_key,
-    inspect_export,
     load_signing_key,
     public_key_pem,
     read_verified_export,
     write_export,
 )
+from agent.export.arrays import read_export_arrays
+from agent.export.model import ExportArrays, SignatureInfo
 from agent.jsonout import dumps
 from agent.models import ReportType, TemporaryExposureKey
 from agent.store import DB_FILENAME, Store
@@ -119,12 +121,41 @@ def _ring(public_key: Path, key_id: str, key_version: str) -> PublicKeyRing:
         raise MalformedInputError(f"--public-key {public_key}: {exc}") from None
 
 
-def _read_export(path: Path, ring: PublicKeyRing | None) -> ExportFile:
+def _read_export(path: Path, ring: PublicKeyRing) -> ExportFile:
     data = _read_file(path, "export", MAX_EXPORT_BYTES)
     try:
-        return read_verified_export(data, ring) if ring else inspect_export(data)
+        return read_verified_export(data, ring)
     except ExportFileError as exc:
         raise type(exc)(f"{path}: {exc}") from None
+
+
+def _read_export_arrays(
+    path: Path, ring: PublicKeyRing | None
+) -> tuple[ExportArrays, SignatureInfo | None, int]:
+    data = _read_file(path, "export", MAX_EXPORT_BYTES)
+    try:
+        return read_export_arrays(data, ring)
+    except ExportFileError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def _rows(export: ExportArrays | None) -> Iterator[TemporaryExposureKey]:
+    """The keys one object at a time (a million keys are never a million objects)."""
+    for i in range(0 if export is None else len(export)):
+        assert export is not None
+        yield export.key(i)
+
+
+def _echo_lines(lines: Iterable[str]) -> None:
+    """Write lines in batches: one write per 10,000 lines, not one per key."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == 10_000:
+            click.echo("\n".join(batch))
+            batch.clear()
+    if batch:
+        click.echo("\n".join(batch))
 
 
 def _key_json(key: TemporaryExposureKey) -> dict[str, Any]:
@@ -138,13 +169,15 @@ def _key_json(key: TemporaryExposureKey) -> dict[str, Any]:
     }
 
 
-def export_json(path: Path, export: ExportFile) -> dict[str, Any]:
-    """The ``keys show --json`` object."""
+def export_json(
+    path: Path, export: ExportArrays, verified_by: SignatureInfo | None, signature_count: int
+) -> dict[str, Any]:
+    """The ``keys show --json`` object without its ``keys`` and ``revised_keys`` lists."""
     return {
         "file": str(path),
         "sha256": export.sha256.hex(),
         "verified": export.verified,
-        "verified_by": export.verified_by.label if export.verified_by else None,
+        "verified_by": verified_by.label if verified_by else None,
         "region": export.region,
         "batch_num": export.batch_num,
         "batch_size": export.batch_size,
@@ -154,12 +187,34 @@ def export_json(path: Path, export: ExportFile) -> dict[str, Any]:
             {"key_id": i.key_id, "key_version": i.key_version, "algorithm": i.algorithm}
             for i in export.signature_infos
         ],
-        "signature_count": export.signature_count,
-        "key_count": len(export.keys),
-        "keys": [_key_json(k) for k in export.keys],
-        "revised_keys": [_key_json(k) for k in export.revised_keys],
+        "signature_count": signature_count,
+        "key_count": len(export),
         "dropped": dict(export.dropped),
     }
+
+
+def _echo_export_json(
+    path: Path, export: ExportArrays, verified_by: SignatureInfo | None, signature_count: int
+) -> None:
+    """One JSON object, its key lists written as they are read."""
+    head = dumps(export_json(path, export, verified_by, signature_count), indent=1)
+
+    def lines() -> Iterator[str]:
+        yield head[: -len("\n}")] + ","
+        for name, part in (("keys", export), ("revised_keys", export.revised)):
+            yield f' "{name}": ['
+            rows = (dumps(_key_json(key)) for key in _rows(part))
+            previous = None
+            for row in rows:
+                if previous is not None:
+                    yield f"  {previous},"
+                previous = row
+            if previous is not None:
+                yield f"  {previous}"
+            yield " ]," if name == "keys" else " ]"
+        yield "}"
+
+    _echo_lines(lines())
 
 
 def _utc(seconds: int) -> str:
@@ -169,21 +224,29 @@ def _utc(seconds: int) -> str:
         return "out of range"
 
 
-def _print_keys(title: str, keys: tuple[TemporaryExposureKey, ...]) -> None:
-    click.echo(f"{title}: {len(keys)}")
-    if keys:
+def _print_keys(title: str, export: ExportArrays | None) -> None:
+    count = 0 if export is None else len(export)
+    click.echo(f"{title}: {count}")
+    if count:
         click.echo("  key_data                          start    period tr report_type   dso")
-    for k in keys:
-        dso = "-" if k.days_since_onset_of_symptoms is None else k.days_since_onset_of_symptoms
-        click.echo(
-            f"  {k.key_data.hex()}  {k.rolling_start_interval_number:<8d} {k.rolling_period:<6d} "
-            f"{k.transmission_risk_level:<2d} {k.report_type.name.lower():<13s} {dso}"
-        )
+
+    def lines() -> Iterator[str]:
+        for k in _rows(export):
+            dso = "-" if k.days_since_onset_of_symptoms is None else k.days_since_onset_of_symptoms
+            yield (
+                f"  {k.key_data.hex()}  {k.rolling_start_interval_number:<8d} "
+                f"{k.rolling_period:<6d} {k.transmission_risk_level:<2d} "
+                f"{k.report_type.name.lower():<13s} {dso}"
+            )
+
+    _echo_lines(lines())
 
 
-def _print_export(path: Path, export: ExportFile) -> None:
-    if export.verified_by is not None:
-        click.echo(f"{path}: VERIFIED (signature {export.verified_by.label})")
+def _print_export(
+    path: Path, export: ExportArrays, verified_by: SignatureInfo | None, signature_count: int
+) -> None:
+    if verified_by is not None:
+        click.echo(f"{path}: VERIFIED (signature {verified_by.label})")
     else:
         click.echo(f"{path}: UNVERIFIED (not checked; give --public-key to verify)")
     click.echo(f"sha256: {export.sha256.hex()}")
@@ -196,13 +259,13 @@ def _print_export(path: Path, export: ExportFile) -> None:
         f"{i.label} ({i.algorithm or 'no algorithm'})" for i in export.signature_infos
     )
     click.echo(f"signature infos: {infos or 'none'}")
-    click.echo(f"signatures in export.sig: {export.signature_count}")
+    click.echo(f"signatures in export.sig: {signature_count}")
     if export.dropped:
         dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(export.dropped.items()))
         click.echo(f"unreadable keys dropped: {dropped}")
-    _print_keys("keys", export.keys)
-    if export.revised_keys:
-        _print_keys("revised keys", export.revised_keys)
+    _print_keys("keys", export)
+    if export.revised is not None and len(export.revised):
+        _print_keys("revised keys", export.revised)
 
 
 _public_key_option = click.option(
@@ -226,11 +289,11 @@ def show(file: Path, public_key: Path | None, key_id: str, key_version: str, as_
     Without --public-key nothing is verified and the output says UNVERIFIED.
     """
     ring = _ring(public_key, key_id, key_version) if public_key else None
-    export = _read_export(file, ring)
+    export, verified_by, signature_count = _read_export_arrays(file, ring)
     if as_json:
-        click.echo(dumps(export_json(file, export), indent=1))
+        _echo_export_json(file, export, verified_by, signature_count)
     else:
-        _print_export(file, export)
+        _print_export(file, export, verified_by, signature_count)
 
 
 @click.command("verify")

@@ -13,6 +13,7 @@ which gives the same keys and the same errors.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -34,7 +35,13 @@ from agent.export.fastparse import (
     decode_key_run,
     split_export,
 )
-from agent.export.model import MAX_EXPORT_BYTES, MAX_KEYS_PER_FILE, ExportArrays, HeaderFields
+from agent.export.model import (
+    MAX_EXPORT_BYTES,
+    MAX_KEYS_PER_FILE,
+    ExportArrays,
+    HeaderFields,
+    SignatureInfo,
+)
 from agent.export.parse import (
     TR_MAX,
     TR_MIN,
@@ -45,7 +52,7 @@ from agent.export.parse import (
     parse_export_bin,
     parse_export_sig,
 )
-from agent.export.signature import PublicKeyRing, verify_signatures
+from agent.export.signature import PublicKeyRing, Signature, verify_signatures
 from agent.export.validation import validate_arrays
 
 _FIELDS = 5  # rolling_start, rolling_period, tr, report_type, dso
@@ -277,25 +284,62 @@ def read_verified_export_arrays(
     Raises:
         ExportFileError, SignatureError: exactly as :func:`read_verified_export`.
     """
-    entries = open_export_zip(zip_bytes, max_bytes=max_bytes)
-    if entries.export_sig is None:  # open_export_zip requires it; keep the guard explicit
-        raise SignatureError("export is unsigned: no export.sig")
-    signatures = parse_export_sig(entries.export_sig)
-    check_header(entries.export_bin)
-    used = verify_signatures(entries.export_bin, signatures, ring)
+    export, _, _ = read_export_arrays(
+        zip_bytes, ring, now_interval=now_interval, max_bytes=max_bytes
+    )
+    return export
 
-    def consistent(message: pb.TemporaryExposureKeyExport) -> None:
-        check_consistency(message, signatures, used)
+
+def read_export_arrays(
+    zip_bytes: bytes,
+    ring: PublicKeyRing | None,
+    *,
+    now_interval: int | None = None,
+    max_bytes: int = MAX_EXPORT_BYTES,
+) -> tuple[ExportArrays, SignatureInfo | None, int]:
+    """:func:`read_verified_export_arrays` with what ``keys show`` prints besides: the
+    signature that verified and the number of signatures in export.sig.
+
+    With ``ring`` None NOTHING is verified (``verified`` is False; for ``keys show`` of
+    a file without its key, never for matching): a missing or unreadable export.sig
+    then counts as 0 signatures, as in :func:`~agent.export.reader.inspect_export`.
+    """
+    entries = open_export_zip(zip_bytes, max_bytes=max_bytes, require_signature=ring is not None)
+    used: Signature | None = None
+    if ring is None:
+        count = 0
+        if entries.export_sig is not None:
+            with contextlib.suppress(SignatureError):
+                count = len(parse_export_sig(entries.export_sig))
+        check_header(entries.export_bin)
+
+        def consistent(message: pb.TemporaryExposureKeyExport) -> None:
+            return None
+
+    else:
+        if entries.export_sig is None:  # open_export_zip requires it; keep the guard
+            raise SignatureError("export is unsigned: no export.sig")
+        signatures = parse_export_sig(entries.export_sig)
+        count = len(signatures)
+        check_header(entries.export_bin)
+        used = verify_signatures(entries.export_bin, signatures, ring)
+        verified_by = used
+
+        def consistent(message: pb.TemporaryExposureKeyExport) -> None:
+            check_consistency(message, signatures, verified_by)
 
     export_bin = entries.export_bin
+    del entries
     parsed = _lean_parse(export_bin, consistent) or _full_parse(export_bin, consistent)
     message, columns, revised_columns, dropped, dropped_revised = parsed
     header = header_fields(message)
-    del parsed, message
+    del parsed, message, export_bin
     sha256 = hashlib.sha256(zip_bytes).digest()
     dropped.update(dropped_revised)  # parse drops count together, as in the object path
-    revised = _arrays(header, sha256, revised_columns, now_interval, Counter(), None)
-    return _arrays(header, sha256, columns, now_interval, dropped, revised)
+    verified = ring is not None
+    revised = _arrays(header, sha256, revised_columns, now_interval, Counter(), None, verified)
+    export = _arrays(header, sha256, columns, now_interval, dropped, revised, verified)
+    return export, None if used is None else used.info, count
 
 
 def _arrays(
@@ -305,6 +349,7 @@ def _arrays(
     now_interval: int | None,
     dropped: Counter[str],
     revised: ExportArrays | None,
+    verified: bool = True,
 ) -> ExportArrays:
     key_blob = columns.key_data.tobytes()
     valid = _validate(key_blob, columns, now_interval, dropped)
@@ -321,4 +366,5 @@ def _arrays(
         valid=valid,
         revised=revised,
         dropped=MappingProxyType(dict(dropped)),
+        verified=verified,
     )
