@@ -100,8 +100,10 @@ class Sizes:
     drip_bytes_per_second: int = 4096
     sig_flood: int = 1361
     watchdog_seconds: float = 60.0
-    keys_toml: str = ""
-    """Extra ``[keys]`` settings (empty: the documented defaults)."""
+    keys_toml: str = "file_deadline_seconds = 60\n"
+    """Extra ``[keys]`` settings; the full run keeps the documented defaults but for a
+    one-minute file deadline (the default 300 s would make the drip, the stall and the
+    unreadable Retry-After cost 15 minutes a cycle, without showing anything more)."""
     fetch_timeout: float = 1800.0
 
 
