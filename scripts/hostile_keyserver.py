@@ -382,7 +382,7 @@ async def run_scenarios(base: Path, sizes: Sizes) -> dict[str, Any]:
                 _, status_text, _ = await daemon.cli("status", "--json")
                 strict_json(status_text)
                 hits_first = Counter(server.hits)
-                spool = await _spool_when_idle(daemon)
+                spool = await _spool_when_idle(daemon, sizes.fetch_timeout)
                 hwm = daemon.vm_hwm()
                 gaps = daemon.watchdog_gaps(since=ready)
                 assert await daemon.stop() == 0
