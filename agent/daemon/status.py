@@ -220,6 +220,18 @@ def render(status: Mapping[str, Any]) -> str:
         ),
         ("unique RPIs, 10 min", str(status.get("unique_rpis_10min", 0))),
         ("last key fetch", _fetch_line(status.get("last_fetch"))),
+    ]
+    running = (status.get("fetch") or {}).get("running")
+    if isinstance(running, Mapping):
+        file = running.get("file") or "listing"
+        rows.append(
+            (
+                "key fetch running",
+                f"{running.get('source')}: {file}, {_size(running.get('file_bytes'))} "
+                f"({_size(running.get('cycle_bytes'))} this cycle)",
+            )
+        )
+    rows += [
         ("exposures", str(status.get("exposures", 0))),
         ("risk level", str(status.get("risk_level", "none"))),
         ("database", _size(status.get("database_bytes"))),

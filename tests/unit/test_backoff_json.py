@@ -100,3 +100,14 @@ def test_status_drops_non_finite_numbers_saved_by_an_older_version() -> None:
     assert _fetch_line({"at": float("inf"), "ok": False, "failed": ["x"]}).startswith("never")
     line = _fetch_line({"at": 0, "ok": False, "failed": [], "warning": "1 files refused"})
     assert line.endswith("warning: 1 files refused")
+
+
+def test_status_shows_the_running_download() -> None:
+    from agent.daemon.status import render
+
+    running = {"source": "index:https://k.example/i.txt", "file": "a/1.zip"}
+    running |= {"file_bytes": 2_500_000, "cycle_bytes": 9_000_000}
+    text = render({"daemon": {}, "fetch": {"running": running}})
+    assert "index:https://k.example/i.txt: a/1.zip, 2.5 MB" in text
+    assert "(9.0 MB this cycle)" in text
+    assert "key fetch running" not in render({"daemon": {}, "fetch": {"running": None}})
