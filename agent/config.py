@@ -64,6 +64,17 @@ class KeysConfig:
     public_keys: tuple[PublicKeyConfig, ...] = ()
     fetch_interval_hours: float = 4.0
     max_download_bytes: int = 20 * 1024 * 1024
+    max_cycle_bytes: int = 64 * 1024 * 1024
+    """Bytes downloaded per fetch cycle, all sources together; the rest waits for the next
+    cycle (64 MiB: about 3.5 M keys, whose matching stays within the memory budget)."""
+    max_files_per_source: int = 39
+    """Export files taken from one source per cycle (15 daily + 24 hourly)."""
+    file_deadline_seconds: float = 300.0
+    """One download, retries included (20 MiB over 100 KB/s takes 210 s)."""
+    cycle_deadline_seconds: float = 1800.0
+    """Every download of one cycle together."""
+    max_retry_after_seconds: float = 86_400.0
+    """A server's Retry-After is honoured up to this (24 h), never beyond."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,11 +254,26 @@ def _keys(t: Mapping[str, Any]) -> KeysConfig:
         public_keys=tuple(public_keys),
         fetch_interval_hours=_get(t, "keys", "fetch_interval_hours", float, d.fetch_interval_hours),
         max_download_bytes=_get(t, "keys", "max_download_bytes", int, d.max_download_bytes),
+        max_cycle_bytes=_get(t, "keys", "max_cycle_bytes", int, d.max_cycle_bytes),
+        max_files_per_source=_get(t, "keys", "max_files_per_source", int, d.max_files_per_source),
+        file_deadline_seconds=_get(
+            t, "keys", "file_deadline_seconds", float, d.file_deadline_seconds
+        ),
+        cycle_deadline_seconds=_get(
+            t, "keys", "cycle_deadline_seconds", float, d.cycle_deadline_seconds
+        ),
+        max_retry_after_seconds=_get(
+            t, "keys", "max_retry_after_seconds", float, d.max_retry_after_seconds
+        ),
     )
-    if cfg.fetch_interval_hours <= 0:
-        raise ConfigError("config: keys.fetch_interval_hours must be > 0")
-    if cfg.max_download_bytes <= 0:
-        raise ConfigError("config: keys.max_download_bytes must be > 0")
+    if not 0 < cfg.fetch_interval_hours <= 24 * 366:
+        raise ConfigError("config: keys.fetch_interval_hours must be > 0 (at most a year)")
+    for name in ("max_download_bytes", "max_cycle_bytes", "max_files_per_source"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"config: keys.{name} must be > 0")
+    for name in ("file_deadline_seconds", "cycle_deadline_seconds", "max_retry_after_seconds"):
+        if not 0 < getattr(cfg, name) <= 31_622_400:  # finite: nan and inf fail too
+            raise ConfigError(f"config: keys.{name} must be > 0 seconds (at most a year)")
     return cfg
 
 

@@ -22,6 +22,7 @@ from typing import Any, Final, TextIO
 
 from agent.constants import AEM_LENGTH, CALIBRATED_RSSI_MAX, CALIBRATED_RSSI_MIN, RPI_LENGTH
 from agent.errors import MalformedInputError
+from agent.jsonout import dumps
 from agent.models import ExposureWindow, Sighting
 from agent.relayguard import reason_names
 
@@ -96,7 +97,7 @@ class RecordWriter:
         if self._csv is not None:
             self._csv.writerow(record)
         else:
-            self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._out.write(dumps(record, separators=(",", ":")) + "\n")
         self.count += 1
 
 

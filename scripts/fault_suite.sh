@@ -8,6 +8,8 @@
 #   1. scripts/fault_killdaemon.py  kill -9 of `contact-agent run` (200 rounds; quick: 30)
 #   2. scripts/killtest_store.py    kill -9 of a store writer (200 rounds; quick: 50)
 #   3. scripts/flood.py             2,000 adverts/s for 10 min (quick: 30 s)
+#   3b. scripts/hostile_keyserver.py  every hostile key server scenario against the daemon
+#      (39 junk files of 19.5 MB, 4 KB/s drip, stall, ...; quick: the test suite's sizes)
 #   4. the fault, privacy and fuzz tests (tests/faults, tests/privacy, tests/fuzz), the
 #      fuzz targets with FUZZ_EXAMPLES examples each (3,000; quick: 300)
 #   5. systemd-analyze security of the shipped unit (when systemd-analyze exists)
@@ -17,9 +19,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 
 if [ "${1:-}" = "--quick" ]; then
-    KILL_ROUNDS=30 STORE_ROUNDS=50 FLOOD_MINUTES=0.5 FUZZ=300
+    KILL_ROUNDS=30 STORE_ROUNDS=50 FLOOD_MINUTES=0.5 FUZZ=300 HOSTILE=(--quick)
 else
-    KILL_ROUNDS=200 STORE_ROUNDS=200 FLOOD_MINUTES=10 FUZZ=3000
+    KILL_ROUNDS=200 STORE_ROUNDS=200 FLOOD_MINUTES=10 FUZZ=3000 HOSTILE=()
 fi
 failed=()
 
@@ -40,6 +42,7 @@ run() {
 run "kill -9 of the daemon" "$PY" scripts/fault_killdaemon.py --rounds "$KILL_ROUNDS"
 run "kill -9 of the store" "$PY" scripts/killtest_store.py --rounds "$STORE_ROUNDS"
 run "RPI flood" "$PY" scripts/flood.py --minutes "$FLOOD_MINUTES"
+run "hostile key server" "$PY" scripts/hostile_keyserver.py "${HOSTILE[@]}"
 run "fault, privacy and fuzz tests" env FUZZ_EXAMPLES="$FUZZ" "$PY" -m pytest -q \
     -p no:cacheprovider --durations=0 tests/faults tests/privacy tests/fuzz
 if command -v systemd-analyze >/dev/null 2>&1; then

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 
 import click
@@ -11,6 +10,7 @@ import click
 from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock
 from agent.daemon.control import DaemonNotRunningError, request, request_at
+from agent.jsonout import dumps
 
 _ADAPTER = re.compile(r"hci[0-9]{1,3}")
 
@@ -62,7 +62,7 @@ def status(cli: CliContext, as_json: bool) -> None:
         result["data_dir"] = str(cli.data_dir)
         result["data_dir_exists"] = cli.data_dir.is_dir()
     if as_json:
-        click.echo(json.dumps(result, indent=2, sort_keys=True))
+        click.echo(dumps(result, indent=2, sort_keys=True))
     else:
         click.echo(render(result))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sys
@@ -16,6 +15,7 @@ from agent.cli import CliContext, pass_cli
 from agent.cli._common import TerminalProgress
 from agent.errors import EXIT_FAILURE, AgentError
 from agent.field.plots import matplotlib_available
+from agent.jsonout import dumps
 from agent.lab.demo.fieldtext import field_lines
 from agent.lab.demo.layout import MAX_AGENTS, MIN_AGENTS
 from agent.lab.demo.report import write_demo_report
@@ -123,7 +123,7 @@ def demo(
         document = result_json(result, files)
         if report_error:
             document["report_error"] = report_error
-        click.echo(json.dumps(document, ensure_ascii=False))
+        click.echo(dumps(document, ensure_ascii=False))
     else:
         for line in summary_lines(result):
             click.echo(line)
@@ -161,7 +161,7 @@ def simulate(scenario_file: Path, as_json: bool, seed: int | None) -> None:
         if progress is not None:
             progress.close()
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        click.echo(dumps(result.to_json()))
         return
     for line in field_lines(result):
         click.echo(line)

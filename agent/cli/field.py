@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from agent.field.timeoffset import (
     measure_offset,
     parse_peer,
 )
+from agent.jsonout import dumps
 from agent.paths import ensure_private_dir
 
 
@@ -113,7 +113,7 @@ def preflight(cli: CliContext, adapter: str | None, peer: str | None, as_json: b
     checks = pf.run_preflight(inputs)
     ok = pf.overall_ok(checks)
     if as_json:
-        click.echo(json.dumps({"ok": ok, "checks": [c.to_json() for c in checks]}, indent=1))
+        click.echo(dumps({"ok": ok, "checks": [c.to_json() for c in checks]}, indent=1))
     else:
         for check in checks:
             click.echo(f"{check.status}: {check.summary}  [{check.name}]")

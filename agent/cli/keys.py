@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from agent.constants import (
     TEK_ROLLING_PERIOD,
 )
 from agent.errors import AgentError, ExportFileError, MalformedInputError
+from agent.jsonout import dumps
 from agent.models import ReportType, TemporaryExposureKey
 
 if TYPE_CHECKING:  # `keys derive` needs neither the export reader (numpy) nor the store
@@ -81,7 +81,7 @@ def derive(tek: str, start: int, count: int, metadata: str | None, as_json: bool
         raise click.BadParameter(f"must be in 1..10000, got {count}", param_hint="--count")
     table = derive_table(tek_bytes, start, count, meta)
     if as_json:
-        click.echo(json.dumps(table, indent=1))
+        click.echo(dumps(table, indent=1))
         return
     click.echo(f"RPIK {table['RPIK']}\nAEMK {table['AEMK']}")
     rows = table["advertised"]
@@ -225,7 +225,7 @@ def show(file: Path, public_key: Path | None, key_id: str, key_version: str, as_
     ring = _ring(public_key, key_id, key_version) if public_key else None
     export = _read_export(file, ring)
     if as_json:
-        click.echo(json.dumps(export_json(file, export), indent=1))
+        click.echo(dumps(export_json(file, export), indent=1))
     else:
         _print_export(file, export)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from agent.errors import (
 from agent.export import MAX_EXPORT_BYTES, PublicKeyRing
 from agent.export.container import open_export_zip
 from agent.interchange import window_json
+from agent.jsonout import dumps
 from agent.models import ExposureWindow, ReportType
 from agent.pipeline import (
     CycleReport,
@@ -213,7 +213,7 @@ def match(
             "matched_keys": cycle.matched_keys,
             "exposure_windows": [window_json(w) for w in cycle.windows],
         }
-        click.echo(json.dumps(payload))
+        click.echo(dumps(payload))
     else:
         _print_cycle(cycle)
         for line in explain_count(cycle, sightings):
@@ -255,7 +255,7 @@ def _fetch_by_daemon(cli: CliContext, as_json: bool) -> bool:
     except DaemonNotRunningError:
         return False
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(dumps(result))
     else:
         click.echo("the running daemon fetched:")
         for name, value in result.items():
@@ -289,7 +289,7 @@ def fetch(cli: CliContext, as_json: bool) -> None:
                 {"day": e.day, "minutes": e.minutes, "windows": len(e.window_ids)}
                 for e in report.cycle.new_exposures
             ]
-        click.echo(json.dumps(summary))
+        click.echo(dumps(summary))
     else:
         click.echo(f"downloaded {len(report.downloaded)} files")
         for name, reason in report.failed:

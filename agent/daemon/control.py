@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
+from agent.jsonout import dumps
 from agent.paths import SYSTEM_DATA_DIR
 
 _LOGGER = logging.getLogger(__name__)
@@ -345,7 +346,7 @@ class ControlServer:
             return  # closed for a newer connection, or the client hung up
         if answer is None:
             answer = await self._answer(line, _peer(writer))
-        writer.write(json.dumps(answer).encode("utf-8") + b"\n")
+        writer.write(_encode(answer))
         await asyncio.wait_for(writer.drain(), self._idle_timeout)
 
     async def _answer(self, line: bytes, peer: Peer) -> dict[str, Any]:
@@ -385,8 +386,18 @@ def _send_and_close(writer: asyncio.StreamWriter, answer: Mapping[str, Any]) -> 
     """A last answer without waiting for the client to read it (never blocks)."""
     with contextlib.suppress(ConnectionError, OSError, RuntimeError):
         if not writer.is_closing():
-            writer.write(json.dumps(answer).encode("utf-8") + b"\n")
+            writer.write(_encode(answer))
     writer.close()
+
+
+def _encode(answer: Mapping[str, Any]) -> bytes:
+    """One answer line; a NaN or infinity that slipped in is never sent as non-JSON."""
+    try:
+        text = dumps(answer)
+    except ValueError:
+        _LOGGER.error("control: the answer held a non-finite number; not sent")
+        text = dumps({"ok": False, "error": "internal: non-finite number in the answer"})
+    return text.encode("utf-8") + b"\n"
 
 
 async def _answers(path: Path) -> bool:
@@ -428,7 +439,7 @@ def request_at(
     **args: Any,
 ) -> tuple[Path, dict[str, Any]]:
     """:func:`request`, also saying which socket answered."""
-    message = json.dumps({"cmd": cmd, **args}).encode("utf-8") + b"\n"
+    message = dumps({"cmd": cmd, **args}).encode("utf-8") + b"\n"
     refused: OSError | None = None
     for path in paths:
         if len(os.fsencode(path)) > MAX_SUN_PATH:

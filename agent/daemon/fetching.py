@@ -4,15 +4,22 @@ Each cycle is :func:`agent.pipeline.fetch_and_match`; its new qualifying exposur
 the :class:`~agent.daemon.notify.Notifier` once (the pipeline marks them notified after
 the notifier returns). Nothing is fetched or matched without consent or while the clock
 is untrusted (Appendix A); such a cycle is skipped and retried a minute later. A failed
-cycle is retried with exponential backoff (1 min doubling up to the fetch interval), and
-never before a Retry-After the server asked for, so a broken server never causes a
-download loop. Download times are jittered by +-10 %.
+cycle is retried with exponential backoff (:class:`agent.backoff.Backoff`: 1 min doubling
+up to the fetch interval), and never before a Retry-After the server asked for (capped at
+``keys.max_retry_after_seconds``), so a broken server never causes a download loop. A
+cycle that left files for later (byte budget, file cap) is followed by another a minute
+later. Download times are jittered by +-10 %.
+
+The watchdog does not wait for downloads: they are bounded by their own deadlines
+(``keys.file_deadline_seconds``, ``keys.cycle_deadline_seconds``) and run on the event
+loop without blocking it, so ``WATCHDOG=1`` keeps reflecting the loop's and the radio's
+health while a slow server drips. ``status`` shows the running download
+(:class:`~agent.pipeline.fetch.FetchActivity`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from agent.backoff import Backoff
 from agent.clock import Clock
 from agent.config import Config
 from agent.daemon.clockwatch import ClockWatch
@@ -29,6 +37,7 @@ from agent.daemon.notify import Notice, Notifier
 from agent.daemon.radio import Sleep
 from agent.daemon.sdnotify import Heartbeats
 from agent.errors import AgentError, ClockUntrustedError, ConfigError
+from agent.jsonout import dumps
 from agent.pipeline import (
     LAST_FETCH_STATE_KEY,
     QualifyingExposure,
@@ -37,7 +46,9 @@ from agent.pipeline import (
     fetch_and_match,
     refresh_results,
 )
+from agent.pipeline.fetch import FetchActivity, source_limits
 from agent.servertext import MESSAGE_LIMIT, server_text
+from agent.sources import make_session
 from agent.store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,10 +59,6 @@ SKIP_RECHECK_SECONDS = 60.0
 RETRY_FIRST_SECONDS = 60.0
 JITTER = 0.1
 CHUNK_SECONDS = 1.0
-HEARTBEAT_MAX_AGE = 600.0
-"""A cycle beats on every download and matching progress report; 10 min of silence in
-one step (a stuck download past its own deadlines) stops the watchdog."""
-SESSION_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
 
 
 def notice_for(exposures: Sequence[QualifyingExposure]) -> Notice:
@@ -101,6 +108,8 @@ class FetchScheduler:
         self._wake = False
         self._failures = 0
         self._due = clock.monotonic() + first_delay
+        self.activity: FetchActivity | None = None
+        """The running cycle's downloads (None between cycles)."""
         self.last_skip: str | None = None
         self.notifications = 0
         self.cycles = 0
@@ -136,6 +145,7 @@ class FetchScheduler:
             "consecutive_failures": self._failures,
             "cycles": self.cycles,
             "notifications": self.notifications,
+            "running": None if self.activity is None else self.activity.to_json(),
         }
 
     def status_line(self) -> str:
@@ -148,18 +158,14 @@ class FetchScheduler:
         return "key fetch ok"
 
     async def run(self) -> None:
-        self._heartbeats.register("fetch", HEARTBEAT_MAX_AGE)
-        try:
-            await self._notify_pending()
-            while True:
-                while not self._wake and self._clock.monotonic() < self._due:
-                    self._heartbeats.beat("fetch")
-                    remaining = self._due - self._clock.monotonic()
-                    await self._sleep(min(CHUNK_SECONDS, max(0.0, remaining)))
-                self._wake = False
-                await self.fetch_now()
-        finally:
-            self._heartbeats.unregister("fetch")
+        # no heartbeat of its own: a cycle is bounded by its deadlines, not by the watchdog
+        await self._notify_pending()
+        while True:
+            while not self._wake and self._clock.monotonic() < self._due:
+                remaining = self._due - self._clock.monotonic()
+                await self._sleep(min(CHUNK_SECONDS, max(0.0, remaining)))
+            self._wake = False
+            await self.fetch_now()
 
     async def fetch_now(self) -> dict[str, Any]:
         """One cycle now (or a skip with its reason); returns the fetch summary."""
@@ -184,12 +190,9 @@ class FetchScheduler:
         now = self._clock.wall()
         self._metrics.inc("key_fetches_total")
         self.cycles += 1
-
-        def progress(stage: str, done: int, total: int) -> None:
-            self._heartbeats.beat("fetch")
-
+        self.activity = FetchActivity()
         try:
-            async with aiohttp.ClientSession(timeout=SESSION_TIMEOUT) as session:
+            async with make_session(source_limits(self._config)) as session:
                 report = await fetch_and_match(
                     self._store,
                     self._config,
@@ -198,7 +201,7 @@ class FetchScheduler:
                     trust=self._clockwatch.decision,
                     ring=self._ring,
                     notifier=self._notify,
-                    progress=progress,
+                    activity=self.activity,
                 )
         except ClockUntrustedError as exc:
             self.last_skip = str(exc)
@@ -209,21 +212,30 @@ class FetchScheduler:
         except (AgentError, aiohttp.ClientError, OSError) as exc:
             error = server_text(exc, MESSAGE_LIMIT) or type(exc).__name__
             summary = {"at": now, "ok": False, "error": error}
-            await self._store.set_state(LAST_FETCH_STATE_KEY, json.dumps(summary))
+            await self._store.set_state(LAST_FETCH_STATE_KEY, dumps(summary))
             self._finish(started, ok=False)
             _LOGGER.warning("key fetch failed: %s", summary["error"])
             return summary
+        finally:
+            self.activity = None
         summary = report.summary(now)
-        self._finish(started, ok=bool(summary["ok"]), retry_after=report.retry_after)
+        self._finish(
+            started,
+            ok=bool(summary["ok"]),
+            retry_after=report.retry_after,
+            more=report.deferred > 0,
+        )
         if not summary["ok"]:
             _LOGGER.warning(
                 "key fetch had problems: %s", summary.get("refused") or summary["failed"]
             )
         return summary
 
-    def _finish(self, started: float, *, ok: bool, retry_after: float | None = None) -> None:
-        """Schedule the next cycle: the interval, or the backoff (never before a server's
-        Retry-After)."""
+    def _finish(
+        self, started: float, *, ok: bool, retry_after: float | None = None, more: bool = False
+    ) -> None:
+        """Schedule the next cycle: the interval, soon when files were left for later, or
+        the backoff (never before a server's Retry-After)."""
         duration = self._clock.monotonic() - started
         interval = self._config.keys.fetch_interval_hours * 3600
         self._metrics.set("last_fetch_success", ok)
@@ -234,10 +246,12 @@ class FetchScheduler:
             delay = interval * self._rng.uniform(1 - JITTER, 1 + JITTER)
         else:
             self._metrics.inc("key_fetch_failures_total")
-            delay = min(interval, RETRY_FIRST_SECONDS * 2**self._failures)
-            delay *= self._rng.uniform(1 - JITTER, 1 + JITTER)
-            delay = max(delay, retry_after or 0.0)
+            backoff = Backoff(min(RETRY_FIRST_SECONDS, interval), interval, JITTER)
+            delay = backoff.delay(self._failures, self._rng)
             self._failures += 1
+        if more:
+            delay = min(delay, RETRY_FIRST_SECONDS * self._rng.uniform(1 - JITTER, 1 + JITTER))
+        delay = max(delay, retry_after or 0.0)
         self._due = self._clock.monotonic() + delay
 
     async def _notify_pending(self) -> None:

@@ -8,7 +8,6 @@ is logged and the other channels still run. Texts are translated (``i18n``).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shlex
@@ -23,6 +22,7 @@ from dbus_fast import DBusFastError, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from agent.daemon.i18n import choose_language, translations
+from agent.jsonout import dumps
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ async def run_hook(command: str, payload: Mapping[str, Any], timeout: float) -> 
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "CONTACT_AGENT_EVENT": str(payload.get("event", ""))},
     )
-    data = (json.dumps(payload, ensure_ascii=False) + "\n").encode("utf-8")
+    data = (dumps(payload, ensure_ascii=False) + "\n").encode("utf-8")
     try:
         output, _ = await asyncio.wait_for(proc.communicate(data), timeout)
     except TimeoutError:

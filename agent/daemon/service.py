@@ -59,6 +59,7 @@ from agent.ingest import FloodGuard, IngestPipe
 from agent.keyschedule import KeySchedule, OwnTek
 from agent.paths import ensure_private_dir
 from agent.payload import Metadata
+from agent.pipeline.fetch import clear_spool
 from agent.report.chaff import run_chaff
 from agent.store import SightingWriter, Store
 
@@ -331,6 +332,7 @@ class AgentService:
 
     async def _start(self) -> None:
         store = self.store
+        await asyncio.to_thread(clear_spool, self.data_dir)  # downloads of a killed cycle
         self.consent = await read_consent(store)
         bound = await store.get_state(LOWER_BOUND_STATE_KEY)
         self._clockwatch = ClockWatch(
@@ -506,7 +508,9 @@ class AgentService:
         )
 
     async def _watchdog_loop(self) -> None:
-        """``WATCHDOG=1`` at half of WatchdogSec, only while every loop beats."""
+        """``WATCHDOG=1`` every quarter of WatchdogSec (so a late wake-up on a busy machine
+        still keeps the gaps under half of it), only while every loop beats. Nothing here
+        waits for the network: a download never delays a ping."""
         period = self.sd.watchdog_seconds
         if period is None:
             return
@@ -519,7 +523,7 @@ class AgentService:
             elif not warned:
                 _LOGGER.warning("watchdog not fed: %s stopped responding", ", ".join(stale))
                 warned = True
-            await asyncio.sleep(period / 2)  # systemd's real time, not the agent's clock
+            await asyncio.sleep(period / 4)  # systemd's real time, not the agent's clock
 
 
 class _StopRequested(Exception):

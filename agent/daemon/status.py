@@ -49,9 +49,14 @@ def _json_state(raw: str | None) -> Any:
     if raw is None:
         return None
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant)
     except ValueError:
         return None
+
+
+def _no_constant(name: str) -> float:
+    """NaN or Infinity saved by an older version: the value is dropped, not shown."""
+    raise ValueError(f"non-finite number {name} in saved state")
 
 
 async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str, Any]:
@@ -159,7 +164,7 @@ def _day(day: float) -> str:
 
 
 def _when(value: Any) -> str:
-    if not isinstance(value, int | float):
+    if not isinstance(value, int | float) or not -1e11 < value < 1e11:
         return "never"
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -179,8 +184,11 @@ def _fetch_line(fetch: Any) -> str:
         )
     else:
         reasons = fetch.get("failed") or []
-        why = fetch.get("refused") or (reasons[0] if reasons else fetch.get("error", "failed"))
-        result = f"failed: {why}"
+        why = fetch.get("refused") or (reasons[0] if reasons else None)
+        if why is None and fetch.get("warning"):
+            result = f"warning: {fetch['warning']}"
+        else:
+            result = f"failed: {why or fetch.get('error', 'failed')}"
     return f"{_when(fetch.get('at'))}: {result}"
 
 
@@ -253,6 +261,18 @@ def render(status: Mapping[str, Any]) -> str:
         ),
         ("unique RPIs, 10 min", str(status.get("unique_rpis_10min", 0))),
         ("last key fetch", _fetch_line(status.get("last_fetch"))),
+    ]
+    running = (status.get("fetch") or {}).get("running")
+    if isinstance(running, Mapping):
+        file = running.get("file") or "listing"
+        rows.append(
+            (
+                "key fetch running",
+                f"{running.get('source')}: {file}, {_size(running.get('file_bytes'))} "
+                f"({_size(running.get('cycle_bytes'))} this cycle)",
+            )
+        )
+    rows += [
         ("exposures", str(status.get("exposures", 0))),
         ("possibly relayed", _relayed_line(status.get("possibly_relayed"))),
         ("risk level", str(status.get("risk_level", "none"))),

@@ -182,7 +182,6 @@ async def match_exports(
         ExportFileError, SignatureError: only with ``strict``.
     """
     report = CycleReport()
-    workers = workers or default_workers()
     todo = await _unprocessed(store, exports, skip_processed, report)
     if consume:
         if not isinstance(exports, list):
@@ -194,6 +193,35 @@ async def match_exports(
         todo, ring, en_interval_number(now), progress=progress, consume=consume
     )
     files = _accepted(names, verified, strict, report)
+    return await match_verified(
+        store,
+        files,
+        report,
+        risk=risk,
+        now=now,
+        source=source,
+        workers=workers,
+        notifier=notifier,
+        progress=progress,
+    )
+
+
+async def match_verified(
+    store: Store,
+    files: list[tuple[str, ParsedExport]],
+    report: CycleReport,
+    *,
+    risk: RiskConfig,
+    now: float,
+    source: str = "",
+    workers: int | None = None,
+    notifier: Notifier | None = None,
+    progress: Progress | None = None,
+) -> CycleReport:
+    """The rest of a cycle for files already verified and parsed (``(name, keys)``, in
+    order; the list is emptied): match, store, mark processed, notify. ``report`` holds
+    what happened to the files so far and is returned completed."""
+    workers = workers or default_workers()
     if files:
         processed = [(name, p.sha256, p.key_count) for name, p in files]
         parts = [p.keys for _, p in files]

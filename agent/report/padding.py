@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import enum
-import json
 import logging
 import secrets
 from collections.abc import Mapping
+
+from agent.jsonout import dumps
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def random_padding(length: int) -> str:
 
 
 def _dump(body: Mapping[str, object]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 def padded_json(body: Mapping[str, object], size: int) -> bytes:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agent.errors import MalformedInputError, StoreError
+from agent.jsonout import dumps
 from agent.models import TemporaryExposureKey
 from agent.report.wire import b64decode, b64encode, key_from_json, key_to_json
 
@@ -53,7 +54,7 @@ class PendingUpload:
         )
 
     def to_json(self) -> str:
-        return json.dumps(
+        return dumps(
             {
                 "version": RECORD_VERSION,
                 "token": self.token,

@@ -5,9 +5,9 @@
   with daily files and hourly files for the current day;
 - ``dir``: a local directory of export ZIPs.
 
-A :class:`KeySourceClient` returns :class:`Candidate` files and downloads them as
-:class:`Download` values. Nothing here verifies or parses exports: hand the content to
-:func:`agent.export.read_verified_export`.
+A :class:`KeySourceClient` returns :class:`Candidate` files and downloads each into a
+private spool file the caller names (:class:`Download`). Nothing here verifies or parses
+exports: :mod:`agent.pipeline.fetch` does, one file at a time.
 """
 
 from __future__ import annotations

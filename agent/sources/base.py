@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 MAX_CLOCK_SKEW_SECONDS: Final = 600.0
@@ -22,10 +23,12 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Download:
-    """A downloaded export (not yet verified)."""
+    """A downloaded export (not yet verified), in a spool file the caller removes."""
 
     url: str
-    content: bytes
+    path: Path
+    """The private spool file holding the body."""
+    size: int
     server_date: float | None
     """The server's ``Date`` header as Unix seconds (None for local files or no header)."""
     clock_skew_seconds: float | None
@@ -40,7 +43,7 @@ class Download:
         )
 
     def __repr__(self) -> str:
-        return f"Download({self.url!r}, {len(self.content)} bytes, skew={self.clock_skew_seconds})"
+        return f"Download({self.url!r}, {self.size} bytes, skew={self.clock_skew_seconds})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +51,8 @@ class FetchLimits:
     """Timeouts, caps and the retry schedule of one source (threats doc 12-19, F11)."""
 
     connect_timeout: float = 15.0
-    total_timeout: float = 180.0
-    """Per request, including every byte of the body."""
+    total_timeout: float = 300.0
+    """Per request, including every byte of the body (20 MiB over 100 KB/s: 210 s)."""
     read_timeout: float = 30.0
     """Longest wait for the next bytes of a response."""
     min_bytes_per_second: float = 2048.0
@@ -69,7 +72,10 @@ class FetchLimits:
     """Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]."""
     max_retry_after: float = 120.0
     """A longer Retry-After ends this cycle with :class:`ServerBusyError` instead."""
+    retry_after_cap: float = 86_400.0
+    """No Retry-After counts for more than this (``keys.max_retry_after_seconds``)."""
     max_redirects: int = 3
+    """Hops followed; only to https (or from loopback to loopback over http)."""
     max_cached_listing_bytes: int = 64 * 1024
     """Listings up to this size are kept in the state so a 304 can reuse them."""
 

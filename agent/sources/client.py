@@ -1,11 +1,11 @@
 """One key source (a ``[keys] sources`` entry): which files are new, and downloading them.
 
-State: the caller gives each client a ``dict[str, str]`` and persists it after the cycle
-(only then: if the cycle dies, files are offered again). The client keeps in it the
-names it has delivered (pruned to what the server still lists) and, for listings, the
-ETag plus a copy of the body so that a 304 costs nothing. The state changes only after
-a listing parsed cleanly or a download succeeded with an agreeing server clock, so a
-failing or lying server leaves it untouched.
+State: the caller gives each client a ``dict[str, str]`` and persists it. The client
+keeps in it the names marked done (:meth:`KeySourceClient.mark_done`, pruned to what the
+server still lists) and, for listings, the ETag plus a copy of the body so that a 304
+costs nothing. Listings change the state only once they parsed cleanly; a file is marked
+done by the caller once its fate is known (matched, or refused for good), so a failing
+or lying server leaves it untouched.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 
@@ -23,7 +26,7 @@ from agent.errors import ExportFileError, NetworkError
 from agent.servertext import MESSAGE_LIMIT, server_text
 from agent.sources import layouts
 from agent.sources.base import MAX_CLOCK_SKEW_SECONDS, Candidate, Download, FetchLimits
-from agent.sources.http import HttpFetcher, NotFoundError, Sleep
+from agent.sources.http import BytesProgress, HttpFetcher, NotFoundError, Sleep
 from agent.sources.local import LocalDirectory
 
 _LOGGER = logging.getLogger(__name__)
@@ -167,26 +170,37 @@ class KeySourceClient:
         return daily[-limits.max_daily_files :] + hourly[-limits.max_hourly_files :]
 
     # --- download ------------------------------------------------------------------------
-    async def download(self, candidate: Candidate) -> Download:
-        """Fetch one candidate completely, within the size cap.
+    async def download(
+        self, candidate: Candidate, spool: Path, progress: BytesProgress | None = None
+    ) -> Download:
+        """Fetch one candidate completely, within the size cap, into the file ``spool``
+        (created 0600; the caller removes it).
 
-        The candidate is recorded as delivered only when it arrived whole, looks like a
-        ZIP and the server's clock agrees with ours (a skewed download is returned with
-        ``clock_skewed`` true and offered again next cycle).
+        Nothing is recorded as delivered here: the caller calls :meth:`mark_done` once the
+        file's fate is known (matched, or refused for good).
 
         Raises:
             NetworkError: not fetched (see :class:`~agent.sources.http.HttpFetcher`).
             ExportFileError: the body is not a ZIP (an HTML page answered with 200).
         """
         if self._local is not None:
-            content = await self._local.read(candidate, self._max_bytes)
-            result = Download(candidate.url, content, None, None)
+            size = await self._local.copy(candidate, spool, self._max_bytes)
+            result = Download(candidate.url, spool, size, None, None)
         else:
-            response = await self._http.get(candidate.url, max_bytes=self._max_bytes)
+            with _create_private(spool) as sink:
+                response = await self._http.get(
+                    candidate.url, max_bytes=self._max_bytes, sink=sink, progress=progress
+                )
             result = Download(
-                candidate.url, response.body, response.server_date, response.clock_skew_seconds
+                candidate.url,
+                spool,
+                response.size,
+                response.server_date,
+                response.clock_skew_seconds,
             )
-        if not result.content.startswith(_ZIP_MAGIC):
+        with spool.open("rb") as stream:
+            magic = stream.read(len(_ZIP_MAGIC))
+        if magic != _ZIP_MAGIC:
             raise ExportFileError(
                 f"{candidate.url}: not a ZIP file (an HTML page or error text instead?)"
             )
@@ -196,11 +210,19 @@ class KeySourceClient:
                 result.clock_skew_seconds,
                 server_text(candidate.name, MESSAGE_LIMIT),
             )
-        else:
-            self._set_done(self.done() | {self._done_name(candidate)})
         return result
+
+    def mark_done(self, candidate: Candidate) -> None:
+        """Record ``candidate`` as delivered: it is not offered again while listed."""
+        self._set_done(self.done() | {self._done_name(candidate)})
 
     def _done_name(self, candidate: Candidate) -> str:
         if self._local is not None:
             return self._local.identity(candidate)
         return candidate.name
+
+
+def _create_private(path: Path) -> BinaryIO:
+    """A new file readable and writable by this user only (never an existing one)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    return os.fdopen(fd, "wb")

@@ -4,23 +4,28 @@ TLS verification is always on (the session is made here with a default SSL conte
 nothing turns it off). Each request has connect, per-read and total timeouts plus a
 minimum throughput; bodies are streamed and abandoned at the size cap whatever
 Content-Length says. 5xx, 408, 429, resets and connect failures are retried with
-exponential backoff and jitter, honouring Retry-After. Every response's ``Date`` is
-compared with the local clock and the skew is reported.
+exponential backoff and jitter (:class:`agent.backoff.Backoff`), honouring a Retry-After
+capped at ``FetchLimits.retry_after_cap``. Redirects are followed by hand, at most
+``max_redirects`` hops and only to https (http only from loopback to loopback): any other
+target fails that one request with a clear reason. Every response's ``Date`` is compared
+with the local clock and the skew is reported.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import ipaddress
 import logging
-import random
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from agent import __version__, netlog
+from agent.backoff import Backoff, http_date, retry_after
 from agent.clock import Clock
 from agent.errors import NetworkError
 from agent.servertext import server_text
@@ -31,6 +36,11 @@ _LOGGER = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+
+BytesProgress = Callable[[int], None]
+"""Called with the bytes of the body received so far."""
 
 
 class ServerBusyError(NetworkError):
@@ -52,12 +62,18 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+class RedirectRefusedError(NetworkError):
+    """A redirect to a scheme or host this agent does not follow."""
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
-    """A complete 200 body, or a 304 (``not_modified``) with an empty body."""
+    """A complete 200 body (in ``body``, or written to the caller's sink), or a 304
+    (``not_modified``) with an empty body."""
 
     url: str
     body: bytes
+    size: int
     not_modified: bool
     etag: str | None
     server_date: float | None
@@ -88,26 +104,42 @@ def make_session(limits: FetchLimits | None = None) -> aiohttp.ClientSession:
     )
 
 
-def _parse_http_date(value: str | None) -> float | None:
-    if not value:
-        return None
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
     try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.timestamp()
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
-def _retry_after(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    when = _parse_http_date(text)
-    return None if when is None else max(0.0, when - now)
+def redirect_target(current: str, location: str | None) -> str:
+    """The URL a redirect from ``current`` leads to, when this agent may follow it.
+
+    Raises:
+        RedirectRefusedError: no Location, or a target that is not https (http only from
+            a loopback host to a loopback host): ``file:``, ``ftp:``, plain http to the
+            internet.
+    """
+    if not location:
+        raise RedirectRefusedError(f"{current}: redirect without a Location")
+    try:
+        target = urljoin(current, location.strip())
+        parts = urlsplit(target)
+        host = parts.hostname
+    except ValueError:
+        raise RedirectRefusedError(f"{current}: redirect to a malformed URL") from None
+    scheme = parts.scheme.lower()
+    shown = target[:100]
+    if scheme == "https" and host:
+        return target
+    if scheme == "http" and _is_loopback(host) and _is_loopback(urlsplit(current).hostname):
+        return target
+    raise RedirectRefusedError(
+        f"{current}: redirect to {shown!r} refused (only https, or http within loopback)"
+    )
 
 
 class HttpFetcher:
@@ -125,24 +157,37 @@ class HttpFetcher:
         self._clock = clock
         self._limits = limits
         self._sleep = sleep
+        self._backoff = Backoff(limits.backoff_initial, limits.backoff_max, limits.backoff_jitter)
         self.last_clock_skew_seconds: float | None = None
 
-    def _delay(self, attempt: int) -> float:
-        limits = self._limits
-        base = min(limits.backoff_max, limits.backoff_initial * 2.0**attempt)
-        return base * random.uniform(1 - limits.backoff_jitter, 1 + limits.backoff_jitter)
-
-    async def get(self, url: str, *, max_bytes: int, etag: str | None = None) -> Response:
+    async def get(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        etag: str | None = None,
+        sink: BinaryIO | None = None,
+        progress: BytesProgress | None = None,
+    ) -> Response:
         """Fetch ``url`` completely (or learn it is unchanged, when ``etag`` is given).
 
+        With ``sink`` the body is written there (truncated before every attempt) instead
+        of being kept in memory; ``progress`` hears the bytes received so far.
+
         Raises:
-            NetworkError: refused, unreachable, too slow, too big or retries exhausted.
+            NetworkError: refused, unreachable, too slow, too big, a refused redirect or
+                retries exhausted.
             ServerBusyError: Retry-After longer than :attr:`FetchLimits.max_retry_after`.
         """
         limits = self._limits
         for attempt in range(limits.retries + 1):
+            if sink is not None:
+                sink.seek(0)
+                sink.truncate()
             try:
-                return await self._get_once(url, max_bytes=max_bytes, etag=etag)
+                return await self._get_once(
+                    url, max_bytes=max_bytes, etag=etag, sink=sink, progress=progress
+                )
             except _Retryable as exc:
                 last = exc
                 if exc.retry_after is not None and exc.retry_after > limits.max_retry_after:
@@ -153,52 +198,70 @@ class HttpFetcher:
                     ) from None
                 if attempt == limits.retries:
                     break
-                delay = exc.retry_after if exc.retry_after is not None else self._delay(attempt)
+                delay = exc.retry_after
+                if delay is None:
+                    delay = self._backoff.delay(attempt)
                 _LOGGER.debug("GET %s failed (%s); retry in %.1f s", url, exc.message, delay)
                 await self._sleep(delay)
         raise NetworkError(
             f"{url}: {last.message} (gave up after {limits.retries + 1} attempts)"
         ) from None
 
-    async def _get_once(self, url: str, *, max_bytes: int, etag: str | None) -> Response:
+    async def _get_once(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        etag: str | None,
+        sink: BinaryIO | None,
+        progress: BytesProgress | None,
+    ) -> Response:
         headers = {"If-None-Match": etag} if etag else {}
-        try:
-            async with netlog.logged(
-                self._session.get(
-                    url,
-                    headers=headers,
-                    timeout=_timeout(self._limits),
-                    max_redirects=self._limits.max_redirects,
-                ),
-                url,
-                netlog.KEY_DOWNLOAD,
-            ) as response:
-                return await self._read(url, response, max_bytes=max_bytes, etag=etag)
-        except (_Retryable, NetworkError):
-            raise
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise NetworkError(
-                f"{url}: TLS certificate not accepted ({exc.certificate_error}); "
-                "is the system clock right?"
-            ) from None
-        except aiohttp.ClientSSLError as exc:
-            raise NetworkError(f"{url}: TLS failed: {server_text(exc)}") from None
-        except aiohttp.TooManyRedirects:
-            raise NetworkError(f"{url}: too many redirects") from None
-        except aiohttp.InvalidURL:
-            raise NetworkError(f"{url}: not a valid URL") from None
-        except aiohttp.ClientPayloadError as exc:
-            raise _Retryable(f"connection broke off mid-body ({type(exc).__name__})") from None
-        except aiohttp.ClientResponseError as exc:
-            raise NetworkError(
-                f"{url}: bad HTTP response ({exc.status} {server_text(exc.message)})"
-            ) from None
-        except aiohttp.ClientConnectionError as exc:
-            raise _Retryable(
-                f"connection failed ({type(exc).__name__}: {server_text(exc)})"
-            ) from None
-        except TimeoutError:
-            raise _Retryable("timed out") from None
+        target = url
+        for _hop in range(self._limits.max_redirects + 1):
+            try:
+                async with netlog.logged(
+                    self._session.get(
+                        target,
+                        headers=headers,
+                        timeout=_timeout(self._limits),
+                        allow_redirects=False,
+                    ),
+                    target,
+                    netlog.KEY_DOWNLOAD,
+                ) as response:
+                    if response.status in _REDIRECT_STATUSES:
+                        target = redirect_target(target, response.headers.get("Location"))
+                        continue
+                    return await self._read(
+                        url, response, max_bytes=max_bytes, etag=etag, sink=sink, progress=progress
+                    )
+            except (_Retryable, NetworkError):
+                raise
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise NetworkError(
+                    f"{url}: TLS certificate not accepted ({exc.certificate_error}); "
+                    "is the system clock right?"
+                ) from None
+            except aiohttp.ClientSSLError as exc:
+                raise NetworkError(f"{url}: TLS failed: {server_text(exc)}") from None
+            except aiohttp.InvalidURL:
+                raise NetworkError(f"{url}: not a valid URL") from None
+            except aiohttp.ClientPayloadError as exc:
+                raise _Retryable(f"connection broke off mid-body ({type(exc).__name__})") from None
+            except aiohttp.ClientResponseError as exc:
+                raise NetworkError(
+                    f"{url}: bad HTTP response ({exc.status} {server_text(exc.message)})"
+                ) from None
+            except aiohttp.ClientConnectionError as exc:
+                raise _Retryable(
+                    f"connection failed ({type(exc).__name__}: {server_text(exc)})"
+                ) from None
+            except aiohttp.ClientError as exc:  # anything else aiohttp refuses: this URL only
+                raise NetworkError(f"{url}: request failed ({type(exc).__name__})") from None
+            except TimeoutError:
+                raise _Retryable("timed out") from None
+        raise NetworkError(f"{url}: more than {self._limits.max_redirects} redirects")
 
     async def _read(
         self,
@@ -207,18 +270,20 @@ class HttpFetcher:
         *,
         max_bytes: int,
         etag: str | None,
+        sink: BinaryIO | None,
+        progress: BytesProgress | None,
     ) -> Response:
         now = self._clock.wall()
-        server_date = _parse_http_date(response.headers.get("Date"))
+        server_date = http_date(response.headers.get("Date"))
         skew = None if server_date is None else server_date - now
         self.last_clock_skew_seconds = skew
         status = response.status
         if status == 304 and etag:
-            return Response(url, b"", True, etag, server_date, skew)
+            return Response(url, b"", 0, True, etag, server_date, skew)
         if status in _RETRY_STATUSES:
             raise _Retryable(
                 f"server answered HTTP {status}",
-                _retry_after(response.headers.get("Retry-After"), now),
+                retry_after(response.headers.get("Retry-After"), now, self._limits.retry_after_cap),
             )
         if status in (404, 410):
             raise NotFoundError(f"{url}: not found (HTTP {status})")
@@ -230,21 +295,29 @@ class HttpFetcher:
         if declared is not None and declared > max_bytes:
             raise NetworkError(f"{url}: {declared} bytes announced, over the cap of {max_bytes}")
         body = bytearray()
+        size = 0
         started = self._clock.monotonic()
         limits = self._limits
-        async for chunk in response.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > max_bytes:
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
                 raise NetworkError(
                     f"{url}: body exceeds the cap of {max_bytes} bytes; download aborted"
                 )
+            if sink is None:
+                body += chunk
+            else:
+                sink.write(chunk)
+            if progress is not None:
+                progress(size)
             elapsed = self._clock.monotonic() - started
             if (
                 elapsed > limits.throughput_grace_seconds
-                and len(body) / elapsed < limits.min_bytes_per_second
+                and size / elapsed < limits.min_bytes_per_second
             ):
                 raise NetworkError(
-                    f"{url}: too slow ({len(body) / elapsed:.0f} B/s after {elapsed:.0f} s); "
+                    f"{url}: too slow ({size / elapsed:.0f} B/s after {elapsed:.0f} s); "
                     "download aborted"
                 )
-        return Response(url, bytes(body), False, response.headers.get("ETag"), server_date, skew)
+        etag_out = response.headers.get("ETag")
+        return Response(url, bytes(body), size, False, etag_out, server_date, skew)

@@ -14,6 +14,8 @@ from pathlib import Path
 from agent.errors import NetworkError
 from agent.sources.base import Candidate, FetchLimits
 
+_CHUNK = 1024 * 1024
+
 
 class LocalDirectory:
     def __init__(self, path: str, *, limits: FetchLimits) -> None:
@@ -59,20 +61,25 @@ class LocalDirectory:
             if identity not in done
         ]
 
-    def _read(self, name: str, max_bytes: int) -> bytes:
+    def _copy(self, name: str, target: Path, max_bytes: int) -> int:
         path = self._path / name
+        size = 0
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            with path.open("rb") as stream:
+            with path.open("rb") as stream, os.fdopen(os.open(target, flags, 0o600), "wb") as out:
                 if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
                     raise NetworkError(f"{path} is not a regular file")
-                data = stream.read(max_bytes + 1)
+                while chunk := stream.read(_CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise NetworkError(f"{path} is over the cap of {max_bytes} bytes")
+                    out.write(chunk)
         except OSError as exc:
             raise NetworkError(f"{path} cannot be read: {exc.strerror}") from None
-        if len(data) > max_bytes:
-            raise NetworkError(f"{path} is over the cap of {max_bytes} bytes")
-        return data
+        return size
 
-    async def read(self, candidate: Candidate, max_bytes: int) -> bytes:
+    async def copy(self, candidate: Candidate, target: Path, max_bytes: int) -> int:
+        """Copy a candidate (at most ``max_bytes``) into the new file ``target``; its size."""
         if "/" in candidate.name or candidate.name in ("", ".", ".."):
             raise NetworkError(f"not a file name of this directory: {candidate.name!r}")
-        return await asyncio.to_thread(self._read, candidate.name, max_bytes)
+        return await asyncio.to_thread(self._copy, candidate.name, target, max_bytes)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from agent.errors import StoreError
+from agent.jsonout import dumps
 from agent.models import DailySummary, ExposureWindow, ReportType, ScanInstance
 from agent.store.db import Database, Transaction
 
@@ -27,7 +28,7 @@ def _encode_scans(scans: Sequence[ScanInstance]) -> str:
     triples = [
         [s.typical_attenuation_db, s.min_attenuation_db, s.seconds_since_last_scan] for s in scans
     ]
-    return json.dumps(triples, separators=(",", ":"))
+    return dumps(triples, separators=(",", ":"))
 
 
 def _decode_scans(text: str) -> tuple[ScanInstance, ...]:

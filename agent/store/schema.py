@@ -110,7 +110,18 @@ _RELAY_GUARD: Final = (
     "ALTER TABLE exposure_window ADD COLUMN relay INTEGER NOT NULL DEFAULT 0",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _NETWORK_LOG, _RELAY_GUARD)
+_FETCH_STATE: Final = (
+    # Export files refused by verification (forged, malformed), by SHA-256: the same
+    # bytes are never verified again, whatever name a server gives them.
+    """CREATE TABLE rejected_file (
+        sha256 BLOB PRIMARY KEY,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        rejected_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _NETWORK_LOG, _RELAY_GUARD, _FETCH_STATE)
 """Statements of each migration, in order; index 0 creates version 1."""
 
 TABLES: Final = (
@@ -120,6 +131,7 @@ TABLES: Final = (
     "own_tek",
     "state",
     "processed_file",
+    "rejected_file",
     "exposure_window",
     "daily_summary",
     "network_log",

@@ -6,7 +6,6 @@ See the package docstring (``agent.store``) for the design, durability and delet
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -18,6 +17,7 @@ from typing import Final
 from agent.clock import Clock, SystemClock
 from agent.constants import EN_INTERVAL_SECONDS, RETENTION_SECONDS
 from agent.errors import MalformedInputError, StoreError
+from agent.jsonout import dumps
 from agent.keyschedule import OwnTek
 from agent.models import DailySummary, ExposureWindow, ObservedScan, ScanPeriod, Sighting
 from agent.netlog import NetworkContact
@@ -105,7 +105,7 @@ class Store:
                 await store._limit_size(max_bytes)
             if moved is not None:
                 notice = {"path": str(moved), "at": clock.wall(), "reason": reason}
-                await store.set_state(QUARANTINE_STATE_KEY, json.dumps(notice))
+                await store.set_state(QUARANTINE_STATE_KEY, dumps(notice))
             await store._resume_pending()
         except BaseException:
             await store.close()
@@ -264,6 +264,26 @@ class Store:
                 (sha256, source, key_count, processed_at),
             )
 
+    async def rejected_file_reason(self, sha256: bytes) -> str | None:
+        """Why a file with this SHA-256 was refused before, or None."""
+        _check_sha256(sha256)
+        reason = await self._db.scalar(
+            "SELECT reason FROM rejected_file WHERE sha256 = ?", (sha256,)
+        )
+        return None if reason is None else str(reason)
+
+    async def remember_rejected_file(
+        self, sha256: bytes, *, source: str, reason: str, rejected_at: float
+    ) -> None:
+        """Remember a file refused by verification (purged with the processed files)."""
+        _check_sha256(sha256)
+        async with self._db.transaction("saving file state failed", durable=True) as tx:
+            await tx.execute(
+                "INSERT OR IGNORE INTO rejected_file (sha256, source, reason, rejected_at) "
+                "VALUES (?, ?, ?, ?)",
+                (sha256, source[:200], reason[:500], rejected_at),
+            )
+
     # --- results (synchronous=FULL) ------------------------------------------------------
     async def save_exposure_windows(self, windows: Sequence[ExposureWindow]) -> list[int]:
         """Store windows; returns the ids of the new ones (same key_data + start: kept once)."""
@@ -354,6 +374,7 @@ class Store:
             params = {"c": cutoff, "f": cutoff - RETENTION_SECONDS, "i": EN_INTERVAL_SECONDS}
             deleted = {name: (await tx.execute(q, params))[0] for name, q in counts.items()}
             await tx.execute("DELETE FROM sighting_batch WHERE t_max < ?", (cutoff,))
+            await tx.execute("DELETE FROM rejected_file WHERE rejected_at < :f", params)
             await self._mark_pending(tx, "checkpoint")
         copies = await self._delete_quarantined(cutoff)
         await self._db.pragma("PRAGMA incremental_vacuum")

@@ -114,7 +114,9 @@ def _wheel(directory: Path) -> Path:
     files = [
         p
         for p in (ROOT / "agent").rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".po", ".mo", ".typed")
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and p.suffix in (".py", ".po", ".mo", ".typed")
     ]
     meta = {
         f"{name}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: contact-agent\n"

@@ -147,3 +147,20 @@ def test_googles_sample_takes_the_fast_path() -> None:
     assert columns.key_data[0].tobytes().hex() == FIRST_KEY
     assert int(columns.rolling_start[0]) == 2653920 and int(columns.transmission_risk[0]) == 3
     assert set(columns.rolling_period.tolist()) == {144}
+
+
+def test_revised_keys_are_decoded_like_the_keys() -> None:
+    """Revised keys take the flat path too (a million revisions are not a million
+    objects) and equal the protobuf path's, in order, with the same drops."""
+    key = generate_signing_key()
+    keys, revised = make_keys(50), make_keys(300)
+    data = signed_export(keys, key, revised_keys=revised)
+    arrays = read_verified_export_arrays(data, ring_for(key), now_interval=NOW_INTERVAL)
+    objects = read_verified_export(data, ring_for(key))
+    assert arrays.revised is not None and len(arrays.revised) == 300
+    assert arrays.revised_keys == objects.revised_keys
+    assert bool(arrays.revised.valid.all())
+    assert dict(arrays.dropped) == dict(objects.dropped)
+    plain = signed_export(keys, key)
+    none = read_verified_export_arrays(plain, ring_for(key), now_interval=NOW_INTERVAL)
+    assert none.revised is not None and len(none.revised) == 0 and none.revised_keys == ()

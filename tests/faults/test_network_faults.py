@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-import agent.sources.client
+import agent.pipeline.fetch
 from agent.config import KeysConfig, KeySource, PublicKeyConfig
 from agent.daemon.control import request
 from agent.export import public_key_pem
@@ -105,7 +105,7 @@ async def test_key_server_faults_through_the_daemon_schedule(
     signing_key: ec.EllipticCurvePrivateKey,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(agent.sources.client, "FetchLimits", lambda: FAST)
+    monkeypatch.setattr(agent.pipeline.fetch, "FetchLimits", lambda: FAST)
     pem = short_dir / "ha.pem"
     pem.write_bytes(public_key_pem(signing_key))
     keys = KeysConfig(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+import tempfile
+from pathlib import Path
+
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.clock import Clock, SystemClock
 from agent.config import KeySource
 from agent.export import read_verified_export
-from agent.sources import Download, FetchLimits, KeySourceClient
+from agent.sources import Candidate, Download, FetchLimits, KeySourceClient
 from tests.export.factory import make_keys, ring_for, signed_export
 
 FAST = FetchLimits(
@@ -32,6 +36,24 @@ class Sleeps:
         self.delays.append(seconds)
 
 
+class SpoolingClient(KeySourceClient):
+    """A client whose ``download(candidate)`` spools to a temporary folder and marks the
+    file done when the server clock agrees (what the fetch pipeline does for a file that
+    was matched)."""
+
+    _numbers = itertools.count()
+    _folder = Path(tempfile.mkdtemp(prefix="ca-spool-"))
+
+    async def download(  # type: ignore[override]
+        self, candidate: Candidate, spool: Path | None = None, progress: object = None
+    ) -> Download:
+        path = spool or self._folder / f"{next(self._numbers)}.zip"
+        result = await super().download(candidate, path)
+        if not result.clock_skewed:
+            self.mark_done(candidate)
+        return result
+
+
 def client(
     source: KeySource,
     session: object,
@@ -41,8 +63,8 @@ def client(
     max_bytes: int = 1_000_000,
     limits: FetchLimits = FAST,
     sleeps: Sleeps | None = None,
-) -> KeySourceClient:
-    return KeySourceClient(
+) -> SpoolingClient:
+    return SpoolingClient(
         source,
         session,  # type: ignore[arg-type]
         clock=clock or SystemClock(),
@@ -58,4 +80,4 @@ def export_bytes(signing_key: ec.EllipticCurvePrivateKey, count: int = 3) -> byt
 
 
 def verified_count(download: Download, signing_key: ec.EllipticCurvePrivateKey) -> int:
-    return len(read_verified_export(download.content, ring_for(signing_key)).keys)
+    return len(read_verified_export(download.path.read_bytes(), ring_for(signing_key)).keys)

@@ -87,11 +87,8 @@ async def test_full_database_keeps_a_bounded_buffer_and_recovers(
     try:
         old = T0 - 30 * 86_400
         with pytest.raises(StoreError, match="full"):
-            for n in range(1000):  # fill the database with old sightings
-                await store.add_sightings([sighting(old + n, rpi) for rpi in random_rpis(200)])
-        with pytest.raises(StoreError, match="full"):  # fill the last pages too
-            for n in range(1000):
-                await store.add_sightings([sighting(old + n, rpi) for rpi in random_rpis(20)])
+            for n in range(4000):  # fill the database with old sightings, to the last page
+                await store.add_sightings([sighting(old + n, rpi) for rpi in random_rpis(50)])
         assert await store.integrity_ok()
         stored_before = await store.sighting_counts(0)
 
