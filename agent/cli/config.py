@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import click
 from agent.cli import CliContext, pass_cli
 from agent.config import Config, config_value, parse_config, read_config_data, valid_keys
 from agent.errors import ConfigError
+from agent.jsonout import dumps
 
 
 @click.group("config")
@@ -27,7 +27,7 @@ def _toml(value: Any) -> str:
             f"{f.name} = {_toml(getattr(value, f.name))}" for f in dataclasses.fields(value)
         )
         return "{ " + fields + " }"
-    return json.dumps(value, ensure_ascii=False)
+    return dumps(value, ensure_ascii=False)
 
 
 def effective_lines(config: Config, data: dict[str, Any], origin: str) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +13,7 @@ from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock
 from agent.daemon.control import DaemonNotRunningError, request
 from agent.daemon.offline import offline_network_log
+from agent.jsonout import dumps
 
 
 def _size(count: Any) -> str:
@@ -56,7 +56,7 @@ def network_log(cli: CliContext, as_json: bool, days: int) -> None:
         contacts = asyncio.run(offline_network_log(cli.data_dir, since, SystemClock()))
     contacts = [c for c in contacts if float(c.get("time", 0)) >= since]
     if as_json:
-        click.echo(json.dumps({"days": days, "contacts": contacts}, indent=2, sort_keys=True))
+        click.echo(dumps({"days": days, "contacts": contacts}, indent=2, sort_keys=True))
     elif not contacts:
         click.echo(f"no network contact in the last {days} days")
     else:

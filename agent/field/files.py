@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from agent.field import plots
 from agent.field.render import build_document, report_json, to_html, to_markdown
 from agent.field.report import FieldReport
 from agent.interchange import guess_format, parse_sightings
+from agent.jsonout import dumps
 from agent.matching import dedupe_keys
 from agent.models import Sighting, TemporaryExposureKey
 
@@ -96,7 +96,7 @@ def write_report(report: FieldReport, out_dir: Path, *, with_plots: bool = True)
     try:
         files.markdown.write_text(to_markdown(blocks), encoding="utf-8")
         files.html.write_text(to_html(blocks), encoding="utf-8")
-        files.json.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+        files.json.write_text(dumps(document, indent=1) + "\n", encoding="utf-8")
     except OSError as exc:
         raise AgentError(f"cannot write the report into {out_dir}: {exc.strerror}") from exc
     _LOGGER.debug("field report written to %s", out_dir)

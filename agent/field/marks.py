@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.errors import AgentError, MalformedInputError
+from agent.jsonout import dumps
 
 MARKS_FILE_NAME = "marks.jsonl"
 MAX_DISTANCE_M = 1000.0
@@ -142,7 +143,7 @@ def append_mark(path: Path, mark: Mark) -> int:
     whole line or none of it; a torn last line of an earlier crash is kept and fenced off
     with a newline so that the new mark stays readable.
     """
-    line = json.dumps(mark.to_json(), ensure_ascii=False, allow_nan=False) + "\n"
+    line = dumps(mark.to_json(), ensure_ascii=False) + "\n"
     try:
         if not path.parent.exists():
             path.parent.mkdir(parents=True, mode=0o700)

@@ -54,7 +54,9 @@ def test_daemon_survives_a_hostile_key_server(harness: ModuleType, base: object)
         assert reason in failed, (reason, failed)
     rejected = "\n".join(first["rejected"])
     assert "forged/f000.zip: signature invalid" in rejected
-    assert "sigflood/f000.zip: signature" in rejected
+    # too many signatures: refused by count before any ECDSA work (agent.export.signature)
+    assert "sigflood/f000.zip: export.sig holds" in rejected
+    assert "refused before checking any" in rejected
     assert "junk/f000.zip: not a ZIP file" in rejected
     assert first["deferred"] > 0 and "keys.max_cycle_bytes" in first["limit"]
     assert first["retry_after_seconds"] == 7200
