@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from dbus_fast import Variant
 
 from agent.constants import EN_SERVICE_UUID
-from agent.daemon.control import client_socket_paths, request
+from agent.control import client_socket_paths, request
 from agent.export.writer import generate_signing_key, public_key_pem
 from agent.lab.sim import FakeBluez, PrivateBus
 

@@ -125,7 +125,7 @@ class CliContext:
     def socket_paths(self) -> list[Path]:
         """Where to look for a running daemon: the system daemon first unless a data
         directory was given (and only where this user may talk to it)."""
-        from agent.daemon.control import client_socket_paths
+        from agent.control import client_socket_paths
 
         return client_socket_paths(self.data_dir, prefer_system=not self.data_dir_explicit)
 

@@ -9,7 +9,7 @@ import click
 
 from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock
-from agent.daemon.control import DaemonNotRunningError, request, request_at
+from agent.control import DaemonNotRunningError, request, request_at
 from agent.jsonout import dumps
 
 _ADAPTER = re.compile(r"hci[0-9]{1,3}")

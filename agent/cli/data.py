@@ -21,7 +21,7 @@ from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock, decide_clock_trust
 from agent.clocksync import system_synchronized
 from agent.constants import RETENTION_SECONDS, TEK_ROLLING_PERIOD
-from agent.daemon.control import DaemonNotRunningError, request
+from agent.control import DaemonNotRunningError, request
 from agent.errors import AgentError, MalformedInputError
 from agent.interchange import (
     EXPOSURE_EXPORT_FIELDS,

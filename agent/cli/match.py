@@ -24,7 +24,7 @@ from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
 from agent.clocksync import marker_synchronized
 from agent.consent import read_consent
 from agent.constants import RETENTION_SECONDS
-from agent.daemon.control import DaemonNotRunningError, request
+from agent.control import DaemonNotRunningError, request
 from agent.errors import (
     AgentError,
     ClockUntrustedError,

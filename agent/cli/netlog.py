@@ -11,7 +11,7 @@ import click
 
 from agent.cli import CliContext, pass_cli
 from agent.clock import SystemClock
-from agent.daemon.control import DaemonNotRunningError, request
+from agent.control import DaemonNotRunningError, request
 from agent.daemon.offline import offline_network_log
 from agent.jsonout import dumps
 

@@ -15,12 +15,11 @@ from agent.clock import en_interval_number
 from agent.config import load_config
 from agent.consent import write_consent
 from agent.constants import RETENTION_SECONDS
-from agent.daemon.control import Handler, Peer
+from agent.control import RELEASE_COMMAND, Handler, Peer
 from agent.daemon.radio import is_scanning
 from agent.daemon.supervise import wait_until
 from agent.errors import AgentError
 from agent.keyschedule import KeySchedule
-from agent.report.release import RELEASE_COMMAND
 
 if TYPE_CHECKING:
     from agent.daemon.service import AgentService

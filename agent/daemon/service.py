@@ -34,9 +34,9 @@ from agent.clocksync import system_synchronized
 from agent.config import Config
 from agent.consent import ConsentState, read_consent, write_consent
 from agent.constants import EN_INTERVAL_SECONDS
+from agent.control import ControlServer, daemon_socket_path
 from agent.daemon.actions import PRIVILEGED, Actions
 from agent.daemon.clockwatch import ClockWatch, SyncProbe
-from agent.daemon.control import ControlServer, daemon_socket_path
 from agent.daemon.fetching import FetchScheduler
 from agent.daemon.housekeeping import Housekeeping
 from agent.daemon.metrics import Metrics

@@ -18,7 +18,8 @@ from typing import Protocol
 
 from agent.clock import Clock, en_interval_number, rolling_start_interval_number
 from agent.constants import RETENTION_DAYS, TEK_ROLLING_PERIOD
-from agent.daemon.control import (
+from agent.control import (
+    RELEASE_COMMAND,
     ControlError,
     DaemonNotRunningError,
     client_socket_paths,
@@ -30,11 +31,6 @@ from agent.models import TemporaryExposureKey
 
 _LOGGER = logging.getLogger(__name__)
 
-RELEASE_COMMAND = "release_keys"
-"""Control-socket command: end the key on air, rotate, persist; answers when done.
-
-A daemon without it answers "unknown command"; then only the keys that already ended
-are published (the original, pre-v1.5 behaviour) and today's key is left out."""
 
 
 class _Daemon(enum.Enum):

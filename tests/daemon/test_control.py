@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.daemon.control import (
+from agent.control import (
     ControlError,
     ControlServer,
     DaemonNotRunningError,

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from agent.daemon.control import (
+from agent.control import (
     BACKLOG,
     MAX_CONNECTIONS,
     MAX_NESTING,
@@ -158,7 +158,7 @@ async def test_status_answers_under_a_flood_of_idle_connections(
     await server.start()
     flood = Flood(server.path)
     try:
-        with caplog.at_level(logging.DEBUG, logger="agent.daemon.control"):
+        with caplog.at_level(logging.DEBUG, logger="agent.control"):
             flood.start()
             while not flood.full.is_set():
                 await asyncio.sleep(0.05)

@@ -29,7 +29,7 @@ from dbus_fast import Variant
 from agent import crypto
 from agent.clock import en_interval_number, rolling_start_interval_number
 from agent.constants import EN_SERVICE_UUID
-from agent.daemon.control import client_socket_paths, request
+from agent.control import client_socket_paths, request
 from agent.export.writer import generate_signing_key, public_key_pem, write_export
 from agent.keyschedule import OwnTek
 from agent.lab.sim import FakeBluez, PrivateBus

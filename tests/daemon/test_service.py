@@ -16,14 +16,14 @@ import pytest
 
 from agent.clock import SystemClock, en_interval_number
 from agent.config import ClockConfig, Config, KeysConfig, KeySource, load_config
-from agent.daemon.control import ControlError, daemon_socket_path, request
+from agent.control import RELEASE_COMMAND, ControlError, daemon_socket_path, request
 from agent.daemon.offline import set_consent_offline
 from agent.daemon.service import AgentService, ServiceTiming
 from agent.daemon.status import LOWER_BOUND_STATE_KEY
 from agent.daemon.timebase import AcceleratedClock
 from agent.errors import AgentError, BluetoothAccessDeniedError
 from agent.models import Sighting
-from agent.report.release import RELEASE_COMMAND, publishable
+from agent.report.release import publishable
 from agent.store import Store
 from tests.daemon.fakes import RadioFactory, SteppableClock, eventually
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import agent.pipeline.fetch
 from agent.config import KeysConfig, KeySource, PublicKeyConfig
-from agent.daemon.control import request
+from agent.control import request
 from agent.export import public_key_pem
 from agent.pipeline.fetch import SOURCES_STATE_KEY
 from agent.store import DB_FILENAME

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.control import request
 from agent.daemon.actions import PRIVILEGED
-from agent.daemon.control import request
 from agent.errors import AgentError
 from agent.store import DB_FILENAME
 from tests.daemon.conftest import short_dir as short_dir

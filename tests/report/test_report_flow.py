@@ -17,7 +17,7 @@ import pytest
 from agent.clock import FakeClock
 from agent.config import ClockConfig, Config
 from agent.consent import write_consent
-from agent.daemon.control import SOCKET_NAME, ControlServer, Peer
+from agent.control import RELEASE_COMMAND, SOCKET_NAME, ControlServer, Peer
 from agent.errors import AgentError, ClockUntrustedError, ConsentError, MalformedInputError
 from agent.lab.keyserver import LocalKeyServer
 from agent.models import TemporaryExposureKey
@@ -41,7 +41,6 @@ from agent.report.pending import (
     purge_stale_pending,
     save_pending,
 )
-from agent.report.release import RELEASE_COMMAND
 from agent.store import Store
 from tests.report.conftest import (
     NOW_INTERVAL,

@@ -188,7 +188,7 @@ def test_status_prefers_the_system_daemon_without_a_data_dir(
     system = short_dir / "run"
     system.mkdir()
     user_data = short_dir / "user"
-    monkeypatch.setattr("agent.daemon.control.SYSTEM_RUNTIME_DIR", system)
+    monkeypatch.setattr("agent.control.SYSTEM_RUNTIME_DIR", system)
     monkeypatch.delenv("CONTACT_AGENT_SOCKET", raising=False)
     monkeypatch.setenv("CONTACT_AGENT_DATA_DIR", "")
     monkeypatch.setattr("agent.cli.default_data_dir", lambda: user_data)
@@ -210,11 +210,11 @@ def test_status_prefers_the_system_daemon_without_a_data_dir(
 def test_status_skips_a_system_socket_this_user_may_not_use(
     short_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.daemon.control import client_socket_paths
+    from agent.control import client_socket_paths
 
     system = short_dir / "run"
     system.mkdir()
-    monkeypatch.setattr("agent.daemon.control.SYSTEM_RUNTIME_DIR", system)
+    monkeypatch.setattr("agent.control.SYSTEM_RUNTIME_DIR", system)
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     paths = client_socket_paths(short_dir / "d", {}, prefer_system=True)
     assert system / "control.sock" not in paths

@@ -29,7 +29,7 @@ from typing import Any
 
 from agent.clock import SystemClock, en_interval_number, rolling_start_interval_number
 from agent.constants import TEK_ROLLING_PERIOD
-from agent.daemon.control import MAX_SUN_PATH, SOCKET_NAME
+from agent.control import MAX_SUN_PATH, SOCKET_NAME
 from agent.daemon.supervise import wait_until
 from agent.daemon.timebase import AcceleratedClock
 from agent.errors import AgentError, MalformedInputError

@@ -42,6 +42,12 @@ from agent.errors import AgentError
 from agent.jsonout import dumps
 from agent.paths import SYSTEM_DATA_DIR
 
+RELEASE_COMMAND = "release_keys"
+"""Control-socket command: end the key on air, rotate, persist; answers when done.
+
+A daemon without it answers "unknown command"; then only the keys that already ended
+are published (the original, pre-v1.5 behaviour) and today's key is left out."""
+
 _LOGGER = logging.getLogger(__name__)
 
 SOCKET_NAME = "control.sock"
