@@ -16,7 +16,7 @@
  * index (in out) of every RPI whose bit ``first LE uint32 >> shift`` is set in bitmap
  * (little-endian bit order, as numpy.packbits(..., bitorder="little")) is written to
  * hits (int64, one slot per RPI); returns their number. Equal to rpis_into followed by
- * agent.matching_fast.kernel's numpy probe, which the tests check.
+ * agent.matching.kernel's numpy probe, which the tests check.
  *
  * RPIK uses precomputed SHA-256 midstates of the HMAC pads (salt=None is 32 zero bytes,
  * so the key XOR pad is just the pad): 6 block transforms per key instead of 8+. The

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 from agent.constants import EN_INTERVAL_SECONDS
 
 if TYPE_CHECKING:  # the scanner imports this module: keep the matcher out of its imports
-    from agent.matching import MatchedScan
+    from agent.matching.core import MatchedScan
 
 
 class Reason(enum.IntFlag):

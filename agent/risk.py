@@ -28,7 +28,7 @@ from agent.constants import (
     SECONDS_SINCE_LAST_SCAN_CAP,
     SECONDS_SINCE_LAST_SCAN_UNKNOWN,
 )
-from agent.matching import MatchedScan, half_up, typical_attenuation
+from agent.matching.core import MatchedScan, half_up, typical_attenuation
 from agent.models import (
     DailySummary,
     ExposureWindow,

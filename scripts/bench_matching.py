@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from agent import crypto
 from agent.constants import TEK_LENGTH, TEK_ROLLING_PERIOD
-from agent.matching import SightingIndex
-from agent.matching_fast.kernel import Search, Windows, plan
+from agent.matching.core import SightingIndex
+from agent.matching.kernel import Search, Windows, plan
 from tests.matching.dataset import Dataset, make_dataset
 
 E2E_FILES = 14

@@ -4,7 +4,7 @@ Pure functions over one receiver's sightings (:class:`agent.models.Sighting`).
 
 - With the peer's diagnosis keys (its ``keys export-own``, verified by the caller), each
   sighting of a peer RPI gets the TX power decrypted from its AEM, and windows come from
-  the agent's own matcher (:func:`agent.matching.match_keys`) and risk model
+  the agent's own matcher (:func:`agent.matching.core.match_keys`) and risk model
   (:func:`agent.risk.exposure_windows`).
 - Without keys, every sighting in the log is taken to be the peer's, with an assumed TX
   power; the scans are scored by the same risk model under one stand-in key.
@@ -25,7 +25,7 @@ from agent import crypto
 from agent.clock import en_interval_number, rolling_start_interval_number
 from agent.config import RiskConfig
 from agent.constants import TEK_LENGTH, TEK_ROLLING_PERIOD
-from agent.matching import MatchedScan, SightingIndex, match_keys, typical_attenuation
+from agent.matching.core import MatchedScan, SightingIndex, match_keys, typical_attenuation
 from agent.models import (
     DailySummary,
     ExposureWindow,

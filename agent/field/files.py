@@ -14,7 +14,7 @@ from agent.field.render import build_document, report_json, to_html, to_markdown
 from agent.field.report import FieldReport
 from agent.interchange import guess_format, parse_sightings
 from agent.jsonout import dumps
-from agent.matching import dedupe_keys
+from agent.matching.core import dedupe_keys
 from agent.models import Sighting, TemporaryExposureKey
 
 _LOGGER = logging.getLogger(__name__)

@@ -29,9 +29,9 @@ from agent.constants import RETENTION_SECONDS
 from agent.errors import ExportFileError
 from agent.export import KeyArrays, ParsedExport, PublicKeyRing, read_export_keys
 from agent.keyschedule import KeySchedule, OwnTek
-from agent.matching import SightingIndex
-from agent.matching_fast.match import evaluate_search, search_keys
-from agent.matching_fast.parallel import default_workers
+from agent.matching.core import SightingIndex
+from agent.matching.match import evaluate_search, search_keys
+from agent.matching.parallel import default_workers
 from agent.memory import trim_heap
 from agent.models import ExposureWindow
 from agent.relayguard import reason_names

@@ -16,7 +16,7 @@ from agent import crypto
 from agent.clock import en_interval_number, interval_start_seconds
 from agent.constants import EN_INTERVAL_SECONDS, TEK_ROLLING_PERIOD
 from agent.export.columns import KeyArrays
-from agent.matching import (
+from agent.matching.core import (
     MatchResult,
     SightingIndex,
     count_skipped_keys,
@@ -169,7 +169,7 @@ def spec_candidates(
 def spec_match(
     keys: list[TemporaryExposureKey], index: SightingIndex, own_keys: frozenset[bytes]
 ) -> MatchResult:
-    """:func:`agent.matching.match_keys` over :func:`spec_candidates`."""
+    """:func:`agent.matching.core.match_keys` over :func:`spec_candidates`."""
     result = evaluate_candidates(keys, spec_candidates(keys, index, own_keys), index, own_keys)
     count_skipped_keys(keys, own_keys, result)
     return result

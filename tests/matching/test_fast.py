@@ -18,17 +18,17 @@ from agent import crypto
 from agent.clock import en_interval_number, interval_start_seconds
 from agent.constants import TEK_ROLLING_PERIOD
 from agent.export.columns import KeyArrays
-from agent.matching import (
+from agent.matching import parallel
+from agent.matching.core import (
     MatchingError,
     SightingIndex,
     dedupe_keys,
     match_keys,
     search_candidates,
 )
-from agent.matching_fast import parallel
-from agent.matching_fast.kernel import Prefilter, Search
-from agent.matching_fast.match import fast_match
-from agent.matching_fast.parallel import find_candidates_parallel
+from agent.matching.kernel import Prefilter, Search
+from agent.matching.match import fast_match
+from agent.matching.parallel import find_candidates_parallel
 from agent.models import ReportType, TemporaryExposureKey
 from tests.matching.dataset import (
     make_dataset,
@@ -193,7 +193,7 @@ def test_an_unknown_backend_fails_before_any_work() -> None:
 def test_a_worker_process_loads_only_the_search() -> None:
     """What keeps a worker small: no protobuf, aiohttp or the rest of the agent (only
     the crypto seam, with cryptography's ciphers for the pure backend)."""
-    code = "import sys, agent.matching_fast.worker; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, agent.matching.worker; print(' '.join(sorted(sys.modules)))"
     modules = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {code}"],
         check=True,
@@ -207,7 +207,11 @@ def test_a_worker_process_loads_only_the_search() -> None:
         m
         for m in modules
         if m.startswith("agent.")
-        and m.split(".")[1] in ("matching", "export", "models", "cli", "daemon", "store")
+        and m.split(".")[1] in ("export", "models", "cli", "daemon", "store")
+    ]
+    assert sorted(m for m in modules if m.startswith("agent.matching.")) == [
+        "agent.matching.kernel",
+        "agent.matching.worker",
     ]
 
 

@@ -10,7 +10,7 @@ import pytest
 from agent import crypto
 from agent.clock import en_interval_number, interval_start_seconds
 from agent.constants import TEK_ROLLING_PERIOD
-from agent.matching import SightingIndex, dedupe_keys, match_keys
+from agent.matching.core import SightingIndex, dedupe_keys, match_keys
 from agent.models import ReportType, TemporaryExposureKey
 from tests.matching.dataset import observed, random_key, sighting_of
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from agent.config import RiskConfig
-from agent.matching import MatchedScan
+from agent.matching.core import MatchedScan
 from agent.models import ReportType, TemporaryExposureKey
 from agent.risk import (
     MIN_SCAN_INSTANCES_TO_NOTIFY,

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from agent import crypto
 from agent.constants import MATCH_TOLERANCE_INTERVALS, TEK_ROLLING_PERIOD
 from agent.export.columns import KeyArrays
-from agent.matching import SightingIndex
-from agent.matching_fast.kernel import CHUNK_BLOCKS, Search, Windows, plan
+from agent.matching.core import SightingIndex
+from agent.matching.kernel import CHUNK_BLOCKS, Search, Windows, plan
 from agent.models import TemporaryExposureKey
 from tests.matching.dataset import random_key, sighting_of
 

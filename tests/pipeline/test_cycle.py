@@ -10,7 +10,7 @@ import pytest
 from agent.config import RiskConfig
 from agent.errors import SignatureError
 from agent.export import PublicKeyRing, generate_signing_key, public_key_pem
-from agent.matching_fast import parallel
+from agent.matching import parallel
 from agent.pipeline import ExportInput, match_exports
 from agent.store import Store
 from tests.pipeline.conftest import (

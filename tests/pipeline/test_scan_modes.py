@@ -12,7 +12,7 @@ from pathlib import Path
 from agent import crypto
 from agent.clock import en_interval_number, rolling_start_interval_number
 from agent.config import RiskConfig
-from agent.matching import SightingIndex, match_keys
+from agent.matching.core import SightingIndex, match_keys
 from agent.models import ExposureWindow, ScanPeriod, Sighting, TemporaryExposureKey
 from agent.payload import Metadata
 from agent.risk import exposure_windows

@@ -41,12 +41,21 @@ PURE_CORE = (
     "agent.payload",
     "agent.keyschedule",
     "agent.clock",
-    "agent.matching",
+    "agent.matching.core",
+    "agent.matching.kernel",
     "agent.risk",
     "agent.relayguard",
+    "agent.export.arrays",
+    "agent.export.columns",
+    "agent.export.container",
+    "agent.export.fastparse",
     "agent.export.model",
+    "agent.export.parse",
+    "agent.export.signature",
     "agent.export.validation",
 )
+"""Pure functions of bytes, numbers and an injected clock (the search's thread and
+process pools, :mod:`agent.matching.parallel`, are the runtime around it)."""
 IO_LIBRARIES = frozenset(
     {
         "aiohttp",

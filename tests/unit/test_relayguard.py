@@ -9,7 +9,7 @@ import pytest
 
 from agent.clock import FakeClock
 from agent.config import RiskConfig
-from agent.matching import MatchedScan
+from agent.matching.core import MatchedScan
 from agent.models import ExposureWindow, ReportType, ScanInstance
 from agent.relayguard import (
     GuardSettings,

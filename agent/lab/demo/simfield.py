@@ -2,7 +2,7 @@
 
 :func:`simulate` runs a :class:`~agent.lab.demo.scenario.Scenario` through the in-process
 radio (:mod:`.simradio`), then, for every receiver, the agent's real matcher
-(:func:`agent.matching.match_keys`) over its observed scans against every other agent's
+(:func:`agent.matching.core.match_keys`) over its observed scans against every other agent's
 keys (as if everybody reported), the real v2 risk model and notification rule
 (:func:`agent.risk.exposure_windows`, :func:`agent.risk.qualifying_days`). The unit of
 evaluation is the ordered pair (receiver, transmitter) and UTC day: *detected* when the
@@ -42,7 +42,7 @@ from agent.lab.demo.simrelay import (
     guard_scans,
     window_scans,
 )
-from agent.matching import MatchedScan, SightingIndex, match_keys
+from agent.matching.core import MatchedScan, SightingIndex, match_keys
 from agent.models import ExposureWindow
 from agent.risk import exposure_windows, qualifying_days, score_window
 

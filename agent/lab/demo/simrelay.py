@@ -25,7 +25,7 @@ from agent import crypto
 from agent.lab.demo.geometry import FloatArray, IntArray, walls_crossed
 from agent.lab.demo.scenario import AttackerSpec, Scenario
 from agent.lab.demo.simradio import Heard, Paths, TxPlan
-from agent.matching import KeyMatch, MatchedScan
+from agent.matching.core import KeyMatch, MatchedScan
 from agent.models import ExposureWindow, ObservedScan
 from agent.relayguard import ALL_REASONS, RelayGuard, reason_names
 

@@ -1,4 +1,4 @@
-"""A worker process of the pure backend's search: ``python -m agent.matching_fast.worker``.
+"""A worker process of the pure backend's search: ``python -m agent.matching.worker``.
 
 It reads pickled requests from stdin and writes one pickled reply per request to stdout:
 first ``(rpi_blob, windows, backend)`` (``windows``: :meth:`Windows.to_bytes` or None),
@@ -6,7 +6,7 @@ answered with the backend's name, then any number of ``(key_data, rolling_start 
 bytes, rolling_period int32 bytes, base_index)``, each answered with its list of
 candidates. A request that fails is answered with ``("error", message)`` and the worker
 goes on; end of input ends it. It imports only the search (numpy, hashlib, the crypto
-seam), runs at niceness 10, and is started and fed by :mod:`agent.matching_fast.parallel`,
+seam), runs at niceness 10, and is started and fed by :mod:`agent.matching.parallel`,
 which trusts it: pickle never crosses a process this agent did not start itself.
 """
 
@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from agent.matching_fast.kernel import Search, Windows
+from agent.matching.kernel import Search, Windows
 
 ERROR = "error"
 

@@ -1,4 +1,4 @@
-"""The fast matcher: :func:`agent.matching.match_keys`'s result from flat key arrays.
+"""The fast matcher: :func:`agent.matching.core.match_keys`'s result from flat key arrays.
 
 In two halves, so that a caller with many keys never holds them beside all sightings:
 :func:`search_keys` needs only the observed RPIs (16 bytes each) and keeps only the keys
@@ -17,9 +17,9 @@ import numpy.typing as npt
 
 from agent.constants import TEK_LENGTH
 from agent.export.columns import KeyArrays
-from agent.matching import Candidate, MatchResult, SightingIndex, evaluate_candidates
-from agent.matching_fast.kernel import Windows
-from agent.matching_fast.parallel import find_candidates_parallel
+from agent.matching.core import Candidate, MatchResult, SightingIndex, evaluate_candidates
+from agent.matching.kernel import Windows
+from agent.matching.parallel import find_candidates_parallel
 from agent.memory import trim_heap
 from agent.models import ReportType, TemporaryExposureKey
 
@@ -57,7 +57,7 @@ def search_keys(
 
     ``sighted``: the intervals in which sightings began (or a superset); only the RPIs
     within +-12 intervals of one of them are computed, the only ones that can match
-    (:class:`~agent.matching_fast.kernel.Windows`). None computes every interval of
+    (:class:`~agent.matching.kernel.Windows`). None computes every interval of
     every key's rolling period. RECURSIVE, REVOKED and our own keys are left out (and
     counted).
     """
@@ -121,7 +121,7 @@ def fast_match(
     backend: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> MatchResult:
-    """:func:`agent.matching.match_keys` on many keys: the same search, spread over
+    """:func:`agent.matching.core.match_keys` on many keys: the same search, spread over
     cores, and the same evaluation. CPU-bound: run it in an executor."""
     arrays = keys if isinstance(keys, KeyArrays) else KeyArrays.from_keys(keys)
     search = search_keys(

@@ -20,13 +20,13 @@ import agent
 from agent import crypto
 from agent.constants import TEK_LENGTH
 from agent.export.columns import KeyArrays
-from agent.matching import (
+from agent.matching.core import (
     WORKER_DIED,
     Candidate,
     MatchingError,
 )
-from agent.matching_fast.kernel import Ints, Search, Windows
-from agent.matching_fast.worker import ERROR, lower_priority
+from agent.matching.kernel import Ints, Search, Windows
+from agent.matching.worker import ERROR, lower_priority
 
 TASK_KEYS = 65_536
 """Keys per task: 1 MB of key data in, a short list of candidates out."""
@@ -47,12 +47,12 @@ def default_workers() -> int:
 _ROOT = str(Path(agent.__file__).resolve().parent.parent)
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from agent.matching_fast.worker import main; main()"
+    "from agent.matching.worker import main; main()"
 )
 
 
 class WorkerProcess:
-    """One :mod:`agent.matching_fast.worker` process, fed over its stdin and stdout.
+    """One :mod:`agent.matching.worker` process, fed over its stdin and stdout.
 
     Started fresh (``python -I``, not forked: the caller may hold threads and locks) and
     lean: it imports only the search, not this process's modules. Not thread-safe: one
@@ -184,7 +184,7 @@ def find_candidates_parallel(
     progress: Callable[[int], None] | None = None,
     task_keys: int | None = None,
 ) -> list[Candidate]:
-    """:meth:`~agent.matching_fast.kernel.Search.find` over all keys, spread over cores
+    """:meth:`~agent.matching.kernel.Search.find` over all keys, spread over cores
     when it pays off; ``windows``: the intervals that can match (None: all).
 
     The native backend runs in ``workers`` threads of this process (it releases the GIL).

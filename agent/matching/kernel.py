@@ -30,7 +30,7 @@ from agent import crypto
 from agent.constants import MATCH_TOLERANCE_INTERVALS, RPI_LENGTH, TEK_LENGTH, TEK_ROLLING_PERIOD
 
 if TYPE_CHECKING:  # agent.matching imports this module; only the alias is needed here
-    from agent.matching import Candidate
+    from agent.matching.core import Candidate
 
 CHUNK_BLOCKS = 1024 * TEK_ROLLING_PERIOD
 """RPIs per prefilter pass: a 2.4 MB buffer (stays in L2/L3)."""

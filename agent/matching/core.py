@@ -3,11 +3,11 @@
 Pure functions: keys and observations in, matched scans and counters out; nothing reads a
 clock, a file or the network. Matching has two stages:
 
-1. *Candidates*: the one search (:mod:`agent.matching_fast.kernel`): for each key, the
+1. *Candidates*: the one search (:mod:`agent.matching.kernel`): for each key, the
    RPIs of the intervals of its rolling period that lie within +-12 intervals of a
    sighting (the only ones that can match), found among the observed RPIs by a
    prefilter and an exact 16-byte comparison. :func:`search_candidates` runs it in this
-   thread; :mod:`agent.matching_fast` spreads it over cores for many keys. The tests
+   thread; :mod:`agent.matching.parallel` spreads it over cores for many keys. The tests
    check it against the spec's definition (every RPI of every key, compared plainly).
 2. *Evaluation* (:func:`evaluate_candidates`): keep only intervals inside the key's
    rolling period, sightings within +-12 intervals of the RPI's interval, drop replays
@@ -41,7 +41,7 @@ from agent.constants import (
     TX_POWER_MIN_DBM,
 )
 from agent.errors import AgentError
-from agent.matching_fast.kernel import search_columns
+from agent.matching.kernel import search_columns
 from agent.models import ObservedScan, ReportType, TemporaryExposureKey
 from agent.payload import Metadata
 
@@ -172,7 +172,7 @@ def search_candidates(
     keys: KeySequence, index: SightingIndex, own_keys: frozenset[bytes] = frozenset()
 ) -> list[Candidate]:
     """Observed (key index, interval offset) pairs of the keys to match, in this thread
-    (the search of :mod:`agent.matching_fast.kernel`)."""
+    (the search of :mod:`agent.matching.kernel`)."""
     rows = [i for i in range(len(keys)) if match_filter(keys[i], own_keys) is None]
     if not rows or not len(index):
         return []
@@ -300,7 +300,7 @@ def match_keys(
     own_keys: frozenset[bytes] = frozenset(),
 ) -> MatchResult:
     """Match keys in this thread: the search, then the evaluation (for a few keys;
-    :func:`agent.matching_fast.match.fast_match` spreads the search over cores)."""
+    :func:`agent.matching.match.fast_match` spreads the search over cores)."""
     result = evaluate_candidates(keys, search_candidates(keys, index, own_keys), index, own_keys)
     count_skipped_keys(keys, own_keys, result)
     return result
@@ -310,7 +310,7 @@ def dedupe_keys(keys: Iterable[TemporaryExposureKey]) -> tuple[list[TemporaryExp
     """One entry per key_data; a later entry (a revision) replaces an earlier one.
 
     Returns the unique keys in the order of their last occurrence (as
-    :meth:`agent.matching_fast.KeyArrays.dedupe`) and the number of duplicates removed
+    :meth:`agent.matching.KeyArrays.dedupe`) and the number of duplicates removed
     (padding clones, the same key in several files; bad input 38).
     """
     unique: dict[bytes, TemporaryExposureKey] = {}
