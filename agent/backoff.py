@@ -1,7 +1,9 @@
 """Retry delays: the one backoff schedule of the agent, and a server's ``Retry-After``.
 
 :class:`Backoff` doubles a delay from ``initial`` up to ``maximum`` and multiplies it by a
-random factor in ``[1 - jitter, 1 + jitter]`` so that many agents never retry in step.
+random factor in ``[1 - jitter, 1 + jitter]`` so that many agents never retry in step;
+:class:`Retries` counts the failures in a row of one long-running part (a radio part, a
+daemon part) and gives the delay before its next try.
 :func:`retry_after` reads the HTTP header (RFC 9110 §10.2.3: delay-seconds or an
 HTTP-date) and caps it: whatever a server sends, the result is a finite number of
 seconds between 0 and the cap, or None.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import email.utils
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _MAX_EXPONENT = 62
 """2**62 seconds is beyond any maximum: larger attempts cannot overflow a float."""
@@ -40,6 +42,32 @@ class Backoff:
         """The jittered delay for the 0-based ``attempt``."""
         factor = (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
         return self.base(attempt) * factor
+
+
+@dataclass(slots=True)
+class Retries:
+    """The failures in a row of one part, on a :class:`Backoff` schedule."""
+
+    backoff: Backoff
+    rng: random.Random = field(default_factory=random.SystemRandom)
+    healthy_after: float | None = None
+    """A run at least this long (seconds) before the failure starts over from the
+    shortest delay (None: only :meth:`reset` does)."""
+    failures: int = 0
+
+    def next_delay(self) -> float:
+        """The delay before the next try; counts one more failure."""
+        delay = self.backoff.delay(self.failures, self.rng)
+        self.failures += 1
+        return delay
+
+    def ran_for(self, seconds: float) -> None:
+        """The part ran ``seconds`` before this failure: long enough, and it starts over."""
+        if self.healthy_after is not None and seconds >= self.healthy_after:
+            self.failures = 0
+
+    def reset(self) -> None:
+        self.failures = 0
 
 
 def http_date(value: str | None) -> float | None:

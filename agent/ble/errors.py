@@ -9,7 +9,6 @@ to an error name and a text, then looked up in :data:`ERROR_TABLE` to get a
 from __future__ import annotations
 
 import enum
-import random
 from dataclasses import dataclass
 
 from bleak.exc import (
@@ -184,32 +183,3 @@ def classify_agent_error(exc: BaseException) -> Classified:
     if isinstance(exc, BluetoothAccessDeniedError):
         return Classified(Reason.ACCESS_DENIED, Action.FATAL, None, str(exc))
     return classify(exc)
-
-
-class Backoff:
-    """Exponential back-off with jitter: initial, x2 ... up to maximum, +-20 %."""
-
-    def __init__(
-        self,
-        initial: float,
-        maximum: float,
-        *,
-        factor: float = 2.0,
-        jitter: float = 0.2,
-        rng: random.Random | None = None,
-    ) -> None:
-        self._initial = initial
-        self._maximum = maximum
-        self._factor = factor
-        self._jitter = jitter
-        self._rng = rng or random.Random()
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        """Delay before the next attempt; counts a failure."""
-        base = min(self._maximum, self._initial * self._factor**self.failures)
-        self.failures += 1
-        return max(0.0, base * (1.0 + self._rng.uniform(-self._jitter, self._jitter)))
-
-    def reset(self) -> None:
-        self.failures = 0

@@ -26,9 +26,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from agent.backoff import Backoff, Retries
 from agent.ble import ScanPeriodSink, SightingSink, Sleep
 from agent.ble.advertiser import BlessAdvertiser
-from agent.ble.errors import ACCESS_DENIED_MESSAGE, Action, Backoff, classify_agent_error
+from agent.ble.errors import ACCESS_DENIED_MESSAGE, Action, classify_agent_error
 from agent.ble.health import BluezHealth
 from agent.ble.rotation import PersistTeks, RotationLoop
 from agent.ble.scanner import BleakEnScanner
@@ -81,7 +82,7 @@ class _Part:
         name: str,
         run: Callable[[], Coroutine[Any, Any, None]],
         working: Callable[[], bool],
-        backoff: Backoff,
+        backoff: Retries,
     ) -> None:
         self.name = name
         self.run = run
@@ -177,8 +178,9 @@ class RadioService:
         """Monotonic time of the supervisor's latest round (for the daemon's watchdog)."""
         self._found = asyncio.Event()
 
-    def _backoff(self, rng: random.Random | None) -> Backoff:
-        return Backoff(self.tuning.backoff_initial, self.tuning.backoff_max, rng=rng)
+    def _backoff(self, rng: random.Random | None) -> Retries:
+        schedule = Backoff(self.tuning.backoff_initial, self.tuning.backoff_max)
+        return Retries(schedule) if rng is None else Retries(schedule, rng)
 
     # ---- controls ----------------------------------------------------------------------
     def set_advertising_allowed(self, allowed: bool) -> None:

@@ -11,38 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
+from agent.backoff import Backoff, Retries
 from agent.errors import EXIT_CONFIG, AgentError
 
 _LOGGER = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass
-class Backoff:
-    """Delays for successive failures: ``first * 2**n`` capped at ``cap``, +-``jitter``."""
-
-    first: float = 1.0
-    cap: float = 300.0
-    jitter: float = 0.2
-    healthy_after: float = 60.0
-    """A run longer than this resets the delay."""
-    rng: random.Random = field(default_factory=random.SystemRandom)
-    failures: int = 0
-
-    def next_delay(self) -> float:
-        base = min(self.cap, self.first * (2**self.failures))
-        self.failures += 1
-        return float(base * self.rng.uniform(1 - self.jitter, 1 + self.jitter))
-
-    def ran_for(self, seconds: float) -> None:
-        if seconds >= self.healthy_after:
-            self.failures = 0
 
 
 def is_fatal(exc: BaseException) -> bool:
@@ -57,13 +34,13 @@ async def supervise(
     sleep: Sleep,
     monotonic: Callable[[], float],
     on_restart: Callable[[str, BaseException], None] | None = None,
-    backoff: Backoff | None = None,
+    retries: Retries | None = None,
 ) -> None:
     """Run ``part()`` until cancelled, restarting it after failures.
 
     A part that returns normally is finished (not restarted). Fatal errors propagate.
     """
-    backoff = backoff or Backoff()
+    retries = retries or Retries(Backoff(1.0, 300.0), healthy_after=60.0)
     while True:
         started = monotonic()
         try:
@@ -74,8 +51,8 @@ async def supervise(
         except Exception as exc:  # the supervisor is the one place allowed a blind except
             if is_fatal(exc):
                 raise
-            backoff.ran_for(monotonic() - started)
-            delay = backoff.next_delay()
+            retries.ran_for(monotonic() - started)
+            delay = retries.next_delay()
             if isinstance(exc, AgentError):
                 _LOGGER.warning("%s failed: %s; restarting in %.0f s", name, exc, delay)
             else:

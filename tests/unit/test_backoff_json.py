@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from agent.backoff import Backoff, http_date, retry_after
+from agent.backoff import Backoff, Retries, http_date, retry_after
 from agent.jsonout import dumps
 
 NOW = 1_700_000_000.0
@@ -111,3 +111,17 @@ def test_status_shows_the_running_download() -> None:
     assert "index:https://k.example/i.txt: a/1.zip, 2.5 MB" in text
     assert "(9.0 MB this cycle)" in text
     assert "key fetch running" not in render({"daemon": {}, "fetch": {"running": None}})
+
+
+def test_retries_start_over_after_a_healthy_run_or_a_reset() -> None:
+    retries = Retries(Backoff(1.0, 300.0, jitter=0.0), healthy_after=60.0)
+    assert [retries.next_delay() for _ in range(4)] == [1.0, 2.0, 4.0, 8.0]
+    retries.ran_for(59.0)  # not long enough: the next delay keeps growing
+    assert retries.next_delay() == 16.0
+    retries.ran_for(60.0)
+    assert retries.next_delay() == 1.0
+    retries.reset()
+    assert retries.failures == 0
+    never = Retries(Backoff(1.0, 4.0, jitter=0.0))
+    never.ran_for(10_000.0)  # without healthy_after only reset starts over
+    assert [never.next_delay() for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]

@@ -14,11 +14,11 @@ from bleak.exc import (
 from dbus_fast.errors import DBusError as FastDBusError
 from dbus_next.errors import DBusError as NextDBusError
 
+from agent.backoff import Backoff, Retries
 from agent.ble.errors import (
     ACCESS_DENIED_MESSAGE,
     ERROR_TABLE,
     Action,
-    Backoff,
     BluetoothOperationError,
     Reason,
     classify,
@@ -169,7 +169,7 @@ def test_other_errors_keep_their_classification() -> None:
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter_and_resets() -> None:
-    backoff = Backoff(0.5, 60.0, rng=random.Random(1))
+    backoff = Retries(Backoff(0.5, 60.0), random.Random(1))
     delays = [backoff.next_delay() for _ in range(10)]
     bases = [min(60.0, 0.5 * 2**i) for i in range(10)]
     for delay, base in zip(delays, bases, strict=True):
