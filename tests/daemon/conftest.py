@@ -6,10 +6,7 @@ Without a dbus-daemon binary the bus tests are skipped locally but fail under CI
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -23,14 +20,6 @@ def require_dbus_daemon() -> None:
         pytest.skip("dbus-daemon is not installed (Debian package 'dbus-daemon')")
 
 
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A directory with a short path: Unix socket paths must stay under 108 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="ca-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

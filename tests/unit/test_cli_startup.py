@@ -11,11 +11,9 @@ import contextlib
 import importlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,13 +98,6 @@ def fake_daemon(path: Path, answer: dict[str, Any]) -> Iterator[list[str]]:
         thread.join(timeout=10)
 
 
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ca-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 LIVE = {
