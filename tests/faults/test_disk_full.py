@@ -34,7 +34,6 @@ import pytest
 from agent.errors import AgentError
 from agent.store import DB_FILENAME, Store
 from agent.store.db import Database, Transaction, store_error
-from tests.daemon.conftest import short_dir as short_dir
 from tests.daemon.fakes import RadioFactory, eventually
 from tests.daemon.test_service import make, running
 from tests.faults.scripts import base as base

@@ -30,7 +30,6 @@ from agent.control import request
 from agent.export import public_key_pem
 from agent.pipeline.fetch import SOURCES_STATE_KEY
 from agent.store import DB_FILENAME
-from tests.daemon.conftest import short_dir as short_dir
 from tests.daemon.fakes import RadioFactory
 from tests.daemon.test_service import FAST as FAST_DAEMON
 from tests.daemon.test_service import TRUSTED, make, running

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 from agent.daemon.sdnotify import SdNotifier
-from tests.daemon.conftest import short_dir as short_dir
 
 
 def test_a_manager_that_stops_reading_loses_messages_not_the_daemon(short_dir: Path) -> None:

@@ -25,7 +25,6 @@ from agent.netlog import KEY_DOWNLOAD, NetworkContact, host_of
 from agent.report.chaff import send_chaff
 from agent.report.padding import BodyKind, body_size
 from agent.store import DB_FILENAME, Store
-from tests.daemon.conftest import short_dir as short_dir  # a fixture
 from tests.daemon.test_daemon_process import _radio_config, daemon_setup
 from tests.daemon.test_daemon_process import buses as buses  # a fixture
 from tests.daemon.test_daemon_process import fake as fake  # a fixture

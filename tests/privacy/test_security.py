@@ -22,7 +22,6 @@ from agent.control import request
 from agent.daemon.actions import PRIVILEGED
 from agent.errors import AgentError
 from agent.store import DB_FILENAME
-from tests.daemon.conftest import short_dir as short_dir
 from tests.daemon.fakes import RadioFactory
 from tests.daemon.test_service import make, running
 
