@@ -41,7 +41,7 @@ from agent.constants import (
     TX_POWER_MIN_DBM,
 )
 from agent.errors import AgentError
-from agent.matching.kernel import search_columns
+from agent.matching.kernel import Windows, search_columns
 from agent.models import ObservedScan, ReportType, TemporaryExposureKey
 from agent.payload import Metadata
 
@@ -303,6 +303,13 @@ def match_keys(
     :func:`agent.matching.match.fast_match` spreads the search over cores)."""
     result = evaluate_candidates(keys, search_candidates(keys, index, own_keys), index, own_keys)
     count_skipped_keys(keys, own_keys, result)
+    searched = [k for k in keys if match_filter(k, own_keys) is None]
+    reach = Windows.around(index.intervals()).reaches(
+        np.array([k.rolling_start_interval_number for k in searched], dtype=np.int64),
+        np.array([k.rolling_period for k in searched], dtype=np.int64),
+    )
+    if outside := int(np.count_nonzero(~reach)):
+        result.counters["unsighted_key_skipped"] += outside  # no sighting's window reaches
     return result
 
 

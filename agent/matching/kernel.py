@@ -65,6 +65,16 @@ class Windows:
         """No sighting restriction: every interval of every key's period."""
         return cls(np.array([0], dtype=np.int64), np.array([1 << 40], dtype=np.int64))
 
+    def reaches(self, rolling_start: Ints, rolling_period: Ints) -> npt.NDArray[np.bool_]:
+        """Which keys have an interval of their rolling period inside one of the ranges
+        (the others cannot match any sighting)."""
+        start = np.asarray(rolling_start, dtype=np.int64)
+        stop = start + np.asarray(rolling_period, dtype=np.int64)
+        at = np.searchsorted(self.high, start, side="right")  # first range ending after start
+        inside = at < len(self.low)
+        inside[inside] = self.low[at[inside]] < stop[inside]
+        return inside
+
     def to_bytes(self) -> bytes:
         return np.stack((self.low, self.high)).astype("<i8").tobytes()
 

@@ -43,6 +43,10 @@ class KeySearch:
     """key_data of REVOKED keys, in order."""
 
 
+_REACH_CHUNK = 1 << 20
+"""Keys per step when counting the keys no sighting's window reaches."""
+
+
 def search_keys(
     keys: KeyArrays,
     rpi_blob: bytes,
@@ -57,9 +61,9 @@ def search_keys(
 
     ``sighted``: the intervals in which sightings began (or a superset); only the RPIs
     within +-12 intervals of one of them are computed, the only ones that can match
-    (:class:`~agent.matching.kernel.Windows`). None computes every interval of
-    every key's rolling period. RECURSIVE, REVOKED and our own keys are left out (and
-    counted).
+    (:class:`~agent.matching.kernel.Windows`); keys with no such interval are counted as
+    ``unsighted_key_skipped``. None computes every interval of every key's rolling period.
+    RECURSIVE, REVOKED and our own keys are left out (and counted).
     """
     report_type = keys.report_type
     recursive = report_type == ReportType.RECURSIVE
@@ -82,13 +86,22 @@ def search_keys(
         view[TEK_LENGTH * i : TEK_LENGTH * (i + 1)] for i in np.flatnonzero(revoked).tolist()
     ]
     del recursive, revoked, own
+    windows = None if sighted is None else Windows.around(sighted)
+    if windows is not None:
+        outside = 0
+        for begin in range(0, len(keys), _REACH_CHUNK):  # bounded temporaries for 3 M keys
+            part = slice(begin, begin + _REACH_CHUNK)
+            reach = windows.reaches(keys.rolling_start[part], keys.rolling_period[part])
+            outside += int(np.count_nonzero(~reach & ~left_out[part]))
+        if outside:
+            search.counters["unsighted_key_skipped"] += outside
     # a few left-out keys are searched anyway (and dropped below): cheaper than a copy
     searched = keys.select(~left_out) if 4 * np.count_nonzero(left_out) > len(keys) else keys
     if rpi_blob and len(searched):
         found = find_candidates_parallel(
             searched,
             rpi_blob,
-            windows=None if sighted is None else Windows.around(sighted),
+            windows=windows,
             workers=workers,
             backend=backend,
             progress=progress,

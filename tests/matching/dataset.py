@@ -175,9 +175,10 @@ def spec_match(
     return result
 
 
-WINDOW_COUNTERS = ("outside_time_window", "outside_rolling_period")
+WINDOW_COUNTERS = ("outside_time_window", "outside_rolling_period", "unsighted_key_skipped")
 """Sightings of an RPI the search does not compute (outside the key's period or the
-+-12 intervals around any sighting) are not counted: they could never match."""
++-12 intervals around any sighting) are not counted: they could never match. Keys whose
+whole period lies outside every sighting's window are counted by the search alone."""
 
 
 def strip_window_counters(counters: Counter[str]) -> Counter[str]:
