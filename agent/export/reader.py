@@ -44,7 +44,7 @@ def _export_file(
     return ExportFile(
         **header_fields(parsed.message),
         keys=tuple(parsed.keys),
-        revised_keys=parsed.revised_keys,
+        revised_keys=tuple(parsed.revised_keys),
         sha256=hashlib.sha256(zip_bytes).digest(),
         verified=verified_by is not None,
         dropped=MappingProxyType(dict(parsed.dropped)),
@@ -141,8 +141,8 @@ def read_export_keys(
     dropped = Counter(export.dropped)
     keys = export.keys if bool(export.valid.all()) else export.keys.select(export.valid)
     sha256, key_count = export.sha256, len(export) + len(export.revised_keys)
-    if export.revised_keys:
-        revised = KeyArrays.from_keys(export.revised_keys)
+    if len(export.revised_keys):
+        revised = export.revised_keys
         ok, dropped_revised = validate_arrays(
             revised.key_data,
             revised.rolling_start,
