@@ -207,7 +207,7 @@ def _full_parse(
     return message, columns, revised, dropped
 
 
-def _validate(
+def validate_columns(
     columns: KeyArrays, now_interval: int | None, dropped: Counter[str]
 ) -> npt.NDArray[np.bool_]:
     """:func:`~agent.export.validation.validate_arrays` over all keys, group by group.
@@ -322,7 +322,7 @@ def read_verified_export_arrays(
     """
     parsed, _ = verified_bin(zip_bytes, ring, max_bytes=max_bytes)
     dropped = Counter(parsed.dropped)
-    valid = _validate(parsed.keys, now_interval, dropped)
+    valid = validate_columns(parsed.keys, now_interval, dropped)
     return ExportArrays(
         **header_fields(parsed.message),
         sha256=hashlib.sha256(zip_bytes).digest(),

@@ -20,13 +20,18 @@ from types import MappingProxyType
 
 from agent.constants import EXPORT_HEADER
 from agent.errors import ExportFileError, SignatureError
-from agent.export.arrays import ParsedBin, parse_keys, read_verified_export_arrays, verified_bin
+from agent.export.arrays import (
+    ParsedBin,
+    parse_keys,
+    read_verified_export_arrays,
+    validate_columns,
+    verified_bin,
+)
 from agent.export.columns import KeyArrays
 from agent.export.container import open_export_zip
 from agent.export.model import MAX_EXPORT_BYTES, ExportFile, SignatureInfo
 from agent.export.parse import check_header, header_fields, parse_export_sig
 from agent.export.signature import PublicKeyRing
-from agent.export.validation import validate_arrays
 from agent.memory import trim_heap
 
 _LOGGER = logging.getLogger(__name__)
@@ -174,19 +179,20 @@ def read_export_keys(
     dropped = Counter(export.dropped)
     keys = export.keys if bool(export.valid.all()) else export.keys.select(export.valid)
     sha256, key_count = export.sha256, len(export) + len(export.revised_keys)
-    if len(export.revised_keys):
-        revised = export.revised_keys
-        ok, dropped_revised = validate_arrays(
-            revised.key_data,
-            revised.rolling_start,
-            revised.days_since_onset,
-            revised.has_days_since_onset,
-            now_interval,
-        )
-        dropped.update({f"revised_{reason}": n for reason, n in dropped_revised.items()})
-        keys = KeyArrays.concat([keys, revised.select(ok)])
-    keys = keys.compact()
+    revised = export.revised_keys
     del export
+    parts = [keys.compact()]
+    del keys
+    if len(revised):
+        dropped_revised: Counter[str] = Counter()
+        ok = validate_columns(revised, now_interval, dropped_revised)  # group by group
+        dropped.update({f"revised_{reason}": n for reason, n in dropped_revised.items()})
+        if not ok.all():
+            revised = revised.select(ok)
+        parts.append(revised.compact())
+    del revised
+    parts = [part for part in parts if len(part)]  # an empty part would widen the types
+    keys = KeyArrays.merge(parts)  # frees each part once copied
     trim_heap()  # the file, its export.bin and the parse temporaries are gone now
     return ParsedExport(
         sha256=sha256,
