@@ -27,6 +27,14 @@ KERNEL_TARGETS = {
 E2E_SECONDS = {"native": 4.0, "pure": 20.0}
 """3 M keys parsed + verified + matched against 50k sightings (2 cores)."""
 E2E_RSS_MB = 250.0
+SHOW_PEAK_MB = 250.0
+"""``keys show`` and ``match`` of one 1 M-key file (revised keys too)."""
+SHOW_FIGURES = {
+    "show_text": "keys show of {keys:,} keys (output discarded)",
+    "show_json": "keys show --json of {keys:,} keys (output discarded)",
+    "match_keys": "match of {keys:,} keys (no sightings)",
+    "match_revised": "match of {keys:,} revised keys (no sightings)",
+}
 INGEST_PER_SECOND = 2_000.0
 DB_BYTES_PER_SIGHTING = 40.0
 IDLE_CPU = 0.01
@@ -128,6 +136,10 @@ def check(results: dict[str, Any]) -> list[str]:
             limit(f"{name} x python -c pass", startup[f"{name}_over_startup"], STARTUP_RATIO)
             if not results.get("quick"):  # memory: the full run checks it plainly
                 limit(f"{name} peak memory (MB)", startup[f"{name}_peak_mb"], STARTUP_PEAK_MB, 1.0)
+    shown = results.get("show")
+    if shown and not results.get("quick"):  # memory: the full run checks it plainly
+        for name in SHOW_FIGURES:
+            limit(f"{name} peak memory (MB)", shown[f"{name}_peak_mb"], SHOW_PEAK_MB, 1.0)
     return misses
 
 
@@ -209,6 +221,17 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"{startup[f'{name}_peak_mb']:.0f} MB (python -c pass "
                     f"{startup['python_peak_mb']:.0f} MB)",
                     f"<= {STARTUP_RATIO:g} x, <= {STARTUP_PEAK_MB:g} MB",
+                )
+            )
+    shown = results.get("show")
+    if shown:
+        for name, label in SHOW_FIGURES.items():
+            rows.append(
+                (
+                    label.format(keys=shown["keys"]),
+                    f"peak {shown[f'{name}_peak_mb']:.0f} MB; "
+                    f"{shown[f'{name}_seconds']:.1f} s",
+                    f"<= {SHOW_PEAK_MB:g} MB",
                 )
             )
     daemon = results.get("daemon")

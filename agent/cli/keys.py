@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import secrets
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,7 @@ from agent.jsonout import dumps
 from agent.models import ReportType, TemporaryExposureKey
 
 if TYPE_CHECKING:  # `keys derive` needs neither the export reader (numpy) nor the store
-    from agent.export import ExportFile, PublicKeyRing
+    from agent.export import KeyArrays, PublicKeyRing, ReadExport
 
 
 @click.group()
@@ -114,12 +116,13 @@ def _ring(public_key: Path, key_id: str, key_version: str) -> PublicKeyRing:
         raise MalformedInputError(f"--public-key {public_key}: {exc}") from None
 
 
-def _read_export(path: Path, ring: PublicKeyRing | None) -> ExportFile:
-    from agent.export import MAX_EXPORT_BYTES, inspect_export, read_verified_export
+def _read_export(path: Path, ring: PublicKeyRing | None) -> ReadExport:
+    """The export through the one reader, keys as columns; verified only with ``ring``."""
+    from agent.export import MAX_EXPORT_BYTES, read_export
 
     data = _read_file(path, "export", MAX_EXPORT_BYTES)
     try:
-        return read_verified_export(data, ring) if ring else inspect_export(data)
+        return read_export(data, ring)
     except ExportFileError as exc:
         raise type(exc)(f"{path}: {exc}") from None
 
@@ -135,28 +138,68 @@ def _key_json(key: TemporaryExposureKey) -> dict[str, Any]:
     }
 
 
-def export_json(path: Path, export: ExportFile) -> dict[str, Any]:
-    """The ``keys show --json`` object."""
+ROWS_PER_WRITE = 10_000
+"""Rows formatted and written together: one write per batch, not per key."""
+
+
+def _echo_batched(chunks: Iterable[str]) -> None:
+    batch: list[str] = []
+    for chunk in chunks:
+        batch.append(chunk)
+        if len(batch) == ROWS_PER_WRITE:
+            click.echo("".join(batch), nl=False)
+            batch.clear()
+    click.echo("".join(batch), nl=False)
+
+
+def export_json(
+    path: Path, read: ReadExport, marks: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """The ``keys show --json`` object; with ``marks`` its ``keys`` and ``revised_keys``
+    lists are these strings, which :func:`_json_chunks` replaces by the rows."""
+    from agent.export.parse import header_fields
+
+    parsed = read.parsed
+    header = header_fields(parsed.message)
     return {
         "file": str(path),
-        "sha256": export.sha256.hex(),
-        "verified": export.verified,
-        "verified_by": export.verified_by.label if export.verified_by else None,
-        "region": export.region,
-        "batch_num": export.batch_num,
-        "batch_size": export.batch_size,
-        "start_timestamp": export.start_timestamp,
-        "end_timestamp": export.end_timestamp,
+        "sha256": read.sha256.hex(),
+        "verified": read.verified_by is not None,
+        "verified_by": read.verified_by.label if read.verified_by else None,
+        "region": header["region"],
+        "batch_num": header["batch_num"],
+        "batch_size": header["batch_size"],
+        "start_timestamp": header["start_timestamp"],
+        "end_timestamp": header["end_timestamp"],
         "signature_infos": [
             {"key_id": i.key_id, "key_version": i.key_version, "algorithm": i.algorithm}
-            for i in export.signature_infos
+            for i in header["signature_infos"]
         ],
-        "signature_count": export.signature_count,
-        "key_count": len(export.keys),
-        "keys": [_key_json(k) for k in export.keys],
-        "revised_keys": [_key_json(k) for k in export.revised_keys],
-        "dropped": dict(export.dropped),
+        "signature_count": read.signature_count,
+        "key_count": len(parsed.keys),
+        "keys": marks[0] if marks else [_key_json(k) for k in parsed.keys],
+        "revised_keys": marks[1] if marks else [_key_json(k) for k in parsed.revised_keys],
+        "dropped": dict(parsed.dropped),
     }
+
+
+def _json_chunks(path: Path, read: ReadExport) -> Iterator[str]:
+    """``dumps(object, indent=1)`` of the whole object, the key lists streamed row by row
+    (a million keys are never a million dicts nor one string)."""
+    marks = (f"keys {secrets.token_hex(16)}", f"revised {secrets.token_hex(16)}")
+    text = dumps(export_json(path, read, marks), indent=1)
+    for mark, keys in zip(marks, (read.parsed.keys, read.parsed.revised_keys), strict=True):
+        head, text = text.split(dumps(mark), 1)  # a header field cannot guess the mark
+        yield head
+        if not len(keys):
+            yield "[]"
+            continue
+        yield "["
+        for i in range(len(keys)):
+            row = dumps(_key_json(keys[i]), indent=1).replace("\n", "\n  ")
+            yield f"{',' if i else ''}\n  {row}"
+        yield "\n ]"
+    yield text + "\n"
 
 
 def _utc(seconds: int) -> str:
@@ -166,40 +209,49 @@ def _utc(seconds: int) -> str:
         return "out of range"
 
 
-def _print_keys(title: str, keys: tuple[TemporaryExposureKey, ...]) -> None:
+def _print_keys(title: str, keys: KeyArrays) -> None:
     click.echo(f"{title}: {len(keys)}")
-    if keys:
+    if len(keys):
         click.echo("  key_data                          start    period tr report_type   dso")
-    for k in keys:
-        dso = "-" if k.days_since_onset_of_symptoms is None else k.days_since_onset_of_symptoms
-        click.echo(
-            f"  {k.key_data.hex()}  {k.rolling_start_interval_number:<8d} {k.rolling_period:<6d} "
-            f"{k.transmission_risk_level:<2d} {k.report_type.name.lower():<13s} {dso}"
-        )
+
+    def lines() -> Iterator[str]:
+        for i in range(len(keys)):  # one key object at a time
+            k = keys[i]
+            dso = "-" if k.days_since_onset_of_symptoms is None else k.days_since_onset_of_symptoms
+            yield (
+                f"  {k.key_data.hex()}  {k.rolling_start_interval_number:<8d} "
+                f"{k.rolling_period:<6d} {k.transmission_risk_level:<2d} "
+                f"{k.report_type.name.lower():<13s} {dso}\n"
+            )
+
+    _echo_batched(lines())
 
 
-def _print_export(path: Path, export: ExportFile) -> None:
-    if export.verified_by is not None:
-        click.echo(f"{path}: VERIFIED (signature {export.verified_by.label})")
+def _print_export(path: Path, read: ReadExport) -> None:
+    from agent.export.parse import header_fields
+
+    export = header_fields(read.parsed.message)
+    if read.verified_by is not None:
+        click.echo(f"{path}: VERIFIED (signature {read.verified_by.label})")
     else:
         click.echo(f"{path}: UNVERIFIED (not checked; give --public-key to verify)")
-    click.echo(f"sha256: {export.sha256.hex()}")
-    click.echo(f"region: {export.region or '-'}  batch {export.batch_num}/{export.batch_size}")
+    click.echo(f"sha256: {read.sha256.hex()}")
     click.echo(
-        f"window: {_utc(export.start_timestamp)} .. {_utc(export.end_timestamp)} "
-        f"({export.start_timestamp}..{export.end_timestamp})"
+        f"region: {export['region'] or '-'}  batch {export['batch_num']}/{export['batch_size']}"
     )
+    start, end = export["start_timestamp"], export["end_timestamp"]
+    click.echo(f"window: {_utc(start)} .. {_utc(end)} ({start}..{end})")
     infos = ", ".join(
-        f"{i.label} ({i.algorithm or 'no algorithm'})" for i in export.signature_infos
+        f"{i.label} ({i.algorithm or 'no algorithm'})" for i in export["signature_infos"]
     )
     click.echo(f"signature infos: {infos or 'none'}")
-    click.echo(f"signatures in export.sig: {export.signature_count}")
-    if export.dropped:
-        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(export.dropped.items()))
+    click.echo(f"signatures in export.sig: {read.signature_count}")
+    if read.parsed.dropped:
+        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(read.parsed.dropped.items()))
         click.echo(f"unreadable keys dropped: {dropped}")
-    _print_keys("keys", export.keys)
-    if export.revised_keys:
-        _print_keys("revised keys", export.revised_keys)
+    _print_keys("keys", read.parsed.keys)
+    if len(read.parsed.revised_keys):
+        _print_keys("revised keys", read.parsed.revised_keys)
 
 
 _public_key_option = click.option(
@@ -223,11 +275,11 @@ def show(file: Path, public_key: Path | None, key_id: str, key_version: str, as_
     Without --public-key nothing is verified and the output says UNVERIFIED.
     """
     ring = _ring(public_key, key_id, key_version) if public_key else None
-    export = _read_export(file, ring)
+    read = _read_export(file, ring)
     if as_json:
-        click.echo(dumps(export_json(file, export), indent=1))
+        _echo_batched(_json_chunks(file, read))
     else:
-        _print_export(file, export)
+        _print_export(file, read)
 
 
 @click.command("verify")
@@ -242,12 +294,13 @@ def show(file: Path, public_key: Path | None, key_id: str, key_version: str, as_
 @_key_version_option
 def verify(file: Path, public_key: Path, key_id: str, key_version: str) -> None:
     """Verify an export's signature: exit 0 and the key count, or exit 1 and why."""
-    export = _read_export(file, _ring(public_key, key_id, key_version))
-    signer = export.verified_by.label if export.verified_by else "?"
-    extra = f", {len(export.revised_keys)} revised" if export.revised_keys else ""
+    read = _read_export(file, _ring(public_key, key_id, key_version))
+    signer = read.verified_by.label if read.verified_by else "?"
+    parsed = read.parsed
+    extra = f", {len(parsed.revised_keys)} revised" if len(parsed.revised_keys) else ""
     click.echo(
-        f"verified {len(export.keys)} keys{extra} (region {export.region or '-'}, "
-        f"signature {signer}, sha256 {export.sha256.hex()[:16]}...)"
+        f"verified {len(parsed.keys)} keys{extra} (region {parsed.message.region or '-'}, "
+        f"signature {signer}, sha256 {read.sha256.hex()[:16]}...)"
     )
 
 

@@ -3,9 +3,10 @@
 Keys come as one column type, :class:`KeyArrays`. Matching reads exports only through
 :func:`read_export_keys` (verify, parse, validate: the usable keys of one file), which
 uses :func:`read_verified_export_arrays`; :func:`read_verified_export` gives the same
-keys as objects (``keys show --public-key``, tests). All three verify the signature
-against pinned keys first. :func:`inspect_export` is for ``keys show`` and marks its
-result ``verified=False``.
+keys as objects (tests, field tools). All three verify the signature against pinned
+keys first. :func:`read_export` is for ``keys show``: the keys as columns, verified
+against pinned keys or, without them, not (:func:`inspect_export` is the same as objects,
+``verified=False``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from agent.export.model import (
 )
 from agent.export.reader import (
     ParsedExport,
+    ReadExport,
     inspect_export,
+    read_export,
     read_export_keys,
     read_verified_export,
 )
@@ -47,6 +50,7 @@ __all__ = [
     "KeyArrays",
     "ParsedExport",
     "PublicKeyRing",
+    "ReadExport",
     "SignatureInfo",
     "build_export_bin",
     "build_export_sig",
@@ -56,6 +60,7 @@ __all__ = [
     "load_signing_key",
     "private_key_pem",
     "public_key_pem",
+    "read_export",
     "read_export_keys",
     "read_verified_export",
     "read_verified_export_arrays",

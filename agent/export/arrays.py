@@ -3,9 +3,10 @@
 :func:`parse_keys` never builds a Python object per key, and does not parse the keys
 with protobuf at all when their records have the regular layout servers write
 (:func:`~agent.export.fastparse.split_export`, a private detail of it): protobuf then
-only parses the header fields and the revised keys, and the keys are decoded by numpy in
-chunks straight into the result arrays. Memory stays near the file itself plus 37 bytes
-per key (the full protobuf message of a 1 M-key file costs ~250 MB). Any irregular file
+only parses the header fields, and the keys and the revised keys (the same record
+layout) are decoded by numpy in chunks straight into the result arrays. Memory stays
+near the file itself plus 37 bytes per key (the full protobuf message of a 1 M-key file
+costs ~250 MB). Any irregular file
 is parsed by protobuf as a whole, which gives the same keys and the same errors.
 """
 
@@ -25,7 +26,15 @@ from agent.errors import ExportFileError, SignatureError
 from agent.export import export_pb2 as pb
 from agent.export.columns import KeyArrays
 from agent.export.container import open_export_zip
-from agent.export.fastparse import Buffer, DecodedKeys, KeyRun, decode_key_run, split_export
+from agent.export.fastparse import (
+    KEYS_TAG,
+    REVISED_TAG,
+    Buffer,
+    DecodedKeys,
+    KeyRun,
+    decode_key_run,
+    split_export,
+)
 from agent.export.groups import row_groups
 from agent.export.model import MAX_EXPORT_BYTES, MAX_KEYS_PER_FILE, TR_MAX, TR_MIN, ExportArrays
 from agent.export.parse import (
@@ -35,19 +44,19 @@ from agent.export.parse import (
     iter_rows,
     parse_export_bin,
     parse_export_sig,
-    to_keys,
 )
 from agent.export.signature import PublicKeyRing, Signature, verify_signatures
 from agent.export.validation import validate_arrays
-from agent.models import TemporaryExposureKey
 
 _FIELDS = 5  # rolling_start, rolling_period, tr, report_type, dso
 DECODE_CHUNK = 131_072
 """Key records decoded (or parsed by protobuf, for odd runs) per step: bounds temporaries."""
 
 
-def _from_protobuf(message: pb.TemporaryExposureKeyExport, dropped: Counter[str]) -> DecodedKeys:
-    rows = list(iter_rows(message.keys, dropped))
+def _from_protobuf(
+    message: pb.TemporaryExposureKeyExport, dropped: Counter[str], *, revised: bool = False
+) -> DecodedKeys:
+    rows = list(iter_rows(message.revised_keys if revised else message.keys, dropped))
     has_dso = np.fromiter((r[5] is not None for r in rows), dtype=bool, count=len(rows))
     numbers = np.array(
         [(r[1], r[2], r[3], r[4], 0 if r[5] is None else r[5]) for r in rows], dtype=np.int64
@@ -127,16 +136,20 @@ class _Columns:
         )
 
 
-def _decode_run(payload: Buffer, run: KeyRun, dropped: Counter[str], out: _Columns) -> None:
+def _decode_run(
+    payload: Buffer, run: KeyRun, dropped: Counter[str], out: _Columns, tag: int = KEYS_TAG
+) -> None:
+    revised = tag == REVISED_TAG
     for first in range(0, run.count, DECODE_CHUNK):
         count = min(DECODE_CHUNK, run.count - first)
         start = run.start + first * run.stride
         records = payload[start : start + count * run.stride]
-        fast = decode_key_run(records, count)
+        fast = decode_key_run(records, count, tag)
         if fast is not None:
             out.append(_parse_drops(fast, dropped))
         else:  # an odd run: these records only, through protobuf
-            out.append(_from_protobuf(parse_export_bin(EXPORT_HEADER + records), dropped))
+            message = parse_export_bin(EXPORT_HEADER + records)
+            out.append(_from_protobuf(message, dropped, revised=revised))
 
 
 def _check_key_cap(count: int) -> None:
@@ -146,37 +159,55 @@ def _check_key_cap(count: int) -> None:
         )
 
 
+_Parsed = tuple[pb.TemporaryExposureKeyExport, DecodedKeys, DecodedKeys, Counter[str]]
+"""Header message, keys, revised keys, and the parse drops of both together."""
+
+
 def _lean_parse(
     export_bin: bytes, verify: Callable[[pb.TemporaryExposureKeyExport], None]
-) -> tuple[pb.TemporaryExposureKeyExport, DecodedKeys, Counter[str]] | None:
-    """Header message, keys and parse drops of a regular export.bin, or None."""
+) -> _Parsed | None:
+    """Header message, keys, revised keys and parse drops of a regular export.bin, or
+    None. Regular ``revised_keys`` records are decoded like the keys (a file of a million
+    revisions is never a million protobuf objects); a few long ones stay in the header
+    message and go through protobuf."""
     payload = memoryview(export_bin)[len(EXPORT_HEADER) :]  # no copy of the keys
     split = split_export(payload)
     if split is None:
         return None
-    header = parse_export_bin(EXPORT_HEADER + split.header)  # header fields, revised keys
-    _check_key_cap(split.key_count + len(header.revised_keys))
+    header = parse_export_bin(EXPORT_HEADER + split.header)  # header fields, odd revisions
+    revised_count = sum(run.count for run in split.revised_runs)
+    if header.revised_keys and revised_count:
+        return None  # both record shapes: let protobuf keep their order
+    _check_key_cap(split.key_count + revised_count + len(header.revised_keys))
     verify(header)
     dropped: Counter[str] = Counter()
     out = _Columns(split.key_count)
     for run in split.runs:
         _decode_run(payload, run, dropped, out)
-    return header, out.result(), dropped
+    if header.revised_keys:
+        revised = _from_protobuf(header, dropped, revised=True)
+    else:
+        revised_out = _Columns(revised_count)
+        for run in split.revised_runs:
+            _decode_run(payload, run, dropped, revised_out, REVISED_TAG)
+        revised = revised_out.result()
+    return header, out.result(), revised, dropped
 
 
 def _full_parse(
     export_bin: bytes, verify: Callable[[pb.TemporaryExposureKeyExport], None]
-) -> tuple[pb.TemporaryExposureKeyExport, DecodedKeys, Counter[str]]:
+) -> _Parsed:
     """The same from one protobuf message of the whole file (any valid layout)."""
     message = parse_export_bin(export_bin)
     verify(message)
     dropped: Counter[str] = Counter()
     fast = decode_key_run(export_bin[len(EXPORT_HEADER) :], len(message.keys))
     columns = _parse_drops(fast, dropped) if fast is not None else _from_protobuf(message, dropped)
-    return message, columns, dropped
+    revised = _from_protobuf(message, dropped, revised=True)
+    return message, columns, revised, dropped
 
 
-def _validate(
+def validate_columns(
     columns: KeyArrays, now_interval: int | None, dropped: Counter[str]
 ) -> npt.NDArray[np.bool_]:
     """:func:`~agent.export.validation.validate_arrays` over all keys, group by group.
@@ -209,9 +240,11 @@ class ParsedBin:
     message: pb.TemporaryExposureKeyExport
     """The header fields and revised keys (the keys themselves only on the protobuf path)."""
     keys: KeyArrays
-    revised_keys: tuple[TemporaryExposureKey, ...]
+    revised_keys: KeyArrays
+    """The ``revised_keys`` records, decoded like the keys."""
     dropped: Counter[str]
-    """Keys that could not be represented (parse-level drops), by reason."""
+    """Keys and revised keys that could not be represented (parse-level drops), by
+    reason."""
 
 
 def parse_keys(
@@ -221,21 +254,26 @@ def parse_keys(
     have the regular layout, else protobuf, with the same keys and the same errors.
     ``check`` sees the parsed header before any key is decoded (signature consistency).
     """
-    message, columns, dropped = _lean_parse(export_bin, check) or _full_parse(
+    message, columns, revised, dropped = _lean_parse(export_bin, check) or _full_parse(
         export_bin, check
     )
-    keys = KeyArrays(
+    keys = _key_arrays(columns)
+    del columns
+    revised_keys = _key_arrays(revised)
+    del revised
+    return ParsedBin(message=message, keys=keys, revised_keys=revised_keys, dropped=dropped)
+
+
+def _key_arrays(columns: DecodedKeys) -> KeyArrays:
+    return KeyArrays(
         key_data=columns.key_data.tobytes(),
         rolling_start=np.ascontiguousarray(columns.rolling_start),
         rolling_period=np.ascontiguousarray(columns.rolling_period),
         transmission_risk=np.ascontiguousarray(columns.transmission_risk),
         report_type=np.ascontiguousarray(columns.report_type),
         days_since_onset=np.ascontiguousarray(columns.days_since_onset),
-        has_days_since_onset=columns.has_days_since_onset,
+        has_days_since_onset=np.ascontiguousarray(columns.has_days_since_onset),
     )
-    del columns
-    revised = to_keys(iter_rows(message.revised_keys, dropped))
-    return ParsedBin(message=message, keys=keys, revised_keys=revised, dropped=dropped)
 
 
 def verified_bin(
@@ -284,7 +322,7 @@ def read_verified_export_arrays(
     """
     parsed, _ = verified_bin(zip_bytes, ring, max_bytes=max_bytes)
     dropped = Counter(parsed.dropped)
-    valid = _validate(parsed.keys, now_interval, dropped)
+    valid = validate_columns(parsed.keys, now_interval, dropped)
     return ExportArrays(
         **header_fields(parsed.message),
         sha256=hashlib.sha256(zip_bytes).digest(),

@@ -24,7 +24,8 @@ from agent.constants import TEK_LENGTH, TEK_ROLLING_PERIOD
 Buffer = bytes | memoryview
 """export.bin bytes, or a view into them (slicing a view copies nothing)."""
 
-_KEYS_TAG = 0x3A  # field 7, wire type 2
+KEYS_TAG = 0x3A  # field 7, wire type 2
+REVISED_TAG = 0x42  # field 8 (revised_keys), wire type 2: the same record layout
 _VARINT_FIELDS = {2, 3, 4, 5, 6}  # tr, rsin, rp, report_type, dso (all wire type 0)
 _REPORT_TYPE_MAX = 5
 
@@ -56,16 +57,16 @@ def _varint(data: Buffer, pos: int) -> tuple[int, int] | None:
     return None
 
 
-def _find_key_run(payload: Buffer) -> int | None:
+def _find_key_run(payload: Buffer, tag: int = KEYS_TAG) -> int | None:
     """Offset of the first ``keys`` record, walking the top-level fields before it."""
     pos = 0
     while pos < len(payload):
-        if payload[pos] == _KEYS_TAG:
+        if payload[pos] == tag:
             return pos
-        tag = _varint(payload, pos)
-        if tag is None:
+        field_tag = _varint(payload, pos)
+        if field_tag is None:
             return None
-        key, pos = tag
+        key, pos = field_tag
         wire = key & 7
         if wire == 0:
             skipped = _varint(payload, pos)
@@ -128,11 +129,13 @@ def _decode_varints(columns: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32] | 
     return (value & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
-def decode_key_run(payload: Buffer, count: int) -> DecodedKeys | None:
-    """Decode ``count`` key records of ``payload`` (export.bin after its header), or None."""
+def decode_key_run(payload: Buffer, count: int, tag: int = KEYS_TAG) -> DecodedKeys | None:
+    """Decode ``count`` key records of ``payload`` (export.bin after its header), or None;
+    ``tag`` :data:`REVISED_TAG` decodes the ``revised_keys`` records instead (the same
+    record layout, field 8 instead of 7)."""
     if count == 0:
         return None
-    start = _find_key_run(payload)
+    start = _find_key_run(payload, tag)
     if start is None or start + 2 > len(payload):
         return None
     length = payload[start + 1]
@@ -148,7 +151,7 @@ def decode_key_run(payload: Buffer, count: int) -> DecodedKeys | None:
     block = block.reshape(count, stride)
     first = block[0]
     records = block[:, 2:]
-    if not (np.all(block[:, 0] == _KEYS_TAG) and np.all(block[:, 1] == length)):
+    if not (np.all(block[:, 0] == tag) and np.all(block[:, 1] == length)):
         return None
     values: dict[int, npt.NDArray[np.uint32]] = {}
     for field, offset, width in fields:
@@ -213,16 +216,19 @@ class SplitExport:
     """export.bin's payload as its key records and everything else."""
 
     header: bytes
-    """Every top-level field except the ``keys`` records, in order (a valid message)."""
+    """Every top-level field except the ``keys`` and regular ``revised_keys`` records, in
+    order (a valid message)."""
     runs: tuple[KeyRun, ...]
+    revised_runs: tuple[KeyRun, ...] = ()
+    """Runs of ``revised_keys`` records (tag :data:`REVISED_TAG`)."""
 
     @property
     def key_count(self) -> int:
         return sum(run.count for run in self.runs)
 
 
-def _run_length(view: npt.NDArray[np.uint8], start: int, stride: int) -> int:
-    """How many records of ``stride`` bytes, each tagged ``0x3A <stride - 2>``, from start."""
+def _run_length(view: npt.NDArray[np.uint8], start: int, stride: int, tag: int) -> int:
+    """How many records of ``stride`` bytes, each tagged ``tag <stride - 2>``, from start."""
     length = stride - 2
     limit = (len(view) - start) // stride
     count, window = 0, _FIRST_WINDOW
@@ -230,7 +236,7 @@ def _run_length(view: npt.NDArray[np.uint8], start: int, stride: int) -> int:
         take = min(window, limit - count)
         first = start + count * stride
         block = view[first : first + take * stride].reshape(take, stride)
-        ok = (block[:, 0] == _KEYS_TAG) & (block[:, 1] == length)
+        ok = (block[:, 0] == tag) & (block[:, 1] == length)
         if not ok.all():
             return count + int(np.argmin(ok))
         count += take
@@ -275,16 +281,26 @@ def split_export(payload: Buffer) -> SplitExport | None:
     view = np.frombuffer(payload, dtype=np.uint8)
     header: list[Buffer] = []
     runs: list[KeyRun] = []
+    revised: list[KeyRun] = []
     pos = 0
     while pos < len(payload):
-        if payload[pos] == _KEYS_TAG:
+        tag = payload[pos]
+        if tag == KEYS_TAG or (tag == REVISED_TAG and pos + 1 < len(payload)):
             if pos + 1 >= len(payload) or payload[pos + 1] & 0x80:
+                if tag == REVISED_TAG:  # a long record: protobuf parses it with the header
+                    end = _skip_field(payload, pos)
+                    if end is None:
+                        return None
+                    header.append(payload[pos:end])
+                    pos = end
+                    continue
                 return None
             stride = 2 + payload[pos + 1]
-            count = _run_length(view, pos, stride)
-            if count == 0 or len(runs) == MAX_KEY_RUNS:
+            count = _run_length(view, pos, stride, tag)
+            found = runs if tag == KEYS_TAG else revised
+            if count == 0 or len(found) == MAX_KEY_RUNS:
                 return None
-            runs.append(KeyRun(pos, count, stride))
+            found.append(KeyRun(pos, count, stride))
             pos += count * stride
             continue
         end = _skip_field(payload, pos)
@@ -292,4 +308,4 @@ def split_export(payload: Buffer) -> SplitExport | None:
             return None
         header.append(payload[pos:end])
         pos = end
-    return SplitExport(header=b"".join(header), runs=tuple(runs))
+    return SplitExport(header=b"".join(header), runs=tuple(runs), revised_runs=tuple(revised))

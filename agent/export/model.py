@@ -118,9 +118,11 @@ class ExportArrays(ExportHeader):
     valid: npt.NDArray[np.bool_]
     """Keys that pass :func:`~agent.export.validation.validate_arrays`; the time rules
     only apply when ``now_interval`` was given to the reader."""
-    revised_keys: tuple[TemporaryExposureKey, ...]
+    revised_keys: KeyArrays
+    """The ``revised_keys`` records as parsed (parse-level drops only; not validated)."""
     dropped: Mapping[str, int]
-    """Parse-level drops plus the validation drops behind :attr:`valid`."""
+    """Parse-level drops (of keys and revised keys) plus the validation drops behind
+    :attr:`valid`."""
     verified: bool = True
 
     def __len__(self) -> int:

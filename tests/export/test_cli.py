@@ -237,3 +237,92 @@ def test_signed_export_fixture_round_trip(
     pem.write_bytes(public_key_pem(signing_key))
     result = cli("keys", "verify", str(path), "--public-key", str(pem), "--key-id", "310")
     assert result.exit_code == 0 and result.stdout.startswith("verified 7 keys (region ZZ")
+
+
+def _export_with_revisions(tmp_path: Path) -> tuple[Path, Path]:
+    key = generate_signing_key()
+    path = tmp_path / "revised.zip"
+    path.write_bytes(signed_export(make_keys(30), key, revised_keys=make_keys(7)))
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(public_key_pem(key))
+    return path, pem
+
+
+def test_show_json_streamed_equals_the_whole_object(tmp_path: Path) -> None:
+    """The rows are written as they are read, and the text is exactly the one object's
+    ``dumps(indent=1)``, key lists included, for every combination of empty lists."""
+    from agent.cli.keys import export_json
+    from agent.export import read_export
+    from agent.jsonout import dumps
+
+    path, pem = _export_with_revisions(tmp_path)
+    empty = tmp_path / "empty.zip"
+    empty.write_bytes(signed_export([], generate_signing_key()))
+    for file in (path, empty):
+        result = cli("keys", "show", str(file), "--json")
+        assert result.exit_code == 0, result.output
+        whole = dumps(export_json(file, read_export(file.read_bytes(), None)), indent=1)
+        assert result.stdout == whole + "\n"
+    shown = json.loads(cli("keys", "show", str(path), "--json").stdout)
+    assert len(shown["keys"]) == 30 and len(shown["revised_keys"]) == 7
+    verified = cli("keys", "show", str(path), "--json", "--public-key", str(pem))
+    assert json.loads(verified.stdout)["verified_by"] == "310-v1"
+    text = cli("keys", "show", str(path)).stdout
+    assert "keys: 30" in text and "revised keys: 7" in text
+    rows = [line for line in text.splitlines() if line.startswith("  ") and "key_data" not in line]
+    assert len(rows) == 37
+    verify = cli("keys", "verify", str(path), "--public-key", str(pem))
+    assert verify.exit_code == 0 and "verified 30 keys, 7 revised" in verify.stdout
+
+
+def test_show_reads_a_raw_export_bin_unverified_only(tmp_path: Path) -> None:
+    path, pem = _export_with_revisions(tmp_path)
+    raw = tmp_path / "export.bin"
+    raw.write_bytes(zipfile.ZipFile(path).read("export.bin"))
+    shown = cli("keys", "show", str(raw))
+    assert shown.exit_code == 0 and "UNVERIFIED" in shown.stdout.splitlines()[0]
+    assert "keys: 30" in shown.stdout and "signatures in export.sig: 0" in shown.stdout
+    for command in ("show", "verify"):
+        result = cli("keys", command, str(raw), "--public-key", str(pem))
+        assert result.exit_code == 1 and "carries no signature" in result.stderr
+
+
+_SHOW_PEAK = """
+import contextlib, os, sys
+from agent.cli import main
+
+def high_water():  # VmHWM of this process (ru_maxrss would include pytest's)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+before = high_water()
+with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+    try:
+        main(["keys", "show", *sys.argv[1:]], standalone_mode=False)
+    finally:
+        sys.stdout = sys.__stdout__
+print(high_water() - before)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("as_json", [False, True])
+def test_show_of_a_big_file_streams(tmp_path: Path, as_json: bool) -> None:
+    """200k keys and 100k revised keys: the output (~70 MB of JSON) is never held, nor
+    an object per key: the budget is the file, its export.bin and 37 bytes per key, plus
+    slack."""
+    big = tmp_path / "big.zip"
+    big.write_bytes(
+        signed_export(make_keys(200_000), generate_signing_key(), revised_keys=make_keys(100_000))
+    )
+    args = [str(big), *(["--json"] if as_json else [])]
+    out = subprocess.run(
+        [sys.executable, "-c", _SHOW_PEAK, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    grown_mb = int(out.split()[-1]) / 1024
+    assert grown_mb < 100, grown_mb  # now ~66 MB; before: 120 MB text, 665 MB JSON

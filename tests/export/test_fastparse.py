@@ -15,9 +15,16 @@ from hypothesis import strategies as st
 
 from agent.constants import EXPORT_HEADER
 from agent.export import export_pb2 as pb
-from agent.export import generate_signing_key, read_verified_export, read_verified_export_arrays
-from agent.export.arrays import _from_protobuf, _parse_drops
-from agent.export.fastparse import DecodedKeys, decode_key_run
+from agent.export import (
+    generate_signing_key,
+    inspect_export,
+    read_verified_export,
+    read_verified_export_arrays,
+)
+from agent.export.arrays import _from_protobuf, _parse_drops, parse_keys
+from agent.export.columns import KeyArrays
+from agent.export.fastparse import DecodedKeys, decode_key_run, split_export
+from agent.export.parse import parse_export_bin
 from tests.export.factory import NOW_INTERVAL, make_keys, ring_for, signed_export
 from tests.export.test_google_sample import FIRST_KEY
 from tests.shared import shared_path
@@ -155,12 +162,35 @@ def test_revised_keys_are_decoded_like_the_keys() -> None:
     key = generate_signing_key()
     keys, revised = make_keys(50), make_keys(300)
     data = signed_export(keys, key, revised_keys=revised)
+    message = parse_export_bin(zipfile.ZipFile(io.BytesIO(data)).read("export.bin"))
+    message.revised_keys[7].rolling_period = 0  # a parse-level drop, in a run of its own
+    export_bin = EXPORT_HEADER + message.SerializeToString()
+    assert split_export(memoryview(export_bin)[len(EXPORT_HEADER) :]) is not None
+    parsed = parse_keys(export_bin, lambda message: None)
+    assert len(parsed.message.revised_keys) == 0  # not parsed by protobuf
+    assert isinstance(parsed.revised_keys, KeyArrays) and len(parsed.revised_keys) == 299
+    protobuf = parse_export_bin(export_bin)
+    dropped: Counter[str] = Counter()
+    _columns_equal(_from_protobuf(protobuf, dropped, revised=True), _decoded(parsed.revised_keys))
+    assert dropped == Counter(rolling_period=1) == parsed.dropped
+    objects = inspect_export(export_bin)  # a raw export.bin: read unverified
+    assert tuple(parsed.revised_keys) == objects.revised_keys
+    assert dict(objects.dropped) == {"rolling_period": 1}
     arrays = read_verified_export_arrays(data, ring_for(key), now_interval=NOW_INTERVAL)
-    objects = read_verified_export(data, ring_for(key))
-    assert arrays.revised is not None and len(arrays.revised) == 300
-    assert arrays.revised_keys == objects.revised_keys
-    assert bool(arrays.revised.valid.all())
-    assert dict(arrays.dropped) == dict(objects.dropped)
+    assert tuple(arrays.revised_keys) == read_verified_export(data, ring_for(key)).revised_keys
+    assert len(arrays.revised_keys) == 300
     plain = signed_export(keys, key)
     none = read_verified_export_arrays(plain, ring_for(key), now_interval=NOW_INTERVAL)
-    assert none.revised is not None and len(none.revised) == 0 and none.revised_keys == ()
+    assert len(none.revised_keys) == 0 and tuple(none.revised_keys) == ()
+
+
+def _decoded(keys: KeyArrays) -> DecodedKeys:
+    return DecodedKeys(
+        key_data=np.frombuffer(keys.key_data, dtype=np.uint8).reshape(-1, 16),
+        rolling_start=keys.rolling_start,
+        rolling_period=keys.rolling_period.astype(np.int32),
+        transmission_risk=keys.transmission_risk.astype(np.int32),
+        report_type=keys.report_type.astype(np.int32),
+        days_since_onset=keys.days_since_onset.astype(np.int32),
+        has_days_since_onset=keys.has_days_since_onset,
+    )

@@ -24,7 +24,7 @@ from agent.export import (
     read_export_keys,
     read_verified_export_arrays,
 )
-from agent.export.arrays import _full_parse, _lean_parse, _validate
+from agent.export.arrays import _full_parse, _lean_parse, validate_columns
 from agent.export.fastparse import split_export
 from agent.export.validation import validate_arrays
 from agent.matching import dedupe_keys
@@ -107,16 +107,14 @@ def _nothing(message: object) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads())
 def test_lean_parse_equals_the_full_parse(export_bin: bytes) -> None:
-    full_message, full_columns, full_revised, full_dropped, full_dropped_revised = _full_parse(
-        export_bin, _nothing
-    )
+    full_message, full_columns, full_revised, full_dropped = _full_parse(export_bin, _nothing)
     lean = _lean_parse(export_bin, _nothing)
     if lean is None:  # declined: the caller uses the full parse, so nothing can differ
         return
-    message, columns, revised, dropped, dropped_revised = lean
+    message, columns, revised, dropped = lean
     _columns_equal(columns, full_columns)
     _columns_equal(revised, full_revised)  # regular revised records: decoded flat
-    assert dropped == full_dropped and dropped_revised == full_dropped_revised
+    assert dropped == full_dropped  # keys' and revised keys' parse drops, together
     for cleared in (full_message, message):
         cleared.ClearField("keys")
         cleared.ClearField("revised_keys")
@@ -167,7 +165,7 @@ def test_grouped_validation_equals_validate_arrays(
         has_days_since_onset=has,
     )
     dropped: Counter[str] = Counter()
-    valid = _validate(columns, NOW_INTERVAL, dropped)
+    valid = validate_columns(columns, NOW_INTERVAL, dropped)
     expected, reasons = validate_arrays(keys.tobytes(), starts, dso, has, NOW_INTERVAL)
     assert np.array_equal(valid, expected)
     assert dropped == reasons and reasons["duplicate"] > 0
@@ -219,6 +217,24 @@ def test_read_export_keys_round_trip() -> None:
     parsed = read_export_keys(signed_export(keys, KEY), RING, NOW_INTERVAL)
     assert {parsed.keys[i].key_data for i in range(len(parsed.keys))} == {k.key_data for k in keys}
     assert parsed.key_count == 700
+
+
+def test_read_export_keys_puts_valid_revisions_last() -> None:
+    """Revised keys are validated like the keys (counted as ``revised_*``) and come after
+    them, so that a revision wins the dedupe; the columns stay narrow."""
+    keys, revised = make_keys(40), make_keys(30)
+    revised[3] = TemporaryExposureKey(os.urandom(16), TODAY - 144 * 40)  # too old
+    revised[4] = keys[0]  # a revision of a key of the same file
+    parsed = read_export_keys(signed_export(keys, KEY, revised_keys=revised), RING, NOW_INTERVAL)
+    assert parsed.key_count == 70 and len(parsed.keys) == 69
+    assert parsed.dropped == {"revised_rolling_start_too_old": 1}
+    assert {parsed.keys[i].key_data for i in range(40, 69)} == {
+        k.key_data for i, k in enumerate(revised) if i != 3
+    }
+    assert parsed.keys.report_type.dtype == np.int8
+    only = signed_export([], KEY, revised_keys=revised)
+    only_revised = read_export_keys(only, RING, NOW_INTERVAL)
+    assert len(only_revised.keys) == 29 and only_revised.keys.report_type.dtype == np.int8
 
 
 _PEAK = """
