@@ -27,7 +27,7 @@ from agent.export import (
 from agent.export.arrays import _full_parse, _lean_parse, validate_columns
 from agent.export.fastparse import split_export
 from agent.export.validation import validate_arrays
-from agent.matching import dedupe_keys
+from agent.matching.core import dedupe_keys
 from agent.models import ReportType, TemporaryExposureKey
 from tests.export.factory import NOW_INTERVAL, TODAY, make_keys, ring_for, signed_export
 from tests.export.test_fastparse import _columns_equal
