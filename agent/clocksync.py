@@ -12,9 +12,6 @@ import asyncio
 import os
 from pathlib import Path
 
-from dbus_fast import BusType, DBusFastError, Message, MessageType
-from dbus_fast.aio import MessageBus
-
 SYNC_MARKER = Path("/run/systemd/timesync/synchronized")
 
 
@@ -42,6 +39,10 @@ async def timedate_synchronized(
     a container, a private test bus); the caller then falls back to the marker.
     ``bus_address`` defaults to ``$DBUS_SYSTEM_BUS_ADDRESS`` or the standard socket.
     """
+    # imported here: `contact-agent status` without a daemon must answer at once
+    from dbus_fast import BusType, DBusFastError, Message, MessageType
+    from dbus_fast.aio import MessageBus
+
     try:
         if bus_address:
             bus = MessageBus(bus_address=bus_address)
