@@ -36,7 +36,7 @@ Design decisions
   processed files, exposure windows, summaries, notification marks) switches the
   connection to ``synchronous=FULL`` for its transaction.
 * **Deletion.** :meth:`Store.purge` deletes rows older than the cutoff the caller
-  chooses (Appendix A: with an untrusted clock, the lower bound minus 14 days);
+  chooses (clock trust, docs/daemon.md: with an untrusted clock, the lower bound minus 14 days);
   :meth:`Store.forget` deletes every row. Both run with ``secure_delete=ON`` and end with
   ``PRAGMA wal_checkpoint(TRUNCATE)``, so no deleted identifier stays in the database,
   -wal or -shm file. A ``store.pending`` state mark, written in the same transaction,
