@@ -57,7 +57,8 @@ class Monotonic(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class GuardLimits:
-    """The budget; the defaults bound a flood to ~6,000 rows (~230 kB) per 5 minutes."""
+    """The budget: with the defaults a 5-minute window stores at most about 6,000 + 4,000 =
+    10,000 rows (~400 kB), any 5 minutes of wall time (two windows) at most 20,000."""
 
     window_seconds: float = 300.0
     max_new_rpis: int = 2_000

@@ -20,7 +20,7 @@ Design decisions
   after 14 days and with ``forget`` at once.
 * **Sightings** are one append-only rowid table without an index: whole Unix seconds,
   RPI, AEM, calibrated RSSI and the offset from the start of the scan instance (NULL
-  when unknown) -- about 38 bytes per sighting on disk (``scripts/bench_store.py``).
+  when unknown) -- about 40 bytes per sighting on disk (``scripts/bench_store.py``).
   They arrive in batches (:class:`SightingWriter`: every 10 s or 500 rows and on close),
   one ``BEGIN IMMEDIATE`` transaction with ``executemany`` per batch. Each batch also
   records its rowid range and newest time, so queries "since T" skip older rows.
