@@ -128,7 +128,7 @@ class ObservedScan:
 
 @dataclass(frozen=True, slots=True)
 class ScanInstance:
-    """One scan of an exposure window (exposure-notifications-internals ExposureWindowUtils)."""
+    """One scan of an exposure window (Google's ExposureWindowUtils)."""
 
     typical_attenuation_db: int
     min_attenuation_db: int
@@ -177,7 +177,7 @@ class ExposureWindow:
 
 @dataclass(frozen=True, slots=True)
 class DailySummary:
-    """Scores of one UTC day (exposure-notifications-internals DailySummaryUtils)."""
+    """Scores of one UTC day (Google's DailySummaryUtils)."""
 
     day: int
     """Unix seconds of the UTC midnight."""

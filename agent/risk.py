@@ -43,7 +43,7 @@ _MINUTE = 60
 
 
 class Infectiousness(enum.IntEnum):
-    """Infectiousness of a key's day (exposure-notifications-internals ExposureWindowUtils)."""
+    """Infectiousness of a key's day (Google's ExposureWindowUtils)."""
 
     NONE = 0
     STANDARD = 1
@@ -174,9 +174,8 @@ def relay_excluded(window: ExposureWindow, config: RiskConfig) -> bool:
 
 
 def score_window(window: ExposureWindow, config: RiskConfig) -> ExposureWindow:
-    """The window with its weighted duration and score (Google's DailySummaryUtils); a window the
-    relay
-    policy excludes (:func:`relay_excluded`) scores 0 with no weighted duration."""
+    """The window with its weighted duration and score (Google's DailySummaryUtils); a window
+    the relay policy excludes (:func:`relay_excluded`) scores 0 with no weighted duration."""
     if relay_excluded(window, config):
         return replace(window, weighted_duration_seconds=0.0, score=0.0)
     duration = weighted_duration(window.scan_instances, config)

@@ -1,9 +1,8 @@
 """The advertiser port on bless's BlueZ backend, without ``BlessServer.start()``.
 
 ``BlessServer.start()`` needs a GATT service, advertises ``peripheral`` (connectable) with
-a LocalName and TxPower and no service data (BlueZ ``doc/org.bluez.LEAdvertisement.rst``). We use
-bless
-for the bus connection and adapter proxy and subclass its ``BlueZLEAdvertisement``:
+a LocalName and TxPower and no service data (BlueZ ``doc/org.bluez.LEAdvertisement.rst``). We
+use bless for the bus connection and adapter proxy and subclass its ``BlueZLEAdvertisement``:
 
 - ``Type=broadcast`` (ADV_NONCONN_IND), ``ServiceUUIDs=[FD6F]``,
   ``ServiceData={FD6F: RPI || AEM}``, ``MinInterval/MaxInterval=200/270`` ms;

@@ -352,11 +352,10 @@ class Store:
         """Delete everything older than ``cutoff`` (Unix seconds), provably.
 
         The caller chooses the cutoff: wall - 14 days with a trusted clock, else the
-        clock lower bound - 14 days (docs/daemon.md, "Clock trust"). Rows go with ``secure_delete``
-        on, then
-        the WAL is checkpointed and truncated, so no deleted byte stays in any file.
-        Processed-file records are kept twice as long (they hold no identifier and stop
-        an old file from being matched, and notified, again).
+        clock lower bound - 14 days (docs/daemon.md, "Clock trust"). Rows go with
+        ``secure_delete`` on, then the WAL is checkpointed and truncated, so no deleted byte
+        stays in any file. Processed-file records are kept twice as long (they hold no
+        identifier and stop an old file from being matched, and notified, again).
         """
         if not isinstance(cutoff, int | float) or not math.isfinite(cutoff):
             raise MalformedInputError("purge cutoff must be a finite number")
