@@ -4,7 +4,7 @@ Wall time (Unix seconds, UTC) drives EN intervals and storage; monotonic time dr
 timeouts and watchdogs. Nothing else in the agent reads ``time`` directly, so tests and
 the simulator can run the whole agent on a :class:`FakeClock`.
 
-Clock trust follows Appendix A of the threats doc: a Pi without an RTC boots with a stale
+Clock trust (``docs/daemon.md``, "Clock trust"): a Pi without an RTC boots with a stale
 or 1970 wall clock, so the agent treats time as UNTRUSTED until the system reports NTP
 synchronisation and the result is plausible against a persisted lower bound.
 """
@@ -77,7 +77,7 @@ class FakeClock:
 
 
 def en_interval_number(unix_seconds: float) -> int:
-    """ENIntervalNumber of a Unix time: ``floor(t / 600)`` (spec §1.1)."""
+    """ENIntervalNumber of a Unix time: ``floor(t / 600)`` (crypto spec v1.2)."""
     if unix_seconds < 0:
         raise MalformedInputError(f"time must not be negative, got {unix_seconds}")
     return int(unix_seconds // EN_INTERVAL_SECONDS)
@@ -125,7 +125,7 @@ def decide_clock_trust(
     wall: float,
     lower_bound: float | None,
 ) -> TrustDecision:
-    """Pure trust decision of Appendix A.
+    """Pure trust decision (docs/daemon.md, "Clock trust").
 
     Args:
         require_sync: the ``clock.require_sync`` config value.

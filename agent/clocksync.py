@@ -1,4 +1,4 @@
-"""Is the system clock synchronised? The signals of Appendix A (threats doc).
+"""Is the system clock synchronised? The signals of ``docs/daemon.md``, "Clock trust".
 
 systemd-timesyncd touches ``/run/systemd/timesync/synchronized`` once the clock has been
 synchronised since boot; ``org.freedesktop.timedate1`` answers ``NTPSynchronized`` on the

@@ -1,8 +1,8 @@
 """The user's consent to contact detection, kept as durable store state.
 
 Consent is OFF until the user runs ``contact-agent enable``: the agent neither advertises
-nor scans before that (privacy by default; threats doc T12). The value lives in the
-store's state table (written with ``synchronous=FULL``) so it survives restarts and power
+nor scans before that (privacy by default; revoking consent stops both at once). The value lives
+in the store's state table (written with ``synchronous=FULL``) so it survives restarts and power
 loss, and the daemon reads it before any radio use. Other tools (``forget``) set it with
 :func:`write_consent` or through the daemon's control socket (``enable``/``disable``).
 """

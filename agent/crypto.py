@@ -2,7 +2,7 @@
 
 Pure functions: bytes and interval numbers in, bytes out; nothing reads a clock. Each
 function names the section of the Exposure Notification cryptography specification
-(v1.2, §1) it implements. Verified against the 144 official vectors in
+(v1.2) it implements. Verified against the 144 official vectors in
 ``tests/unit/test_crypto_vectors.py``.
 
 The spec-named functions (:func:`derive_rpik`, :func:`derive_aemk`, :func:`rpi`,
@@ -74,7 +74,7 @@ def _require_interval(en_interval: int) -> None:
 
 
 def new_tek() -> bytes:
-    """A fresh Temporary Exposure Key: 16 bytes from the OS CSPRNG (§1.1)."""
+    """A fresh Temporary Exposure Key: 16 bytes from the OS CSPRNG (crypto spec v1.2)."""
     return os.urandom(TEK_LENGTH)
 
 
@@ -84,17 +84,17 @@ def _hkdf16(tek: bytes, info: bytes) -> bytes:
 
 
 def derive_rpik(tek: bytes) -> bytes:
-    """RPIK = HKDF-SHA256(TEK, salt=None, info="EN-RPIK", 16) (§1.1)."""
+    """RPIK = HKDF-SHA256(TEK, salt=None, info="EN-RPIK", 16) (crypto spec v1.2)."""
     return _hkdf16(tek, RPIK_INFO)
 
 
 def derive_aemk(tek: bytes) -> bytes:
-    """AEMK = HKDF-SHA256(TEK, salt=None, info="EN-AEMK", 16) (§1.1)."""
+    """AEMK = HKDF-SHA256(TEK, salt=None, info="EN-AEMK", 16) (crypto spec v1.2)."""
     return _hkdf16(tek, AEMK_INFO)
 
 
 def padded_data(en_interval: int) -> bytes:
-    """PaddedData_j = "EN-RPI" || 0x00 x 6 || uint32_le(ENIN_j) (§1.1)."""
+    """PaddedData_j = "EN-RPI" || 0x00 x 6 || uint32_le(ENIN_j) (crypto spec v1.2)."""
     _require_interval(en_interval)
     return RPI_PADDING_PREFIX + struct.pack("<I", en_interval)
 
@@ -117,7 +117,7 @@ def _ecb(key: bytes, data: bytes) -> bytes:
 
 
 def rpi(rpik: bytes, en_interval: int) -> bytes:
-    """RPI_j = AES-128-ECB(RPIK, PaddedData_j) (§1.1)."""
+    """RPI_j = AES-128-ECB(RPIK, PaddedData_j) (crypto spec v1.2)."""
     _require_length("RPIK", rpik, 16)
     return _ecb(rpik, padded_data(en_interval))
 
@@ -135,7 +135,7 @@ def rpis(rpik: bytes, start_interval: int, count: int = TEK_ROLLING_PERIOD) -> l
 def aem_crypt(aemk: bytes, rpi_value: bytes, data: bytes) -> bytes:
     """AES-128-CTR(AEMK, counter block = RPI, data): encrypts metadata or decrypts an AEM.
 
-    CTR is symmetric, so the same call turns metadata into the AEM and back (§1.1).
+    CTR is symmetric, so the same call turns metadata into the AEM and back (crypto spec v1.2).
     """
     _require_length("AEMK", aemk, 16)
     _require_length("RPI", rpi_value, RPI_LENGTH)
@@ -145,12 +145,12 @@ def aem_crypt(aemk: bytes, rpi_value: bytes, data: bytes) -> bytes:
 
 
 def encrypt_aem(aemk: bytes, rpi_value: bytes, metadata: bytes) -> bytes:
-    """AEM_j from the 4 metadata bytes (§1.1)."""
+    """AEM_j from the 4 metadata bytes (crypto spec v1.2)."""
     return aem_crypt(aemk, rpi_value, metadata)
 
 
 def decrypt_aem(aemk: bytes, rpi_value: bytes, aem: bytes) -> bytes:
-    """The 4 metadata bytes from an AEM (§1.1)."""
+    """The 4 metadata bytes from an AEM (crypto spec v1.2)."""
     return aem_crypt(aemk, rpi_value, aem)
 
 
@@ -278,7 +278,8 @@ def batch_probe(name: str) -> RpisProbe | None:
 
 def rpis_into(teks: Buffer, firsts: Buffer, counts: Buffer, out: Buffer) -> None:
     """For each key i: its RPIs of intervals ``firsts[i] .. firsts[i] + counts[i] - 1``,
-    written one after another into ``out`` (RPI_j = AES-128-ECB(RPIK, PaddedData_j), §1.1).
+    written one after another into ``out`` (RPI_j = AES-128-ECB(RPIK, PaddedData_j), crypto spec
+    v1.2).
 
     ``teks``: 16 bytes per key; ``firsts``, ``counts``: native uint32 per key; ``out``:
     writable, at least 16 bytes per RPI. Unchecked beyond sizes (interval ranges must

@@ -1,8 +1,9 @@
-"""The flood guard between the scanner's queue and the sighting writer (threats doc T10).
+"""The flood guard between the scanner's queue and the sighting writer (RPI flooding must not
+exhaust storage or CPU).
 
 A cheap transmitter can send thousands of fresh RPIs a second, and one phone sends a
 burst of reports per second; stored one row each, both would grow the database without
-bound (bad input 9 and 11). :class:`FloodGuard` (pure logic, time from an injected
+bound (bad-input cases 9 and 11). :class:`FloodGuard` (pure logic, time from an injected
 monotonic clock) keeps the growth within a budget:
 
 - **New RPIs per window.** At most ``max_new_rpis`` RPIs not seen in the previous window
@@ -56,15 +57,16 @@ class Monotonic(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class GuardLimits:
-    """The budget; the defaults bound a flood to ~6,000 rows (~230 kB) per 5 minutes."""
+    """The budget: with the defaults a 5-minute window stores at most about 6,000 + 4,000 =
+    10,000 rows (~400 kB), any 5 minutes of wall time (two windows) at most 20,000."""
 
     window_seconds: float = 300.0
     max_new_rpis: int = 2_000
-    """Distinct RPIs not seen in the previous window admitted per window (bad input 9)."""
+    """Distinct RPIs not seen in the previous window admitted per window (bad-input case 9)."""
     max_tracked_rpis: int = 4_000
     """RPIs admitted per window, new and carried over together (bounds memory)."""
     thin_seconds: float = 2.0
-    """At most one sighting per RPI per this long, per scan instance (bad input 11)."""
+    """At most one sighting per RPI per this long, per scan instance (bad-input case 11)."""
     max_rows_per_window: int = 6_000
     """Row budget of a window: past each eighth of it, every slot doubles."""
     persist_seconds: float = 10.0

@@ -1,4 +1,4 @@
-"""The sightings interchange format (``docs/interface.md``): parse and write records.
+"""The sightings interchange format (``docs/storage.md``): parse and write records.
 
 Pure functions: bytes in, values out (parse), values in, text out (format). Two formats:
 ``jsonl`` (one JSON object per line) and ``csv`` (a header row with the field names).
@@ -45,7 +45,7 @@ MAX_TIME: Final = 253_402_300_800
 def window_json(window: ExposureWindow) -> dict[str, Any]:
     """One exposure window as ``match --json`` and ``export exposures`` show it.
 
-    The field names are fixed by ``docs/interface.md``; ``report_type`` is the integer.
+    The field names are fixed by ``docs/storage.md``; ``report_type`` is the integer.
     """
     return {
         "start": window.start,

@@ -3,7 +3,7 @@
 Pure logic driven by interval numbers (the caller reads its injected clock). The schedule
 holds the own TEKs of the last 14 days with, for each, the highest interval already put on
 air (the broadcast high-water mark); it never hands out an already broadcast
-(TEK, interval) pair, even after the wall clock steps backwards (threats doc, bad input 43).
+(TEK, interval) pair, even after the wall clock steps backwards (bad-input case 43).
 Persisting the keys it creates or changes is the caller's job: see :meth:`pop_dirty`.
 """
 
@@ -152,7 +152,8 @@ class KeySchedule:
         return Broadcast(tek=tek, en_interval=en_interval, service_data=ServiceData(rpi, aem))
 
     def end_current_key(self, en_interval: int) -> OwnTek | None:
-        """Same-day release: end the key on air now so it can be published (spec §8).
+        """Same-day release: end the key on air now so it can be published (Google's key server
+        docs).
 
         The key's rolling period is cut to the intervals already broadcast; the next
         :meth:`broadcast` starts a fresh key with the same start interval.
@@ -212,7 +213,8 @@ class KeySchedule:
 
 
 class RotationPlanner:
-    """Random rotation delays for address + RPI: uniform in (10 min, 20 min) (spec §3.2)."""
+    """Random rotation delays for address + RPI: uniform in (10 min, 20 min) (Bluetooth spec
+    v1.2)."""
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.SystemRandom()

@@ -15,7 +15,8 @@ from agent.errors import MalformedInputError
 
 
 class ReportType(enum.IntEnum):
-    """Diagnosis report type (export proto field 5, ``docs/gaen-spec.md`` §4.4)."""
+    """Diagnosis report type (field 5 of ``TemporaryExposureKey`` in
+    ``agent/export/export.proto``)."""
 
     UNKNOWN = 0
     CONFIRMED_TEST = 1
@@ -27,7 +28,7 @@ class ReportType(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class TemporaryExposureKey:
-    """A TEK with its validity, as published in diagnosis-key exports (§4.4)."""
+    """A TEK with its validity, as published in diagnosis-key exports (export.proto)."""
 
     key_data: bytes
     rolling_start_interval_number: int
@@ -60,7 +61,8 @@ class TemporaryExposureKey:
 class Sighting:
     """One received EN advertisement, as the scanner hands it to the store.
 
-    No address is kept: the RPI is the only identifier GAEN needs (§3.5).
+    No address is kept: the RPI is the only identifier GAEN needs (as in Google's
+    contact_record.proto).
     """
 
     time: float
@@ -110,7 +112,8 @@ class ObservedScan:
     rssi_max: int
     rssi_mean: float
     previous_scan_end: float | None
-    """End of the scan before this one (None: unknown -> 120 s is assumed, spec §7.1)."""
+    """End of the scan before this one (None: unknown -> 120 s is assumed, Google's
+    ExposureWindowUtils)."""
     scan_start: float | None = None
     """Start of the scan instance these sightings belong to (None: unknown, e.g. imported)."""
     previous_scan_start: float | None = None
@@ -125,7 +128,7 @@ class ObservedScan:
 
 @dataclass(frozen=True, slots=True)
 class ScanInstance:
-    """One scan of an exposure window (spec §7.1)."""
+    """One scan of an exposure window (Google's ExposureWindowUtils)."""
 
     typical_attenuation_db: int
     min_attenuation_db: int
@@ -134,7 +137,7 @@ class ScanInstance:
 
 @dataclass(frozen=True, slots=True)
 class ExposureWindow:
-    """Up to 30 minutes of matched sightings of one diagnosis key (spec §7.1)."""
+    """Up to 30 minutes of matched sightings of one diagnosis key (Google's ExposureWindowUtils)."""
 
     start: int
     """Unix seconds of the first matched sighting."""
@@ -174,7 +177,7 @@ class ExposureWindow:
 
 @dataclass(frozen=True, slots=True)
 class DailySummary:
-    """Scores of one UTC day (spec §7.2)."""
+    """Scores of one UTC day (Google's DailySummaryUtils)."""
 
     day: int
     """Unix seconds of the UTC midnight."""

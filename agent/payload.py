@@ -2,7 +2,7 @@
 
 Frozen value objects with ``from_bytes`` and ``__bytes__``; parsing checks lengths and
 ranges and raises :class:`~agent.errors.MalformedInputError` with a readable message
-(``docs/gaen-spec.md`` §3.1, §3.3).
+(EN Bluetooth Specification v1.2: advertising payload and metadata).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _as_bytes(name: str, data: object) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Metadata:
-    """The 4 plaintext bytes inside an AEM (§3.3)."""
+    """The 4 plaintext bytes inside an AEM (Bluetooth spec v1.2)."""
 
     tx_power_dbm: int
     """Calibrated TX power, signed int8, dBm."""
@@ -85,7 +85,7 @@ class Metadata:
 
 @dataclass(frozen=True, slots=True)
 class ServiceData:
-    """Service data of UUID 0xFD6F: RPI (16 B) || AEM (4 B) (§3.1)."""
+    """Service data of UUID 0xFD6F: RPI (16 B) || AEM (4 B) (Bluetooth spec v1.2)."""
 
     rpi: bytes
     aem: bytes
@@ -117,7 +117,7 @@ class ServiceData:
 
 
 def advertising_data(service_data: ServiceData, flags: int | None = None) -> bytes:
-    """The legacy AD structures of an EN advertisement (§3.1).
+    """The legacy AD structures of an EN advertisement (Bluetooth spec v1.2).
 
     ``flags=None`` gives what BlueZ builds for a broadcast advertisement (UUID list and
     service data, 28 bytes); ``flags=0x1A`` gives the 31-byte form of the reference code.

@@ -1,4 +1,4 @@
-"""Exposure windows and risk scores (``docs/gaen-spec.md`` §7).
+"""Exposure windows and risk scores (Google's ExposureWindow / DailySummariesConfig).
 
 Pure functions over matched scans (:mod:`agent.matching`) and the ``[risk]`` config:
 
@@ -43,7 +43,7 @@ _MINUTE = 60
 
 
 class Infectiousness(enum.IntEnum):
-    """Infectiousness of a key's day (spec §7.1)."""
+    """Infectiousness of a key's day (Google's ExposureWindowUtils)."""
 
     NONE = 0
     STANDARD = 1
@@ -51,7 +51,7 @@ class Infectiousness(enum.IntEnum):
 
 
 DAYS_SINCE_ONSET_RANGE = 14
-"""Days since onset outside -14..+14 count as missing (spec §7.1)."""
+"""Days since onset outside -14..+14 count as missing (Google's ExposureWindowUtils)."""
 
 _N, _S, _H = Infectiousness.NONE, Infectiousness.STANDARD, Infectiousness.HIGH
 DEFAULT_DSO_TO_INFECTIOUSNESS: tuple[Infectiousness, ...] = (
@@ -66,7 +66,7 @@ authorities configure their own. A missing dso uses ``infectiousness_when_dso_mi
 
 MIN_SCAN_INSTANCES_TO_NOTIFY = 2
 """A qualifying day needs at least two scan instances: one captured and replayed packet
-must never be enough for a notification (threats doc T1)."""
+must never be enough for a notification (a relayed advert must not cause a false contact)."""
 
 
 def infectiousness(
@@ -80,14 +80,15 @@ def infectiousness(
 
 
 def effective_report_type(report_type: ReportType, config: RiskConfig) -> ReportType:
-    """UNKNOWN (missing) becomes ``report_type_when_missing`` (spec §7.1)."""
+    """UNKNOWN (missing) becomes ``report_type_when_missing`` (Google's ExposureWindowUtils)."""
     if report_type == ReportType.UNKNOWN:
         return ReportType(config.report_type_when_missing)
     return report_type
 
 
 def seconds_since_last_scan(time: float, previous_scan_end: float | None) -> int:
-    """60 x min(5, floor_min(t) - floor_min(previous scan)); 120 s when unknown (spec §7.1)."""
+    """60 x min(5, floor_min(t) - floor_min(previous scan)); 120 s when unknown (Google's
+    ExposureWindowUtils)."""
     if previous_scan_end is None or previous_scan_end <= 0:
         return SECONDS_SINCE_LAST_SCAN_UNKNOWN
     minutes = math.floor(time / _MINUTE) - math.floor(previous_scan_end / _MINUTE)
@@ -95,7 +96,7 @@ def seconds_since_last_scan(time: float, previous_scan_end: float | None) -> int
 
 
 def scan_seconds(scan: MatchedScan) -> int:
-    """Seconds since the last scan for one matched scan (spec §7.1).
+    """Seconds since the last scan for one matched scan (Google's ExposureWindowUtils).
 
     When the scanner recorded its scans, the time a scan stands for is measured from the
     previous scan's start to this scan's start: 300 s for GAEN's 4 s scans every 5 min,
@@ -148,7 +149,8 @@ def scan_instances(scans: Sequence[MatchedScan]) -> list[ScanInstance]:
 
 
 def attenuation_bucket(typical_attenuation_db: int, thresholds: Sequence[int]) -> int:
-    """0 IMMEDIATE (<= t0), 1 NEAR (<= t1), 2 MEDIUM (<= t2), 3 OTHER (spec §7.2)."""
+    """0 IMMEDIATE (<= t0), 1 NEAR (<= t1), 2 MEDIUM (<= t2), 3 OTHER (Google's
+    DailySummaryUtils)."""
     for bucket, threshold in enumerate(thresholds):
         if typical_attenuation_db <= threshold:
             return bucket
@@ -172,8 +174,8 @@ def relay_excluded(window: ExposureWindow, config: RiskConfig) -> bool:
 
 
 def score_window(window: ExposureWindow, config: RiskConfig) -> ExposureWindow:
-    """The window with its weighted duration and score (spec §7.2); a window the relay
-    policy excludes (:func:`relay_excluded`) scores 0 with no weighted duration."""
+    """The window with its weighted duration and score (Google's DailySummaryUtils); a window
+    the relay policy excludes (:func:`relay_excluded`) scores 0 with no weighted duration."""
     if relay_excluded(window, config):
         return replace(window, weighted_duration_seconds=0.0, score=0.0)
     duration = weighted_duration(window.scan_instances, config)
@@ -191,7 +193,8 @@ def exposure_windows(
     config: RiskConfig,
     mapping: Sequence[Infectiousness] = DEFAULT_DSO_TO_INFECTIOUSNESS,
 ) -> list[ExposureWindow]:
-    """Scored exposure windows of one key's time-sorted matched scans (spec §7.1).
+    """Scored exposure windows of one key's time-sorted matched scans (Google's
+    ExposureWindowUtils).
 
     Scans heard far from their RPI's interval are marked time-shifted first
     (:func:`agent.relayguard.time_shifted`); a window carries the OR of its scans' relay
@@ -228,12 +231,13 @@ def exposure_windows(
 
 
 def passes_minimum(window: ExposureWindow, config: RiskConfig) -> bool:
-    """Windows scoring below ``minimum_window_score`` are dropped (spec §7.2)."""
+    """Windows scoring below ``minimum_window_score`` are dropped (Google's DailySummaryUtils)."""
     return window.score >= config.minimum_window_score
 
 
 def daily_summaries(windows: Iterable[ExposureWindow], config: RiskConfig) -> list[DailySummary]:
-    """One summary per UTC day over the windows that pass the minimum score (spec §7.2)."""
+    """One summary per UTC day over the windows that pass the minimum score (Google's
+    DailySummaryUtils)."""
     days: dict[int, list[ExposureWindow]] = defaultdict(list)
     for window in windows:
         if passes_minimum(window, config):
@@ -279,7 +283,7 @@ def qualifying_days(windows: Iterable[ExposureWindow], config: RiskConfig) -> li
     )
 
 
-# --- Legacy v1 model (spec §7.3) ---------------------------------------------------------
+# --- Legacy v1 model (Google's RiskScoreCalculator) -------------------------------------
 
 V1_ATTENUATION_BUCKETS = (73, 63, 51, 33, 27, 15, 10)
 """Bucket i holds attenuations > bound i; the last bucket (7) is <= 10 dB."""
@@ -350,7 +354,8 @@ def v1_risk_score(
     transmission_risk_level: int,
     config: V1Config,
 ) -> int:
-    """attenuation x days x duration x TR score; below the minimum it is 0 (spec §7.3)."""
+    """attenuation x days x duration x TR score; below the minimum it is 0 (Google's
+    RiskScoreCalculator)."""
     score = (
         config.attenuation_scores[_bucket_above(attenuation_value, V1_ATTENUATION_BUCKETS)]
         * config.days_since_last_exposure_scores[
@@ -405,7 +410,8 @@ def v1_exposures(
     now: float,
     config: V1Config | None = None,
 ) -> list[V1Exposure]:
-    """The v1 exposures of one key's matched scans (spec §7.3; INT-EVAL semantics).
+    """The v1 exposures of one key's matched scans (Google's RiskScoreCalculator;
+    KeyExposureEvaluator semantics).
 
     Each scan counts as a sighting at ``first_seen`` with its typical attenuation. The
     attenuation of a stretch between two sightings is that of the earlier one.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""kill -9 of the whole daemon at random moments (threats doc, fault test F1).
+"""kill -9 of the whole daemon at random moments (fault test F1 of ``docs/reliability.md``).
 
 ``contact-agent run`` runs as a child process against the fake bluetoothd while fake
 beacons stream sightings in. In every round the daemon starts, the script asks it for a

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""RPI flood against ``contact-agent run`` (threats doc T10, fault test F14).
+"""RPI flood against ``contact-agent run`` (fault test F14 of ``docs/reliability.md``).
 
 The fake bluetoothd relays ``--rate`` EN advertisements per second (default 2,000) from
 ``--devices`` simulated flood transmitters that change address and RPI every

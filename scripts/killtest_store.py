@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""kill -9 soak of the store (threats doc, fault test F1).
+"""kill -9 soak of the store (fault test F1 of ``docs/reliability.md``).
 
 A child process opens the real :class:`agent.store.Store` on a shared data directory and
 appends sighting batches as fast as it can, printing each batch id after its commit;

@@ -4,7 +4,7 @@ This package is the only place that imports bleak, bless, dbus_next and (for Blu
 dbus_fast. The rest of the agent sees two small ports:
 
 - :class:`Advertiser`: ``start(payload)``, ``rotate(payload)``, ``stop()``; a rotation
-  changes the address and the RPI together (threats doc T3).
+  changes the address and the RPI together (or the address links two RPIs).
 - :class:`Scanner`: ``start()``, ``stop()``; validated :class:`~agent.models.Sighting`
   objects go to a queue, everything else is counted in :class:`ScanCounters`.
 

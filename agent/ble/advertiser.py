@@ -1,8 +1,8 @@
 """The advertiser port on bless's BlueZ backend, without ``BlessServer.start()``.
 
 ``BlessServer.start()`` needs a GATT service, advertises ``peripheral`` (connectable) with
-a LocalName and TxPower and no service data (``docs/ble-on-linux.md`` §2). We use bless
-for the bus connection and adapter proxy and subclass its ``BlueZLEAdvertisement``:
+a LocalName and TxPower and no service data (BlueZ ``doc/org.bluez.LEAdvertisement.rst``). We
+use bless for the bus connection and adapter proxy and subclass its ``BlueZLEAdvertisement``:
 
 - ``Type=broadcast`` (ADV_NONCONN_IND), ``ServiceUUIDs=[FD6F]``,
   ``ServiceData={FD6F: RPI || AEM}``, ``MinInterval/MaxInterval=200/270`` ms;
@@ -11,7 +11,8 @@ for the bus connection and adapter proxy and subclass its ``BlueZLEAdvertisement
 
 A rotation unregisters, waits a short gap with nothing on air, and registers a new
 object: a new advertising instance, for which the kernel picks a new random address,
-so address and RPI change together (threats doc T3). An in-place PropertiesChanged update
+so address and RPI change together (or the address links two RPIs). An in-place PropertiesChanged
+update
 would keep the address and is never used.
 
 (No ``from __future__ import annotations`` here: dbus_next reads the D-Bus signatures

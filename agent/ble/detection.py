@@ -1,7 +1,7 @@
-"""Validating one advertisement report: pure, no bleak types (style guide point 7).
+"""Validating one advertisement report: pure, no bleak types.
 
 A report becomes a :class:`~agent.models.Sighting` only with exactly 20 bytes of 0xFD6F
-service data and a real RSSI (threats doc, bad input 1, 2, 6). The UUID list and flags
+service data and a real RSSI (bad-input cases 1, 2, 6). The UUID list and flags
 are not required (Android sends no flags). The address is never looked at.
 """
 
@@ -30,7 +30,7 @@ class Verdict(enum.Enum):
 
 
 def calibrated_rssi(raw: int, correction: int) -> int:
-    """``raw + correction`` clamped to [-127, 126] (spec §3.5)."""
+    """``raw + correction`` clamped to [-127, 126] (Google's contact_record.proto)."""
     return max(CALIBRATED_RSSI_MIN, min(CALIBRATED_RSSI_MAX, raw + correction))
 
 

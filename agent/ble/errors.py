@@ -1,4 +1,4 @@
-"""BlueZ and D-Bus failures, classified once in a table (style guide point 9).
+"""BlueZ and D-Bus failures, classified once in a table.
 
 bleak raises ``BleakDBusError``/``BleakError``, bless raises dbus_next's ``DBusError`` or a
 bare ``Exception``, our own health watcher raises dbus-fast's ``DBusError``. Each is reduced

@@ -1,7 +1,7 @@
 """Is bluetoothd there, is our adapter there and powered? Watched on our own connection.
 
 bleak does not notice a bluetoothd restart and bless keeps a proxy to the old daemon
-(``docs/ble-on-linux.md`` §2, t8), so the radio supervisor watches for itself:
+(read in BlueZ's ``src/adapter.c``), so the radio supervisor watches for itself:
 ``NameOwnerChanged`` for ``org.bluez``, ``InterfacesAdded``/``Removed`` of the adapter,
 and the adapter's ``Powered`` and ``Discovering`` properties. :attr:`BluezHealth.generation`
 counts how often the adapter became usable; a new generation means "start over".

@@ -9,7 +9,7 @@ wanted and possible:
 
 A part whose task fails is restarted after an exponential back-off (0.5 s .. 60 s); when
 bluetoothd or the adapter comes back (a new health generation) both parts start over at
-once, well within the 10 s of bad input 50. D-Bus ``AccessDenied`` ends :meth:`run` with
+once, well within the 10 s of bad-input case 50. D-Bus ``AccessDenied`` ends :meth:`run` with
 :class:`~agent.errors.BluetoothAccessDeniedError` (exit 78). Consent and clock trust are
 the caller's: :meth:`set_advertising_allowed` and :meth:`set_scanning_allowed` take
 effect at once.

@@ -5,7 +5,8 @@
   if RegisterMonitor is missing, fall back to active scanning for good.
 - Active scanning always passes ``service_uuids=[FD6F]``: that makes BlueZ's discovery
   "filtered", without which an LE-only adapter creates no device for a non-connectable
-  advert, and RSSI is re-announced on every report (``docs/ble-on-linux.md`` §2).
+  advert, and RSSI is re-announced on every report (BlueZ ``src/adapter.c``;
+  ``docs/raspberry-pi.md``).
 - The detection callback only validates, asks the relay guard (:mod:`agent.relayguard`)
   about the report's address, RPI and AEM, and enqueues (:mod:`agent.ble.detection`).
   The address goes to the guard and nowhere else: it is never stored or logged.

@@ -4,7 +4,8 @@
   instance is recorded as a :class:`~agent.models.ScanPeriod` and stamps its start on
   the sightings heard in it.
 - ``duty`` (GAEN-like): scan ``duty_scan_seconds`` (4 s), then pause so that scans start
-  every ``duty_period_seconds x (1 - U[0, 0.3))`` (Android: 300 - rand[0, 90) s, spec §3.4).
+  every ``duty_period_seconds x (1 - U[0, 0.3))`` (Android: 300 - rand[0, 90) s, Google's
+  BleScannerImpl).
 - Watchdog (continuous only): restart the scan when BlueZ says discovery stopped although
   we scan actively, or when nothing at all was reported for ``silence_seconds``; that
   limit doubles while restarts bring nothing (an empty room), up to ``silence_max``.

@@ -195,7 +195,7 @@ def export_exposures(cli: CliContext, fmt: str, since: str | None, output: Path 
 
 # --- purge and forget ------------------------------------------------------------------
 async def purge_cutoff(cli: CliContext, store: Store, wall: float) -> tuple[float | None, str]:
-    """The retention cutoff of Appendix A and why: None when nothing is provably old."""
+    """The retention cutoff of the clock-trust rules and why: None when nothing is provably old."""
     text = await store.get_state(LOWER_BOUND_STATE_KEY)
     try:
         lower_bound = float(text) if text else None

@@ -1,4 +1,4 @@
-"""``contact-agent demo`` (the whole story, simulated radio) and ``contact-agent simulate``."""
+"""``contact-agent demo`` (the whole story, real radio code) and ``contact-agent simulate``."""
 
 from __future__ import annotations
 

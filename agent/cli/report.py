@@ -234,7 +234,7 @@ async def _serve(server: LocalKeyServer, public_key_file: Path, issue: bool) -> 
     default=0,
     show_default=True,
     type=click.IntRange(0, 100),
-    help="Random fake keys added per published key (padding, threats doc T6).",
+    help="Random fake keys added per published key (padding that hides the real ones).",
 )
 @click.option(
     "--public-key-file",

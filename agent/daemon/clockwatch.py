@@ -1,4 +1,4 @@
-"""Clock trust while running: Appendix A of the threats doc.
+"""Clock trust while running (``docs/daemon.md``, "Clock trust").
 
 :class:`ClockWatch` combines the system's synchronisation signal (timedate1 or systemd's
 marker), the persisted lower bound of true time and the step detector into one state the

@@ -3,12 +3,12 @@
 Each cycle is :func:`agent.pipeline.fetch_and_match`; its new qualifying exposures go to
 the :class:`~agent.daemon.notify.Notifier` once (the pipeline marks them notified after
 the notifier returns). Nothing is fetched or matched without consent or while the clock
-is untrusted (Appendix A); such a cycle is skipped and retried a minute later. A failed
-cycle is retried with exponential backoff (:class:`agent.backoff.Backoff`: 1 min doubling
-up to the fetch interval), and never before a Retry-After the server asked for (capped at
-``keys.max_retry_after_seconds``), so a broken server never causes a download loop. A
-cycle that left files for later (byte budget, file cap) is followed by another a minute
-later. Download times are jittered by +-10 %.
+is untrusted (docs/daemon.md, "Clock trust"); such a cycle is skipped and retried a minute
+later. A failed cycle is retried with exponential backoff (:class:`agent.backoff.Backoff`: 1 min
+doubling up to the fetch interval), and never before a Retry-After the server asked for (capped
+at ``keys.max_retry_after_seconds``), so a broken server never causes a download loop. A cycle
+that left files for later (byte budget, file cap) is followed by another a minute later.
+Download times are jittered by +-10 %.
 
 The watchdog does not wait for downloads: they are bounded by their own deadlines
 (``keys.file_deadline_seconds``, ``keys.cycle_deadline_seconds``) and run on the event

@@ -1,8 +1,8 @@
 """Housekeeping of the running daemon: the daily purge, gauges, the metrics textfile.
 
-The purge deletes what the 14-day promise requires, with the cutoff of Appendix A (wall
-time - 14 days when the clock is trusted, else the persisted lower bound - 14 days).
-Gauges and counters are refreshed from the store, the writer and the radio.
+The purge deletes what the 14-day promise requires, with the cutoff of the clock-trust rules
+of docs/daemon.md: wall time - 14 days when the clock is trusted, else the persisted lower
+bound - 14 days. Gauges and counters are refreshed from the store, the writer and the radio.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The daemon's view of the radio: a small port, and the factory of the real one.
 
 The service drives whatever :class:`RadioPort` the factory returns: the BlueZ facade
-(:class:`agent.ble.radio.RadioService`) in production, a simulated radio in the demo.
-A new radio starts with advertising and scanning *off*; the service switches them on by
-policy (consent, clock trust) right after creating it, so nothing goes on air before
-consent was read.
+(:class:`agent.ble.radio.RadioService`) in production and in the demo (there against the
+fake bluetoothd); a fake port in some tests. A new radio starts with advertising and
+scanning *off*; the service switches them on by policy (consent, clock trust) right after
+creating it, so nothing goes on air before consent was read.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The daemon tells systemd ``READY=1`` once the store is open and BlueZ was reached,
 ``STATUS=...`` lines a person can read in ``systemctl status``, ``WATCHDOG=1`` at half of
 ``WATCHDOG_USEC`` but only while every registered loop has reported a heartbeat recently
-(threats doc b.3), and ``STOPPING=1`` on shutdown. Outside systemd (no ``NOTIFY_SOCKET``)
-every call is a no-op, so the same code runs under tests and by hand.
+(a hung event loop stops the pings and systemd restarts it), and ``STOPPING=1`` on shutdown.
+Outside systemd (no ``NOTIFY_SOCKET``) every call is a no-op, so the same code runs under tests
+and by hand.
 """
 
 from __future__ import annotations

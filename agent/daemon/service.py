@@ -502,7 +502,7 @@ class AgentService:
             self.heartbeats.unregister("clock")
 
     async def _chaff(self) -> None:
-        """Decoy report flows at random times (threats doc T7); off unless configured."""
+        """Decoy report flows at random times (traffic analysis); off unless configured."""
         await run_chaff(
             self.config.report, self.clock, sleep=self.sleep, consent=lambda: self.consent.enabled
         )

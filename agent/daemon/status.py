@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # `contact-agent status` renders without importing the pipeli
     from agent.store import Store
 
 LOWER_BOUND_STATE_KEY = "clock.lower_bound"
-"""Persisted last-good wall time (Appendix A): true time is at least this."""
+"""Persisted last-good wall time (docs/daemon.md, "Clock trust"): true time is at least this."""
 UNIQUE_RPI_WINDOW_SECONDS = 600
 
 

@@ -1,6 +1,6 @@
 """The export ZIP: exactly one ``export.bin`` and one ``export.sig``, read in memory.
 
-Everything is checked before a byte is decompressed (threats doc, bad input 20-23):
+Everything is checked before a byte is decompressed (``docs/bad-input-coverage.md``, cases 20-23):
 the entry count from the end-of-central-directory record, names (each exactly once),
 encryption, compression method, declared sizes and the compression ratio. Entries are
 taken from ``infolist()``, never by name, because ``zipfile`` accepts duplicate names and

@@ -1,4 +1,4 @@
-"""Fixed-stride numpy decoding of the keys of an ``export.bin`` (performance.md §1e).
+"""Fixed-stride numpy decoding of the keys of an ``export.bin`` (``docs/performance.md``).
 
 Servers write every key with the same fields and the same varint widths, so the
 ``keys`` field is a run of equally long records. This module checks that, byte column by

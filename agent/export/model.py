@@ -15,21 +15,21 @@ from agent.models import TemporaryExposureKey
 
 MAX_EXPORT_BYTES: Final = 64 * 1024 * 1024
 """Default cap on the zip and on the decompressed export.bin. A 1 M-key file is ~34 MB
-(performance.md §1e); the largest real national daily files were a few MB."""
+(``docs/performance.md``); the largest real national daily files were a few MB."""
 
 MAX_SIG_BYTES: Final = 16 * 1024
 """export.sig holds at most 10 signatures of ~110-150 bytes each; the cap is checked on the
 declared size before a byte of it is decompressed or parsed."""
 
 MAX_COMPRESSION_RATIO: Final = 100
-"""Declared size over compressed size above this is a zip bomb (threats doc, bad input 21).
+"""Declared size over compressed size above this is a zip bomb (bad-input case 21).
 Keys are random bytes and barely compress, so real exports are near 1:1."""
 
 RATIO_CHECK_MIN_BYTES: Final = 64 * 1024
 """Tiny entries may compress well (an empty export); the ratio only matters above this."""
 
 MAX_SIGNATURE_INFOS: Final = 10
-"""``signature_infos`` holds at most 10 entries (gaen-spec §4.2)."""
+"""``signature_infos`` holds at most 10 entries (``export.proto``)."""
 
 MAX_BATCH_SIZE: Final = 1000
 """Servers always write batch 1/1; anything beyond this is nonsense."""
@@ -39,12 +39,12 @@ MAX_KEYS_PER_FILE: Final = 2_000_000
 
 TR_MIN: Final = 0
 TR_MAX: Final = 8
-"""Transmission risk outside 0..8 is treated as unknown (0) (bad input 36)."""
+"""Transmission risk outside 0..8 is treated as unknown (0) (bad-input case 36)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SignatureInfo:
-    """Which key signed an export (gaen-spec §4.3)."""
+    """Which key signed an export (``SignatureInfo`` in ``export.proto``)."""
 
     key_id: str
     """``verification_key_id``, e.g. the MCC ``310``."""
@@ -65,7 +65,7 @@ def _empty_counts() -> Mapping[str, int]:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ExportHeader:
-    """What ``export.bin`` says about itself (gaen-spec §4.2)."""
+    """What ``export.bin`` says about itself (``export.proto``)."""
 
     start_timestamp: int
     end_timestamp: int
@@ -98,7 +98,7 @@ class ExportFile(ExportHeader):
     """True only when made by :func:`read_verified_export`."""
     dropped: Mapping[str, int] = field(default_factory=_empty_counts)
     """Keys that could not even be represented (bad length, period, negative start),
-    by reason; the file itself stays valid (threats doc, bad input 33-35)."""
+    by reason; the file itself stays valid (``docs/bad-input-coverage.md``, cases 33-35)."""
     signature_count: int = 0
     """Signatures in export.sig (0 when it was absent or unreadable; only shown)."""
     verified_by: SignatureInfo | None = None

@@ -1,4 +1,4 @@
-"""Parsing ``export.bin`` and ``export.sig`` (gaen-spec §4.2-4.5) with the protobuf package.
+"""Parsing ``export.bin`` and ``export.sig`` (``export.proto``) with the protobuf package.
 
 Only the checks that do not need a key ring live here; see :mod:`agent.export.reader`
 for the order in which they are combined with signature verification.

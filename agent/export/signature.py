@@ -37,7 +37,7 @@ from agent.export.model import MAX_SIGNATURE_INFOS, SignatureInfo
 _LOGGER = logging.getLogger(__name__)
 
 SIGNATURE_ALGORITHM_P256_SHA512 = "1.2.840.10045.4.3.4"
-"""SHA512withECDSA, which the Android verifier also accepts (INT-SIGVER)."""
+"""SHA512withECDSA, which the Android verifier also accepts (Google's SignatureVerifier)."""
 
 HASH_BY_ALGORITHM: dict[str, type[hashes.HashAlgorithm]] = {
     SIGNATURE_ALGORITHM_P256_SHA256: hashes.SHA256,

@@ -1,4 +1,4 @@
-"""Per-key validity rules for diagnosis keys (the one validator; bad inputs 33-38).
+"""Per-key validity rules for diagnosis keys (the one validator; bad-input cases 33-38).
 
 An invalid key is dropped with a counted reason; the file stays valid. Rules, in the order
 a key is checked (a key is counted under the first rule it breaks):

@@ -1,4 +1,5 @@
-"""Writing signed exports the way Google's reference server does (gaen-spec §4.6).
+"""Writing signed exports the way Google's reference server does
+(``internal/export/exportfile.go``).
 
 Used by the tests, the local test key server, ``keys export-own`` and field tests:
 keys sorted by key bytes, transmission risk always written, ``rolling_period`` omitted

@@ -12,7 +12,7 @@ Pure functions over one receiver's sightings (:class:`agent.models.Sighting`).
 Scan instances: a sighting that carries ``scan_start`` keeps it; otherwise the receiver is
 taken to scan continuously in slots of ``scan_period`` seconds aligned to the UTC minute
 (the radio's continuous mode rolls an instance every 60 s), and the previous scan of a slot
-is the slot before it, so a scanned minute counts 60 s (spec §7.1).
+is the slot before it, so a scanned minute counts 60 s (Google's ExposureWindowUtils).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class ExposureSummary:
 
 
 def attenuation(tx_power_dbm: int, rssi: int) -> int:
-    """GAEN attenuation: TX power - calibrated RSSI, at least 0 (spec §6 step 7)."""
+    """GAEN attenuation: TX power - calibrated RSSI, at least 0 (Google's matching)."""
     return max(tx_power_dbm - rssi, 0)
 
 

@@ -21,7 +21,7 @@ from agent.field.plots import matplotlib_available
 from agent.field.timeoffset import OffsetEstimate
 
 EXPERIMENTAL_STABLE_VERSION = (5, 77)
-"""From BlueZ 5.77 MinInterval/MaxInterval/TxPower no longer need -E (ble-on-linux.md)."""
+"""From BlueZ 5.77 MinInterval/MaxInterval/TxPower no longer need -E (``docs/raspberry-pi.md``)."""
 OLDEST_TESTED_VERSION = (5, 66)
 """Raspberry Pi OS Bookworm's BlueZ."""
 OFFSET_OK_SECONDS = 0.5
@@ -354,7 +354,7 @@ def run_preflight(inputs: PreflightInputs) -> list[Check]:
     else:
         checks.append(
             Check("config", Status.FAIL, f"config unusable: {inputs.config_error}",
-                  "fix the config file (see docs/interface.md)")
+                  "fix the config file (see docs/daemon.md)")
         )
     checks.append(check_data_dir(inputs.data_dir))
     checks.append(check_plots(matplotlib_available()))

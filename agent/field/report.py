@@ -7,7 +7,7 @@ and segment the report gives:
 - detection latency: first sighting at or after the mark, minus the mark's time;
 - gaps: stretches longer than ``gap_seconds`` without a sighting, after the first
   detection and up to the segment's end (a segment with no sighting is one whole gap);
-- RSSI and attenuation (TX power - calibrated RSSI, spec §6) statistics, a histogram of
+- RSSI and attenuation (TX power - calibrated RSSI, Google's matching) statistics, a histogram of
   attenuation per distance, and the exposure windows and score the agent would compute
   (:mod:`agent.field.exposure`).
 

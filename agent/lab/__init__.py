@@ -1,6 +1,6 @@
 """The lab: tools for tests, the demo and the simulated field, never run on a Pi in service.
 
-- :mod:`agent.lab.sim`: a private dbus-daemon and a fake bluetoothd (simulated radio).
+- :mod:`agent.lab.sim`: a private dbus-daemon and a fake bluetoothd (the simulated air).
 - :mod:`agent.lab.demo`: ``contact-agent demo`` and ``contact-agent simulate`` (the
   simulated field with its relay attackers).
 - :mod:`agent.lab.keyserver`: the local test key server (verification, publish, exports).

@@ -16,7 +16,7 @@ clock, a file or the network. Matching has two stages:
 
 Keys with report type RECURSIVE are skipped; REVOKED keys are not matched but returned, so
 that the caller removes earlier results of those keys. Our own keys never match, and
-sightings of our own RPIs (reflections, bad input 8) are dropped before matching.
+sightings of our own RPIs (reflections, bad-input case 8) are dropped before matching.
 """
 
 from __future__ import annotations
@@ -318,7 +318,7 @@ def dedupe_keys(keys: Iterable[TemporaryExposureKey]) -> tuple[list[TemporaryExp
 
     Returns the unique keys in the order of their last occurrence (as
     :meth:`agent.matching.KeyArrays.dedupe`) and the number of duplicates removed
-    (padding clones, the same key in several files; bad input 38).
+    (padding clones, the same key in several files; ``docs/bad-input-coverage.md`` case 38).
     """
     unique: dict[bytes, TemporaryExposureKey] = {}
     total = 0

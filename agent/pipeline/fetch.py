@@ -361,7 +361,7 @@ async def fetch_and_match(
     so every file is offered again next time.
 
     Raises:
-        ClockUntrustedError: the clock is not trusted (Appendix A).
+        ClockUntrustedError: the clock is not trusted (docs/daemon.md, "Clock trust").
     """
     if not trust.state.trusted:
         raise ClockUntrustedError(f"not matching: {trust.reason}")

@@ -1,4 +1,4 @@
-"""Decoy uploads (chaff) so that a real report cannot be told apart on the network (T7).
+"""Decoy uploads (chaff) so that a real report cannot be told apart on the network.
 
 A decoy is the full three-request flow - verify, certificate, publish - to the same
 endpoints, with the ``X-Chaff: 1`` header the servers recognise and ignore, and bodies of

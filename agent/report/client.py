@@ -1,4 +1,5 @@
-"""The self-report flow: verification code -> token -> certificate -> publish (§5.2).
+"""The self-report flow: verification code -> token -> certificate -> publish (Google's
+verification server API).
 
 1. ``POST {verification_url}/api/verify`` with the code (and ``X-API-Key``) -> token.
    A bad, expired or used code stops here: nothing else is sent.
@@ -66,7 +67,7 @@ from agent.report.wire import b64encode, key_to_json
 _LOGGER = logging.getLogger(__name__)
 
 LOWER_BOUND_STATE_KEY = "clock.lower_bound"
-"""Persisted last-good time (Appendix A), written by the daemon's clock watch."""
+"""Persisted last-good time (docs/daemon.md, "Clock trust"), written by the daemon's clock watch."""
 REVISION_STATE_KEY = "report.revision_token"
 LAST_REPORT_STATE_KEY = "report.last"
 ACCEPT_TEST_TYPES = ["confirmed", "likely"]
@@ -157,7 +158,8 @@ async def check_ready(
 
 
 def choose_keys(keys: Sequence[TemporaryExposureKey]) -> list[TemporaryExposureKey]:
-    """At most 30 keys (the newest), in a random order from the OS CSPRNG (T6)."""
+    """At most 30 keys (the newest), in a random order from the OS CSPRNG (so the order says
+    nothing about the days)."""
     newest = sorted(keys, key=lambda k: k.rolling_start_interval_number)[-MAX_KEYS_ON_PUBLISH:]
     chosen = [replace(k, transmission_risk_level=0) for k in newest]
     secrets.SystemRandom().shuffle(chosen)

@@ -1,4 +1,5 @@
-"""Own keys for a report: same-day release, then the keys of the last 14 days (spec §8).
+"""Own keys for a report: same-day release, then the keys of the last 14 days (Google's key server
+docs).
 
 The key on air is ended first (its rolling period cut to the intervals already
 broadcast) so that every published key is dead: nobody can follow the reporter with it

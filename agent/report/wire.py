@@ -50,7 +50,8 @@ def _int_field(entry: Mapping[str, object], name: str, where: str, default: int 
 
 
 def key_from_json(entry: object, where: str = "key") -> TemporaryExposureKey:
-    """Parse one ``temporaryExposureKeys`` entry, checking the per-key rules of §5.1."""
+    """Parse one ``temporaryExposureKeys`` entry, checking the per-key rules of Google's key
+    server's publish API."""
     if not isinstance(entry, Mapping):
         raise MalformedInputError(f"{where} must be an object")
     key_data = b64decode(f"{where}.key", entry.get("key"), TEK_LENGTH)

@@ -1,4 +1,4 @@
-"""Key sources: where diagnosis-key exports come from (gaen-spec §4.6, threats doc 12-19).
+"""Key sources: where diagnosis-key exports come from (``docs/keys.md``; bad-input cases 12-19).
 
 - ``index``: Google's key server layout, an ``index.txt`` listing export ZIPs;
 - ``cwa``: the Corona-Warn-App layout, ``/version/v1/diagnosis-keys/country/{CC}/date``

@@ -48,7 +48,7 @@ class Download:
 
 @dataclass(frozen=True, slots=True)
 class FetchLimits:
-    """Timeouts, caps and the retry schedule of one source (threats doc 12-19, F11)."""
+    """Timeouts, caps and the retry schedule of one source (bad-input cases 12-19)."""
 
     connect_timeout: float = 15.0
     total_timeout: float = 300.0

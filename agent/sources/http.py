@@ -1,4 +1,5 @@
-"""HTTP GET with the protections every key-server download needs (threats doc 12-19, F11).
+"""HTTP GET with the protections every key-server download needs (bad-input cases 12-19;
+``docs/reliability.md``).
 
 TLS verification is always on (the session is made here with a default SSL context and
 nothing turns it off). Each request has connect, per-read and total timeouts plus a

@@ -20,7 +20,7 @@ Design decisions
   after 14 days and with ``forget`` at once.
 * **Sightings** are one append-only rowid table without an index: whole Unix seconds,
   RPI, AEM, calibrated RSSI and the offset from the start of the scan instance (NULL
-  when unknown) -- about 38 bytes per sighting on disk (``scripts/bench_store.py``).
+  when unknown) -- about 40 bytes per sighting on disk (``scripts/bench_store.py``).
   They arrive in batches (:class:`SightingWriter`: every 10 s or 500 rows and on close),
   one ``BEGIN IMMEDIATE`` transaction with ``executemany`` per batch. Each batch also
   records its rowid range and newest time, so queries "since T" skip older rows.
@@ -36,7 +36,7 @@ Design decisions
   processed files, exposure windows, summaries, notification marks) switches the
   connection to ``synchronous=FULL`` for its transaction.
 * **Deletion.** :meth:`Store.purge` deletes rows older than the cutoff the caller
-  chooses (Appendix A: with an untrusted clock, the lower bound minus 14 days);
+  chooses (clock trust, docs/daemon.md: with an untrusted clock, the lower bound minus 14 days);
   :meth:`Store.forget` deletes every row. Both run with ``secure_delete=ON`` and end with
   ``PRAGMA wal_checkpoint(TRUNCATE)``, so no deleted identifier stays in the database,
   -wal or -shm file. A ``store.pending`` state mark, written in the same transaction,

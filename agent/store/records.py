@@ -66,9 +66,9 @@ def group_by_gap(rows: Iterable[_GapRow]) -> list[ObservedScan]:
     """Scan instances of sightings whose scan start is unknown (e.g. imported).
 
     ``rows`` are (rpi, aem, time, rssi[, relay reasons]) sorted by rpi, aem, time.
-    Sightings of one RPI closer than 25.5 s share an instance (spec §6.8); an instance is
-    capped at 60 s. No scan was recorded, so the time an instance stands for comes from
-    the stream of sightings itself (:func:`link_stream`).
+    Sightings of one RPI closer than 25.5 s share an instance (Google's ExposureMatchingTracer);
+    an instance is capped at 60 s. No scan was recorded, so the time an instance stands for
+    comes from the stream of sightings itself (:func:`link_stream`).
     """
     result: list[ObservedScan] = []
     key: tuple[bytes, bytes] | None = None

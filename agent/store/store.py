@@ -44,7 +44,8 @@ PENDING_STATE_KEY: Final = "store.pending"
 CONSENT_STATE_KEY: Final = "consent"
 """``on`` / ``off``: the user's consent to contact detection."""
 LOWER_BOUND_STATE_KEY: Final = "clock.lower_bound"
-"""Unix seconds that true time is known to be at or after (Appendix A), as text."""
+"""Unix seconds that true time is known to be at or after (docs/daemon.md, "Clock trust"), as
+text."""
 LAST_FETCH_STATE_KEY: Final = "keys.last_fetch"
 """JSON summary of the latest fetch for ``status``: at, ok, files, matched_keys, ..."""
 SHA256_LENGTH: Final = 32
@@ -351,10 +352,10 @@ class Store:
         """Delete everything older than ``cutoff`` (Unix seconds), provably.
 
         The caller chooses the cutoff: wall - 14 days with a trusted clock, else the
-        clock lower bound - 14 days (Appendix A). Rows go with ``secure_delete`` on, then
-        the WAL is checkpointed and truncated, so no deleted byte stays in any file.
-        Processed-file records are kept twice as long (they hold no identifier and stop
-        an old file from being matched, and notified, again).
+        clock lower bound - 14 days (docs/daemon.md, "Clock trust"). Rows go with
+        ``secure_delete`` on, then the WAL is checkpointed and truncated, so no deleted byte
+        stays in any file. Processed-file records are kept twice as long (they hold no
+        identifier and stop an old file from being matched, and notified, again).
         """
         if not isinstance(cutoff, int | float) or not math.isfinite(cutoff):
             raise MalformedInputError("purge cutoff must be a finite number")

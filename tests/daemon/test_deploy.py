@@ -43,7 +43,7 @@ def unit_settings(path: Path) -> dict[str, list[str]]:
     return settings
 
 
-def test_unit_has_the_hardening_the_threats_doc_asks_for() -> None:
+def test_unit_has_the_documented_hardening() -> None:
     s = unit_settings(UNIT)
     expected = {
         "Type": "notify",

@@ -1,4 +1,5 @@
-"""Bad input catalogue, file and key level (threats doc (d) 13-38; T5).
+"""Bad input catalogue, file and key level (bad-input cases 13-38: forged or unsigned keys never
+match).
 
 Every broken file fails with its own clear message from both verifying readers, so no
 key of it can reach the matcher. Broken keys are dropped with a counted reason while the

@@ -1,4 +1,4 @@
-"""``keys show``, ``keys verify`` and ``keys export-own`` (interface.md)."""
+"""``keys show``, ``keys verify`` and ``keys export-own`` (``docs/keys.md``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The real signed export Google published, checked against its public facts.
 
-The facts are kept here as literals (testdata/README.md, gaen-spec §2.4); the file itself
+The facts are kept here as literals (Google's sample_diagnosis_key_file.zip); the file itself
 is read from ../shared and never copied into the project.
 """
 

@@ -1,4 +1,5 @@
-"""Disk full and I/O errors under ``contact-agent run`` (threats doc F4, F5; bad input 48).
+"""Disk full and I/O errors under ``contact-agent run`` (``docs/reliability.md`` F4, F5; bad-input
+case 48).
 
 The data directory sits on a small tmpfs (``mount -t tmpfs -o size=8m``, as root); where
 mounting is refused (a sandbox), the daemon runs with ``RLIMIT_FSIZE`` instead (SIGXFSZ

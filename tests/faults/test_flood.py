@@ -1,5 +1,5 @@
-"""RPI flood against ``contact-agent run`` (T10, F14): a short run of ``scripts/flood.py``
-at 2,000 adverts/s (the script's default run lasts 10 minutes).
+"""RPI flood against ``contact-agent run`` (F14 of ``docs/reliability.md``): a short run of
+``scripts/flood.py`` at 2,000 adverts/s (the script's default run lasts 10 minutes).
 
 No timing is asserted: memory stays bounded, the stored rows stay within the flood guard's
 budget, the flood status is raised, and the legitimate neighbour is still recorded.

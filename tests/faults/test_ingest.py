@@ -1,4 +1,4 @@
-"""The flood guard (agent.ingest): bad input 9 (RPI flood) and 11 (burst duplicates).
+"""The flood guard (agent.ingest): bad-input cases 9 (RPI flood) and 11 (burst duplicates).
 
 Pure logic on a FakeClock; the pipe test runs the real asyncio queue into a real writer
 and SQLite store.

@@ -1,4 +1,5 @@
-"""Key-server faults seen by the running daemon (threats doc F11, bad input 12-16).
+"""Key-server faults seen by the running daemon (``docs/reliability.md`` F11, bad-input cases
+12-16).
 
 tests/sources proves each fault at the HTTP client (retries, Retry-After, caps, aborts).
 Here the same faults reach the daemon's fetch schedule (in-process service, real store,

@@ -1,4 +1,4 @@
-"""Per-example bounds for the fuzz targets (threats doc F12: only the declared error
+"""Per-example bounds for the fuzz targets (``docs/reliability.md`` F12: only the declared error
 types, no input takes more than a second, memory stays small).
 
 Time is the thread's CPU time, not wall-clock time, and the limit is a generous hang

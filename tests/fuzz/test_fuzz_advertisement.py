@@ -1,8 +1,8 @@
 """Fuzzing the advertisement parsers (F12): agent.payload and agent.ble.detection.
 
-Whatever bluetoothd (or a malformed D-Bus variant, bad input 10) hands over, parsing
+Whatever bluetoothd (or a malformed D-Bus variant, bad-input case 10) hands over, parsing
 never raises out of the scanner callback, accepts exactly the 20-byte EN service data
-with a plausible RSSI (bad input 1, 2, 6), and stays within CPU and memory bounds.
+with a plausible RSSI (bad-input cases 1, 2, 6), and stays within CPU and memory bounds.
 """
 
 from __future__ import annotations

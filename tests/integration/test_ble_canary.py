@@ -1,7 +1,7 @@
 """Conformance canary: the bless and bleak internals agent/ble relies on.
 
 If an upgrade of bless, bleak or dbus-fast changes one of these, this file fails with a
-message that says which assumption broke (see docs/ble-on-linux.md §2 for each).
+message that says which assumption broke (each assumption is stated in its test).
 """
 
 from __future__ import annotations

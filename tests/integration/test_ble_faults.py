@@ -166,7 +166,7 @@ async def test_malformed_beacons_are_counted_and_dropped(fake: FakeBluez, make_a
     fake.add_beacon("long", rssi=-70, ServiceUUIDs=uuids, ServiceData=_service_data(bytes(21)))
     fake.add_beacon("no-data", rssi=-70, ServiceUUIDs=uuids)
     fake.add_beacon("rssi-127", rssi=127, ServiceUUIDs=uuids, ServiceData=_service_data(bytes(20)))
-    fake.add_beacon(  # a ServiceData variant of the wrong D-Bus type (bad input 10)
+    fake.add_beacon(  # a ServiceData variant of the wrong D-Bus type (bad-input case 10)
         "wrong-type",
         rssi=-70,
         ServiceUUIDs=uuids,

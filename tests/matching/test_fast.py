@@ -1,4 +1,4 @@
-"""The fast matcher gives exactly the reference matcher's result (performance.md designs 4-6)."""
+"""The fast matcher gives exactly the reference matcher's result (``docs/performance.md``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The reference matcher against hand-made sightings (gaen-spec §6; threats T1, T2, T4)."""
+"""The reference matcher against hand-made sightings (``docs/matching.md``)."""
 
 from __future__ import annotations
 

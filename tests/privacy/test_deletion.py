@@ -1,4 +1,4 @@
-"""Privacy proofs in real processes (threats doc T9, T12, F7).
+"""Privacy proofs in real processes (``docs/reliability.md`` F7: deletion is provable).
 
 * Consent never given: nothing is advertised and nothing is scanned (the fake
   bluetoothd's call log and its frames on air).

@@ -1,4 +1,4 @@
-"""Security review checks of the running service (threats doc T9, T13).
+"""Security review checks of the running service (local data exposure, daemon compromise).
 
 * Every file the daemon creates is private: data directory 0700; database, -wal, -shm and
   lock file 0600; the control socket 0600 in the data directory, 0660 in systemd's

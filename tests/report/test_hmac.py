@@ -1,4 +1,4 @@
-"""TEK HMAC (gaen-spec §5.3) against the vectors of Google's key server (utils_test.go)."""
+"""TEK HMAC against the vectors of Google's key server (``pkg/verification/utils_test.go``)."""
 
 from __future__ import annotations
 

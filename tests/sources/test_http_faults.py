@@ -1,4 +1,5 @@
-"""Server-level bad input and faults (threats doc 12-19, F11) against a real local server.
+"""Server-level bad input and faults (bad-input cases 12-19, ``docs/reliability.md`` F11) against a
+real local server.
 
 Each case ends in a clear NetworkError/ExportFileError (message asserted), no download
 is returned and the persisted state is unchanged.

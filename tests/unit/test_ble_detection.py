@@ -1,4 +1,4 @@
-"""Validation of one advertisement report (threats doc, bad input 1, 2, 6)."""
+"""Validation of one advertisement report (``docs/bad-input-coverage.md``, cases 1, 2, 6)."""
 
 from __future__ import annotations
 

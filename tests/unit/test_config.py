@@ -1,4 +1,4 @@
-"""Loading and validating the TOML configuration of docs/interface.md."""
+"""Loading and validating the TOML configuration of docs/daemon.md."""
 
 from __future__ import annotations
 

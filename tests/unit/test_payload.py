@@ -89,7 +89,7 @@ def test_metadata_wrong_length() -> None:
 
 
 def test_advertising_data_matches_the_spec_example() -> None:
-    """The 31-byte example of gaen-spec §3.1, built from vector j=0."""
+    """The 31-byte advertisement of the EN Bluetooth Specification v1.2, built from vector j=0."""
     _, rpi, aem = v.ADVERTISED[0]
     sd = ServiceData(bytes.fromhex(rpi), bytes.fromhex(aem))
     expected = "02011a" "03036ffd" "17166ffd" + rpi + aem

@@ -8,7 +8,7 @@ fake keys shaped like each real one; batches are sorted by key bytes by
 the export writer, so the upload order is lost either way.
 
 Still-valid keys (their validity covers the current interval) are embargoed until 2 h
-after the end of the current UTC day, as Google's key server does (§5.1); tests turn the
+after the end of the current UTC day, as Google's key server does; tests turn the
 embargo off.
 """
 

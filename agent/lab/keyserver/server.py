@@ -66,7 +66,8 @@ from agent.report.padding import padded_json
 _LOGGER = logging.getLogger(__name__)
 
 RESPONSE_BYTES = 2048
-"""Every JSON answer is padded to this size, real or chaff, success or refusal (T7)."""
+"""Every JSON answer is padded to this size, real or chaff, success or refusal (traffic
+analysis)."""
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_HEALTH_AUTHORITY_ID = "contact-agent-test"
 DEFAULT_REGION = "ZZ"

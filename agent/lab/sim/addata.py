@@ -2,7 +2,7 @@
 
 Pure functions over the property dictionary that bluetoothd reads back with
 ``Properties.GetAll`` (``src/advertising.c: parse_advertisement``). The rules kept here
-are the ones that matter for an EN advertiser (``docs/ble-on-linux.md`` §2):
+are the ones that matter for an EN advertiser (BlueZ ``doc/org.bluez.LEAdvertisement.rst``):
 
 - ``Type`` must be ``broadcast`` or ``peripheral``; a broadcast cannot set flags.
 - Every known property must have its D-Bus type; ``ServiceData`` values must be ``ay``.

@@ -3,7 +3,8 @@
 Transmitters are advertisements registered on the fake's adapters and outside beacons
 (phones, wearables, broken devices) injected by a test. Every registration broadcasts
 from a fresh random non-resolvable private address, as the kernel gives a
-non-connectable advertising instance (``docs/ble-on-linux.md`` §2, "Not verified").
+non-connectable advertising instance (what the kernel does here is assumed, not verified against
+hardware).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 bleak (dbus-fast) and bless (dbus_next) connect to ``DBUS_SYSTEM_BUS_ADDRESS`` when it is
 set, so pointing that variable at a private daemon puts the real libraries, the fake
-bluetoothd and the agent on one bus of their own (``docs/ble-on-linux.md`` §3).
+bluetoothd and the agent on one bus of their own (``docs/demo.md``).
 
 The daemon runs with its own configuration file. ``deny_send_to`` adds a mandatory policy
 that refuses method calls to those names, which is how a distribution's D-Bus policy

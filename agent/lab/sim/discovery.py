@@ -1,7 +1,7 @@
 """Discovery in the fake bluetoothd: sessions, filters, monitors and Device1 objects.
 
 Follows what ``src/adapter.c`` and ``src/device.c`` do with an LE advertising report
-(``docs/ble-on-linux.md`` §2):
+(read in the bluez/bluez source):
 
 - Discovery is *filtered* when some session set UUIDs, RSSI, Pathloss, Pattern,
   DuplicateData=true, or a Transport other than the adapter's scan type (``le`` on an
