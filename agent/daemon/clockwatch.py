@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from agent.clock import Clock, ClockTrust, StepDetector, TrustDecision, decide_clock_trust
-from agent.constants import RETENTION_SECONDS
+from agent.constants import EN_INTERVAL_SECONDS, RETENTION_SECONDS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -120,3 +120,23 @@ class ClockWatch:
             "require_sync": self.require_sync,
             "lower_bound": self.lower_bound(),
         }
+
+
+class BoundKeeper:
+    """Persists the lower bound of true time at every interval change (and on demand)."""
+
+    def __init__(self, watch: ClockWatch, save: Callable[[float], Awaitable[None]]) -> None:
+        """save: writes the bound durably (the store's ``set_clock_lower_bound``)."""
+        self._watch = watch
+        self._save = save
+        self._interval: int | None = None
+
+    async def save(self, *, force: bool = False) -> None:
+        """Save the bound when its interval changed since the last save (or ``force``)."""
+        bound = self._watch.persistable_bound()
+        if bound is None:
+            return
+        interval = int(bound // EN_INTERVAL_SECONDS)
+        if force or interval != self._interval:
+            await self._save(bound)
+            self._interval = interval
