@@ -14,7 +14,7 @@ from typing import Any
 from agent.clock import Clock, decide_clock_trust, en_interval_number
 from agent.clocksync import system_synchronized
 from agent.config import Config
-from agent.consent import ConsentState, write_consent
+from agent.consent import ConsentState
 from agent.daemon.status import network_summary, stored_status
 
 
@@ -87,6 +87,6 @@ async def set_consent_offline(data_dir: Path, enabled: bool, clock: Clock) -> Co
 
     store = await Store.open(data_dir, clock=clock)
     try:
-        return await write_consent(store, enabled, clock.wall())
+        return await store.set_consent(enabled, clock.wall())
     finally:
         await store.close()

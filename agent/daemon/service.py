@@ -32,7 +32,7 @@ from agent import __version__, netlog
 from agent.clock import Clock, SystemClock
 from agent.clocksync import system_synchronized
 from agent.config import Config
-from agent.consent import ConsentState, read_consent, write_consent
+from agent.consent import ConsentState
 from agent.control import ControlServer, daemon_socket_path
 from agent.daemon.actions import PRIVILEGED, Actions
 from agent.daemon.clockwatch import BoundKeeper, ClockWatch, SyncProbe
@@ -50,14 +50,7 @@ from agent.daemon.radio import (
 )
 from agent.daemon.radiorun import RadioRunner
 from agent.daemon.sdnotify import Heartbeats, SdNotifier
-from agent.daemon.status import (
-    LOWER_BOUND_STATE_KEY,
-    DaemonIdentity,
-    LiveParts,
-    Policy,
-    degraded_reason,
-    live_status,
-)
+from agent.daemon.status import DaemonIdentity, LiveParts, Policy, degraded_reason, live_status
 from agent.daemon.supervise import supervise
 from agent.daemon.timebase import ServiceTiming
 from agent.errors import AgentError
@@ -229,7 +222,7 @@ class AgentService:
             self.consent = ConsentState.DISABLED
             self.apply_policy()
         try:
-            self.consent = await write_consent(self.store, enabled, self.clock.wall())
+            self.consent = await self.store.set_consent(enabled, self.clock.wall())
         except AgentError as exc:
             if enabled:
                 raise
@@ -353,16 +346,15 @@ class AgentService:
     async def _start(self) -> None:
         store = self.store
         await asyncio.to_thread(clear_spool, self.data_dir)  # downloads of a killed cycle
-        self.consent = await read_consent(store)
-        bound = await store.get_state(LOWER_BOUND_STATE_KEY)
+        self.consent = await store.consent()
         self._clockwatch = ClockWatch(
             self.clock,
             require_sync=self.config.clock.require_sync,
             probe=self._probe,
-            lower_bound=float(bound) if bound else None,
+            lower_bound=await store.clock_lower_bound(),
         )
         await self._clockwatch.check()
-        self._bound = BoundKeeper(self._clockwatch, self._save_bound)
+        self._bound = BoundKeeper(self._clockwatch, store.set_clock_lower_bound)
         schedule = KeySchedule(await store.load_own_teks())
         self._writer = SightingWriter(store, flush_interval=self.timing.writer_flush)
         self._ingest = IngestPipe(self.queue, self._writer.add, FloodGuard(self.clock))
@@ -411,9 +403,6 @@ class AgentService:
             self.consent.value,
             self.clockwatch.decision.state.value,
         )
-
-    async def _save_bound(self, bound: float) -> None:
-        await self.store.set_state(LOWER_BOUND_STATE_KEY, f"{bound:.3f}")
 
     def _wire_parts(self) -> Actions:
         """Hand housekeeping, the commands and the status the parts they work with."""

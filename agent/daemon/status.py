@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from agent import __version__
 from agent.clock import en_interval_number
 from agent.config import RiskConfig
-from agent.consent import read_consent
 from agent.constants import RETENTION_SECONDS
 from agent.models import ExposureWindow
 
@@ -35,8 +34,6 @@ if TYPE_CHECKING:  # `contact-agent status` renders without importing the pipeli
     from agent.netlog import NetworkContact
     from agent.store import SightingWriter, Store
 
-LOWER_BOUND_STATE_KEY = "clock.lower_bound"
-"""Persisted last-good wall time (Appendix A): true time is at least this."""
 UNIQUE_RPI_WINDOW_SECONDS = 600
 
 
@@ -77,9 +74,8 @@ async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str
     windows = await store.exposure_windows(since)
     scored = [score_window(w, risk) for w in windows]
     days = qualifying_days(scored, risk)
-    bound = _json_state(await store.get_state(LOWER_BOUND_STATE_KEY))
     return {
-        "consent": (await read_consent(store)).value,
+        "consent": (await store.consent()).value,
         "sightings": {
             "today": await store.sighting_counts(today),
             "last_14_days": await store.sighting_counts(since),
@@ -95,7 +91,7 @@ async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str
         "risk_level": risk_level(windows, risk),
         "database_bytes": await store.database_bytes(),
         "quarantined": _json_state(await store.get_state(QUARANTINE_STATE_KEY)),
-        "clock_lower_bound": bound if isinstance(bound, int | float) else None,
+        "clock_lower_bound": await store.clock_lower_bound(),
         "network_log": network_summary(await store.network_contacts(since)),
     }
 
