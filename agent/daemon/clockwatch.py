@@ -27,6 +27,43 @@ SyncProbe = Callable[[], Awaitable[tuple[bool, str]]]
 
 
 @dataclass(frozen=True, slots=True)
+class ClockStatus:
+    """The ``clock`` block of ``status`` (live from :class:`ClockWatch`, or offline)."""
+
+    trust: str
+    trusted: bool
+    reason: str
+    source: str
+    """Which signal answered: ``timedate1``, ``marker``, ``config`` or ``none``."""
+    require_sync: bool
+    lower_bound: float | None
+
+    @classmethod
+    def of(
+        cls, decision: TrustDecision, *, source: str, require_sync: bool, lower_bound: float | None
+    ) -> ClockStatus:
+        return cls(
+            trust=decision.state.value,
+            trusted=decision.state.trusted,
+            reason=decision.reason,
+            source=source,
+            require_sync=require_sync,
+            lower_bound=lower_bound,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON fields, in this order."""
+        return {
+            "trust": self.trust,
+            "trusted": self.trusted,
+            "reason": self.reason,
+            "source": self.source,
+            "require_sync": self.require_sync,
+            "lower_bound": self.lower_bound,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ClockEvent:
     """What changed at one :meth:`ClockWatch.check`."""
 
@@ -110,16 +147,14 @@ class ClockWatch:
         bound = self.lower_bound()
         return None if bound is None else bound - RETENTION_SECONDS
 
-    def summary(self) -> dict[str, object]:
-        """Fields for ``status``."""
-        return {
-            "trust": self.decision.state.value,
-            "trusted": self.trusted,
-            "reason": self.decision.reason,
-            "source": self.source,
-            "require_sync": self.require_sync,
-            "lower_bound": self.lower_bound(),
-        }
+    def summary(self) -> ClockStatus:
+        """The ``clock`` block of ``status``."""
+        return ClockStatus.of(
+            self.decision,
+            source=self.source,
+            require_sync=self.require_sync,
+            lower_bound=self.lower_bound(),
+        )
 
 
 class BoundKeeper:

@@ -15,6 +15,7 @@ from agent.clock import Clock, decide_clock_trust, en_interval_number
 from agent.clocksync import system_synchronized
 from agent.config import Config
 from agent.consent import ConsentState
+from agent.daemon.clockwatch import ClockStatus
 from agent.daemon.status import network_summary, stored_status
 
 
@@ -49,14 +50,12 @@ async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[s
     )
     result.update(
         {
-            "clock": {
-                "trust": decision.state.value,
-                "trusted": decision.state.trusted,
-                "reason": decision.reason,
-                "source": source if config.clock.require_sync else "config",
-                "require_sync": config.clock.require_sync,
-                "lower_bound": result["clock_lower_bound"],
-            },
+            "clock": ClockStatus.of(
+                decision,
+                source=source if config.clock.require_sync else "config",
+                require_sync=config.clock.require_sync,
+                lower_bound=result["clock_lower_bound"],
+            ).as_dict(),
             "advertising": False,
             "advertising_reason": "the daemon is not running",
             "scanning": False,

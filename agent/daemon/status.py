@@ -164,7 +164,7 @@ async def live_status(parts: LiveParts, policy: Policy, risk: RiskConfig) -> dic
                 "heartbeats": parts.heartbeats.ages(),
             },
             "consent": policy.consent.value,
-            "clock": parts.clockwatch.summary(),
+            "clock": parts.clockwatch.summary().as_dict(),
             "advertising": advertising,
             "advertising_reason": None if advertising else policy.advertising_reason(),
             "scanning": scanning,
