@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+from agent.clock import TrustDecision, decide_clock_trust
 
 SYNC_MARKER = Path("/run/systemd/timesync/synchronized")
 
@@ -86,3 +90,43 @@ async def system_synchronized(
     if answer is not None:
         return answer, "timedate1"
     return marker_synchronized(marker), "marker"
+
+
+class BoundStore(Protocol):
+    """Where the lower bound of true time is persisted (the store)."""
+
+    async def clock_lower_bound(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentTrust:
+    """Clock trust now, with the persisted lower bound it was decided against."""
+
+    decision: TrustDecision
+    lower_bound: float | None
+
+    @property
+    def trusted(self) -> bool:
+        return self.decision.state.trusted
+
+
+async def current_trust(
+    store: BoundStore, wall: float, *, require_sync: bool, synchronized: bool | None = None
+) -> CurrentTrust:
+    """Clock trust (docs/daemon.md, "Clock trust") for a command that runs without the daemon.
+
+    The persisted lower bound comes from the store; ``synchronized`` is the system's
+    answer when the caller already has one (None: ask timedate1, then systemd's marker,
+    and only when ``require_sync``). The running daemon keeps its own
+    :class:`~agent.daemon.clockwatch.ClockWatch`, which decides the same way.
+    """
+    lower_bound = await store.clock_lower_bound()
+    if synchronized is None:
+        synchronized = (await system_synchronized())[0] if require_sync else True
+    decision = decide_clock_trust(
+        require_sync=require_sync,
+        system_synchronized=synchronized,
+        wall=wall,
+        lower_bound=lower_bound,
+    )
+    return CurrentTrust(decision, lower_bound)

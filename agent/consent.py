@@ -1,19 +1,17 @@
 """The user's consent to contact detection, kept as durable store state.
 
 Consent is OFF until the user runs ``contact-agent enable``: the agent neither advertises
-nor scans before that (privacy by default; revoking consent stops both at once). The value lives
-in the store's state table (written with ``synchronous=FULL``) so it survives restarts and power
-loss, and the daemon reads it before any radio use. Other tools (``forget``) set it with
-:func:`write_consent` or through the daemon's control socket (``enable``/``disable``).
+nor scans before that (privacy by default; revoking consent stops both at once). The
+value lives in the store's state table (written with ``synchronous=FULL``) so it
+survives restarts and power loss, and the daemon reads it before any radio use. The
+store reads and writes it (:meth:`agent.store.Store.consent`,
+:meth:`~agent.store.Store.set_consent`); other tools (``forget``) set it there or
+through the daemon's control socket (``enable``/``disable``).
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Protocol
-
-CONSENT_STATE_KEY = "consent"
-CONSENT_CHANGED_STATE_KEY = "consent.changed_at"
 
 
 class ConsentState(enum.Enum):
@@ -26,25 +24,11 @@ class ConsentState(enum.Enum):
     def enabled(self) -> bool:
         return self is ConsentState.ENABLED
 
-
-class StateStore(Protocol):
-    async def get_state(self, key: str) -> str | None: ...
-
-    async def set_state(self, key: str, value: str) -> None: ...
-
-
-async def read_consent(store: StateStore) -> ConsentState:
-    value = await store.get_state(CONSENT_STATE_KEY)
-    if value in (ConsentState.ENABLED.value, "on"):
-        return ConsentState.ENABLED
-    if value in (ConsentState.DISABLED.value, "off"):
-        return ConsentState.DISABLED
-    return ConsentState.UNSET
-
-
-async def write_consent(store: StateStore, enabled: bool, wall: float) -> ConsentState:
-    state = ConsentState.ENABLED if enabled else ConsentState.DISABLED
-    await store.set_state(CONSENT_STATE_KEY, state.value)
-    await store.set_state(CONSENT_CHANGED_STATE_KEY, f"{wall:.0f}")
-    return state
-
+    @classmethod
+    def parse(cls, value: str | None) -> ConsentState:
+        """The stored text (also the ``on``/``off`` of older versions); else ``UNSET``."""
+        if value in (cls.ENABLED.value, "on"):
+            return cls.ENABLED
+        if value in (cls.DISABLED.value, "off"):
+            return cls.DISABLED
+        return cls.UNSET

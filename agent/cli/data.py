@@ -18,8 +18,8 @@ from typing import TextIO, TypeVar
 import click
 
 from agent.cli import CliContext, pass_cli
-from agent.clock import SystemClock, decide_clock_trust
-from agent.clocksync import system_synchronized
+from agent.clock import SystemClock
+from agent.clocksync import current_trust
 from agent.constants import RETENTION_SECONDS, TEK_ROLLING_PERIOD
 from agent.control import DaemonNotRunningError, request
 from agent.errors import AgentError, MalformedInputError
@@ -35,7 +35,7 @@ from agent.interchange import (
 )
 from agent.keyschedule import KeySchedule
 from agent.models import Sighting
-from agent.store import CONSENT_STATE_KEY, LOWER_BOUND_STATE_KEY, PurgeResult, Store
+from agent.store import PurgeResult, Store
 
 T = TypeVar("T")
 
@@ -196,16 +196,8 @@ def export_exposures(cli: CliContext, fmt: str, since: str | None, output: Path 
 # --- purge and forget ------------------------------------------------------------------
 async def purge_cutoff(cli: CliContext, store: Store, wall: float) -> tuple[float | None, str]:
     """The retention cutoff of the clock-trust rules and why: None when nothing is provably old."""
-    text = await store.get_state(LOWER_BOUND_STATE_KEY)
-    try:
-        lower_bound = float(text) if text else None
-    except ValueError:
-        lower_bound = None
-    require_sync = cli.config.clock.require_sync
-    synced = (await system_synchronized())[0] if require_sync else True
-    decision = decide_clock_trust(
-        require_sync=require_sync, system_synchronized=synced, wall=wall, lower_bound=lower_bound
-    )
+    trust = await current_trust(store, wall, require_sync=cli.config.clock.require_sync)
+    decision, lower_bound = trust.decision, trust.lower_bound
     if decision.state.trusted:
         return wall - RETENTION_SECONDS, decision.reason
     if lower_bound is None:
@@ -267,7 +259,7 @@ def forget(cli: CliContext, yes: bool) -> None:
 
     async def run(store: Store) -> None:
         await store.forget()
-        await store.set_state(CONSENT_STATE_KEY, "off")
+        await store.set_consent(False, SystemClock().wall())
 
     try:  # a running daemon deletes (radio off first, nothing in memory written later)
         request(cli.socket_paths(), "forget", timeout=FORGET_TIMEOUT_SECONDS)

@@ -20,9 +20,8 @@ import click
 from agent import netlog
 from agent.cli import CliContext, pass_cli
 from agent.cli._common import TerminalProgress
-from agent.clock import Clock, SystemClock, TrustDecision, decide_clock_trust
-from agent.clocksync import marker_synchronized
-from agent.consent import read_consent
+from agent.clock import Clock, SystemClock, TrustDecision
+from agent.clocksync import current_trust, marker_synchronized
 from agent.constants import RETENTION_SECONDS
 from agent.control import DaemonNotRunningError, request
 from agent.errors import (
@@ -47,7 +46,7 @@ from agent.pipeline import (
     match_exports,
 )
 from agent.sources import make_session
-from agent.store import LOWER_BOUND_STATE_KEY, Store
+from agent.store import Store
 
 DAEMON_FETCH_TIMEOUT = 900.0
 """A daemon's fetch of millions of keys on a Pi takes minutes."""
@@ -126,17 +125,10 @@ def explain_count(cycle: CycleReport, sightings: tuple[float, float] | None) -> 
 
 
 async def _trust(store: Store, clock: Clock, require_sync: bool) -> TrustDecision:
-    text = await store.get_state(LOWER_BOUND_STATE_KEY)
-    try:
-        lower_bound = float(text) if text else None
-    except ValueError:
-        lower_bound = None
-    return decide_clock_trust(
-        require_sync=require_sync,
-        system_synchronized=marker_synchronized(),
-        wall=clock.wall(),
-        lower_bound=lower_bound,
+    trust = await current_trust(
+        store, clock.wall(), require_sync=require_sync, synchronized=marker_synchronized()
     )
+    return trust.decision
 
 
 def _untrusted(trust: TrustDecision) -> ClockUntrustedError:
@@ -228,7 +220,7 @@ async def _fetch(cli: CliContext, show_progress: bool) -> FetchReport:
     clock = SystemClock()
     progress = TerminalProgress() if show_progress else None
     async with await Store.open(cli.data_dir) as store:
-        if not (await read_consent(store)).enabled:
+        if not (await store.consent()).enabled:
             raise ConsentError(
                 "not fetching: consent is off, so the agent contacts no server "
                 "(run `contact-agent enable`; `match FILE` works without it)"

@@ -18,7 +18,6 @@ from agent.clock import SystemClock, en_interval_number
 from agent.clocksync import marker_synchronized
 from agent.errors import NetworkError
 from agent.report.client import (
-    LOWER_BOUND_STATE_KEY,
     Reporter,
     ReportResult,
     check_ready,
@@ -61,14 +60,7 @@ def _parse_days(days: tuple[str, ...]) -> frozenset[int]:
 
 
 async def _check_ready(cli: CliContext, store: Store, clock: SystemClock) -> None:
-    text = await store.get_state(LOWER_BOUND_STATE_KEY)
-    try:
-        lower_bound = float(text) if text else None
-    except ValueError:
-        lower_bound = None
-    await check_ready(
-        cli.config, store, clock, synchronized=marker_synchronized(), lower_bound=lower_bound
-    )
+    await check_ready(cli.config, store, clock, synchronized=marker_synchronized())
 
 
 async def _prepare(cli: CliContext, code: str | None, withhold: frozenset[int]) -> tuple[bool, int]:

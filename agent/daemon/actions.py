@@ -8,12 +8,12 @@ and ``network_log`` changes state and is accepted only from root, the service us
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.clock import en_interval_number
-from agent.config import load_config
-from agent.consent import write_consent
+from agent.clock import Clock, en_interval_number
+from agent.config import Config, load_config
 from agent.constants import RETENTION_SECONDS
 from agent.control import RELEASE_COMMAND, Handler, Peer
 from agent.daemon.radio import is_scanning
@@ -22,7 +22,12 @@ from agent.errors import AgentError
 from agent.keyschedule import KeySchedule
 
 if TYPE_CHECKING:
-    from agent.daemon.service import AgentService
+    from agent.consent import ConsentState
+    from agent.daemon.clockwatch import BoundKeeper
+    from agent.daemon.fetching import FetchScheduler
+    from agent.daemon.sdnotify import SdNotifier
+    from agent.ingest import IngestPipe
+    from agent.store import SightingWriter, Store
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -33,11 +38,55 @@ RADIO_OFF_TIMEOUT = 3.0
 PRIVILEGED = frozenset({"enable", "disable", "fetch", "reload", "forget", RELEASE_COMMAND})
 
 
-class Actions:
-    """The daemon's commands; :meth:`handlers` feeds the control socket."""
+class RadioControl(Protocol):
+    """What the commands (and housekeeping) need of the daemon's radio."""
 
-    def __init__(self, service: AgentService) -> None:
-        self._service = service
+    schedule: KeySchedule
+
+    def status(self) -> dict[str, Any]: ...
+
+    def rotate_now(self) -> None: ...
+
+    def restart(self, schedule: KeySchedule | None = None) -> None: ...
+
+
+class Actions:
+    """The daemon's commands; :meth:`handlers` feeds the control socket.
+
+    Built by the service once its parts exist, with each part it needs; the service owns
+    consent, the configuration and the status, and hands in the callables that change or
+    read them.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        store: Store,
+        radio: RadioControl,
+        ingest: IngestPipe,
+        writer: SightingWriter,
+        fetcher: FetchScheduler,
+        bound: BoundKeeper,
+        sd: SdNotifier,
+        config_path: Path | None,
+        set_consent: Callable[[bool], Awaitable[ConsentState]],
+        reconfigure: Callable[[Config], Awaitable[bool]],
+        status: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> None:
+        """reconfigure: applies a new configuration; True when the radio was restarted."""
+        self._clock = clock
+        self._store = store
+        self._radio = radio
+        self._ingest = ingest
+        self._writer = writer
+        self._fetcher = fetcher
+        self._bound = bound
+        self._sd = sd
+        self._config_path = config_path
+        self._set_consent = set_consent
+        self._reconfigure = reconfigure
+        self._status = status
 
     def handlers(self) -> dict[str, Handler]:
         def command(action: Any) -> Handler:
@@ -48,7 +97,7 @@ class Actions:
             return handle
 
         return {
-            "status": command(self._service.status),
+            "status": command(self._status),
             "network_log": command(self.network_log),
             "enable": command(lambda: self.consent(True)),
             "disable": command(lambda: self.consent(False)),
@@ -60,44 +109,32 @@ class Actions:
 
     async def network_log(self) -> dict[str, Any]:
         """The transparency log of the last 14 days (``network-log``)."""
-        since = self._service.clock.wall() - RETENTION_SECONDS
-        contacts = await self._service.store.network_contacts(since)
+        since = self._clock.wall() - RETENTION_SECONDS
+        contacts = await self._store.network_contacts(since)
         return {"contacts": [c.as_dict() for c in contacts]}
 
     async def consent(self, enabled: bool) -> dict[str, Any]:
-        state = await self._service.set_consent(enabled)
+        state = await self._set_consent(enabled)
         return {"consent": state.value, "applied": True}
 
     async def fetch(self) -> dict[str, Any]:
         """One key fetch + match now (the ``fetch`` command while the daemon runs)."""
-        fetcher = self._service.fetcher
-        if fetcher is None:
-            raise AgentError("the daemon is still starting")
-        return await fetcher.fetch_now()
+        return await self._fetcher.fetch_now()
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the config file; on error keep the old one and say why."""
-        service = self._service
-        if service.config_path is None:
+        if self._config_path is None:
             return {"reloaded": False, "reason": "no configuration file"}
-        service.sd.reloading()
+        self._sd.reloading()
         try:
-            config = load_config(service.config_path)
+            config = load_config(self._config_path)
         except AgentError as exc:
             _LOGGER.error("reload failed, keeping the old configuration: %s", exc)
-            service.sd.reloaded()
+            self._sd.reloaded()
             raise
-        old, service.config = service.config, config
-        service.clockwatch.require_sync = config.clock.require_sync
-        if service.fetcher is not None:
-            service.fetcher.reconfigure(config, service.make_notifier())
-        radio_changed = config.radio != old.radio
-        if radio_changed:
-            service.restart_radio()
-        await service.clockwatch.check()
-        service.apply_policy()
-        service.sd.reloaded()
-        _LOGGER.info("configuration reloaded from %s", service.config_path)
+        radio_changed = await self._reconfigure(config)
+        self._sd.reloaded()
+        _LOGGER.info("configuration reloaded from %s", self._config_path)
         return {"reloaded": True, "radio_restarted": radio_changed}
 
     async def forget(self) -> dict[str, Any]:
@@ -107,18 +144,14 @@ class Actions:
         memory are written and then deleted with everything else; the radio is rebuilt
         with an empty key schedule so no deleted key is saved again.
         """
-        service = self._service
-        await service.set_consent(False)
-        await wait_until(lambda: not is_scanning(service.radio_status()), RADIO_OFF_TIMEOUT)
-        if service.ingest is not None:
-            service.ingest.drain()  # nothing held back may be written after the deletion
-        if service.writer is not None:
-            await service.writer.flush()
-        service.restart_radio(KeySchedule())
-        await service.store.forget()
-        state = await write_consent(service.store, False, service.clock.wall())
-        service.consent = state
-        await service.persist_bound(force=True)
+        await self._set_consent(False)
+        await wait_until(lambda: not is_scanning(self._radio.status()), RADIO_OFF_TIMEOUT)
+        self._ingest.drain()  # nothing held back may be written after the deletion
+        await self._writer.flush()
+        self._radio.restart(KeySchedule())
+        await self._store.forget()
+        state = await self._set_consent(False)  # written again: the deletion emptied it
+        await self._bound.save(force=True)
         _LOGGER.warning("all data deleted on request; consent is off")
         return {"forgotten": True, "consent": state.value}
 
@@ -128,19 +161,19 @@ class Actions:
         Answers once the radio put a fresh key on air (or is not advertising), so the
         ended key is off air before anyone publishes it.
         """
-        service = self._service
-        schedule = service.schedule
-        if schedule is None:
-            raise AgentError("the daemon is still starting")
-        ended = schedule.end_current_key(en_interval_number(service.clock.wall()))
-        await service.persist_teks(schedule.pop_dirty())
+        radio = self._radio
+        schedule = radio.schedule
+        ended = schedule.end_current_key(en_interval_number(self._clock.wall()))
+        teks = schedule.pop_dirty()
+        if teks:
+            await self._store.save_own_teks(teks)
         rotated = False
-        if ended is not None and service.radio_status().get("advertising"):
-            before = service.radio_status().get("rotations", 0)
-            service.rotate_now()
+        if ended is not None and radio.status().get("advertising"):
+            before = radio.status().get("rotations", 0)
+            radio.rotate_now()
 
             def moved_on() -> bool:
-                status = service.radio_status()
+                status = radio.status()
                 return status.get("rotations", 0) != before or not status.get("advertising")
 
             rotated = await wait_until(moved_on, RELEASE_ROTATION_TIMEOUT)

@@ -18,12 +18,49 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from agent.clock import Clock, ClockTrust, StepDetector, TrustDecision, decide_clock_trust
-from agent.constants import RETENTION_SECONDS
+from agent.constants import EN_INTERVAL_SECONDS, RETENTION_SECONDS
 
 _LOGGER = logging.getLogger(__name__)
 
 SyncProbe = Callable[[], Awaitable[tuple[bool, str]]]
 """Returns (system clock synchronised, which signal answered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClockStatus:
+    """The ``clock`` block of ``status`` (live from :class:`ClockWatch`, or offline)."""
+
+    trust: str
+    trusted: bool
+    reason: str
+    source: str
+    """Which signal answered: ``timedate1``, ``marker``, ``config`` or ``none``."""
+    require_sync: bool
+    lower_bound: float | None
+
+    @classmethod
+    def of(
+        cls, decision: TrustDecision, *, source: str, require_sync: bool, lower_bound: float | None
+    ) -> ClockStatus:
+        return cls(
+            trust=decision.state.value,
+            trusted=decision.state.trusted,
+            reason=decision.reason,
+            source=source,
+            require_sync=require_sync,
+            lower_bound=lower_bound,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON fields, in this order."""
+        return {
+            "trust": self.trust,
+            "trusted": self.trusted,
+            "reason": self.reason,
+            "source": self.source,
+            "require_sync": self.require_sync,
+            "lower_bound": self.lower_bound,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +147,31 @@ class ClockWatch:
         bound = self.lower_bound()
         return None if bound is None else bound - RETENTION_SECONDS
 
-    def summary(self) -> dict[str, object]:
-        """Fields for ``status``."""
-        return {
-            "trust": self.decision.state.value,
-            "trusted": self.trusted,
-            "reason": self.decision.reason,
-            "source": self.source,
-            "require_sync": self.require_sync,
-            "lower_bound": self.lower_bound(),
-        }
+    def summary(self) -> ClockStatus:
+        """The ``clock`` block of ``status``."""
+        return ClockStatus.of(
+            self.decision,
+            source=self.source,
+            require_sync=self.require_sync,
+            lower_bound=self.lower_bound(),
+        )
+
+
+class BoundKeeper:
+    """Persists the lower bound of true time at every interval change (and on demand)."""
+
+    def __init__(self, watch: ClockWatch, save: Callable[[float], Awaitable[None]]) -> None:
+        """save: writes the bound durably (the store's ``set_clock_lower_bound``)."""
+        self._watch = watch
+        self._save = save
+        self._interval: int | None = None
+
+    async def save(self, *, force: bool = False) -> None:
+        """Save the bound when its interval changed since the last save (or ``force``)."""
+        bound = self._watch.persistable_bound()
+        if bound is None:
+            return
+        interval = int(bound // EN_INTERVAL_SECONDS)
+        if force or interval != self._interval:
+            await self._save(bound)
+            self._interval = interval

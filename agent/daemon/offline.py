@@ -14,7 +14,8 @@ from typing import Any
 from agent.clock import Clock, decide_clock_trust, en_interval_number
 from agent.clocksync import system_synchronized
 from agent.config import Config
-from agent.consent import ConsentState, write_consent
+from agent.consent import ConsentState
+from agent.daemon.clockwatch import ClockStatus
 from agent.daemon.status import network_summary, stored_status
 
 
@@ -49,14 +50,12 @@ async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[s
     )
     result.update(
         {
-            "clock": {
-                "trust": decision.state.value,
-                "trusted": decision.state.trusted,
-                "reason": decision.reason,
-                "source": source if config.clock.require_sync else "config",
-                "require_sync": config.clock.require_sync,
-                "lower_bound": result["clock_lower_bound"],
-            },
+            "clock": ClockStatus.of(
+                decision,
+                source=source if config.clock.require_sync else "config",
+                require_sync=config.clock.require_sync,
+                lower_bound=result["clock_lower_bound"],
+            ).as_dict(),
             "advertising": False,
             "advertising_reason": "the daemon is not running",
             "scanning": False,
@@ -87,6 +86,6 @@ async def set_consent_offline(data_dir: Path, enabled: bool, clock: Clock) -> Co
 
     store = await Store.open(data_dir, clock=clock)
     try:
-        return await write_consent(store, enabled, clock.wall())
+        return await store.set_consent(enabled, clock.wall())
     finally:
         await store.close()

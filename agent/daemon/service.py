@@ -26,17 +26,16 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent import __version__, netlog
 from agent.clock import Clock, SystemClock
 from agent.clocksync import system_synchronized
 from agent.config import Config
-from agent.consent import ConsentState, read_consent, write_consent
-from agent.constants import EN_INTERVAL_SECONDS
+from agent.consent import ConsentState
 from agent.control import ControlServer, daemon_socket_path
 from agent.daemon.actions import PRIVILEGED, Actions
-from agent.daemon.clockwatch import ClockWatch, SyncProbe
+from agent.daemon.clockwatch import BoundKeeper, ClockWatch, SyncProbe
 from agent.daemon.fetching import FetchScheduler
 from agent.daemon.housekeeping import Housekeeping
 from agent.daemon.metrics import Metrics
@@ -51,7 +50,7 @@ from agent.daemon.radio import (
 )
 from agent.daemon.radiorun import RadioRunner
 from agent.daemon.sdnotify import Heartbeats, SdNotifier
-from agent.daemon.status import LOWER_BOUND_STATE_KEY, degraded_reason, live_status
+from agent.daemon.status import DaemonIdentity, LiveParts, Policy, degraded_reason, live_status
 from agent.daemon.supervise import supervise
 from agent.daemon.timebase import ServiceTiming
 from agent.errors import AgentError
@@ -64,6 +63,7 @@ from agent.report.chaff import run_chaff
 from agent.store import SightingWriter, Store
 
 _LOGGER = logging.getLogger(__name__)
+_Part = TypeVar("_Part")
 
 
 class AgentService:
@@ -127,12 +127,13 @@ class AgentService:
         self._ingest: IngestPipe | None = None
         self._fetcher: FetchScheduler | None = None
         self._control: ControlServer | None = None
-        self._housekeeping = Housekeeping(self)
-        self._actions = Actions(self)
+        self._bound: BoundKeeper | None = None
+        self._housekeeping: Housekeeping | None = None
+        self._actions: Actions | None = None
+        self._live: LiveParts | None = None
         self._stop = asyncio.Event()
         self.started = time.monotonic()
         """Monotonic (real) time the service object was created (for the uptime)."""
-        self._bound_interval: int | None = None
         self._lock_fd: int | None = None
         self._background: set[asyncio.Future[dict[str, Any]]] = set()
 
@@ -221,7 +222,7 @@ class AgentService:
             self.consent = ConsentState.DISABLED
             self.apply_policy()
         try:
-            self.consent = await write_consent(self.store, enabled, self.clock.wall())
+            self.consent = await self.store.set_consent(enabled, self.clock.wall())
         except AgentError as exc:
             if enabled:
                 raise
@@ -235,16 +236,35 @@ class AgentService:
 
     async def forget(self) -> dict[str, Any]:
         """Radio off, then delete every stored row (see :meth:`Actions.forget`)."""
-        return await self._actions.forget()
+        return await _running(self._actions).forget()
 
     async def release_current_key(self) -> dict[str, Any]:
         """Same-day release (see :meth:`Actions.release_current_key`)."""
-        return await self._actions.release_current_key()
+        return await _running(self._actions).release_current_key()
 
     async def status(self) -> dict[str, Any]:
         """The live status (``status --json`` while running)."""
-        await self._housekeeping.refresh_gauges()
-        return await live_status(self)
+        await _running(self._housekeeping).refresh_gauges()
+        policy = Policy(
+            consent=self.consent,
+            advertising_reason=self.advertising_reason,
+            scanning_reason=self.scanning_reason,
+            degraded=self.degraded,
+        )
+        return await live_status(_running(self._live), policy, self.config.risk)
+
+    async def reconfigure(self, config: Config) -> bool:
+        """Apply a re-read configuration; True when the radio was restarted for it."""
+        old, self.config = self.config, config
+        self.clockwatch.require_sync = config.clock.require_sync
+        if self._fetcher is not None:
+            self._fetcher.reconfigure(config, self.make_notifier())
+        radio_changed = config.radio != old.radio
+        if radio_changed:
+            self.restart_radio()
+        await self.clockwatch.check()
+        self.apply_policy()
+        return radio_changed
 
     # ---- policy ----------------------------------------------------------------------
     def advertising_reason(self) -> str | None:
@@ -277,7 +297,7 @@ class AgentService:
             parts = ["clock not synchronised: scanning only"]
         else:
             parts = ["advertising and scanning"]
-        degraded = degraded_reason(self)
+        degraded = degraded_reason(self.degraded, self._writer, self._ingest)
         if degraded:
             parts.append(f"degraded: {degraded}")
         if self._fetcher is not None:
@@ -298,15 +318,8 @@ class AgentService:
 
     async def persist_bound(self, *, force: bool = False) -> None:
         """Save the clock lower bound at every interval change (and at shutdown)."""
-        if self._clockwatch is None:
-            return
-        bound = self._clockwatch.persistable_bound()
-        if bound is None:
-            return
-        interval = int(bound // EN_INTERVAL_SECONDS)
-        if force or interval != self._bound_interval:
-            await self.store.set_state(LOWER_BOUND_STATE_KEY, f"{bound:.3f}")
-            self._bound_interval = interval
+        if self._bound is not None:
+            await self._bound.save(force=force)
 
     # ---- start and stop --------------------------------------------------------------
     def _lock_data_dir(self) -> None:
@@ -333,15 +346,15 @@ class AgentService:
     async def _start(self) -> None:
         store = self.store
         await asyncio.to_thread(clear_spool, self.data_dir)  # downloads of a killed cycle
-        self.consent = await read_consent(store)
-        bound = await store.get_state(LOWER_BOUND_STATE_KEY)
+        self.consent = await store.consent()
         self._clockwatch = ClockWatch(
             self.clock,
             require_sync=self.config.clock.require_sync,
             probe=self._probe,
-            lower_bound=float(bound) if bound else None,
+            lower_bound=await store.clock_lower_bound(),
         )
         await self._clockwatch.check()
+        self._bound = BoundKeeper(self._clockwatch, store.set_clock_lower_bound)
         schedule = KeySchedule(await store.load_own_teks())
         self._writer = SightingWriter(store, flush_interval=self.timing.writer_flush)
         self._ingest = IngestPipe(self.queue, self._writer.add, FloodGuard(self.clock))
@@ -368,9 +381,10 @@ class AgentService:
         )
         self.apply_policy()
         self._radio.build()
+        actions = self._wire_parts()
         self._control = ControlServer(
             daemon_socket_path(self.data_dir, self._environ),
-            self._actions.handlers(),
+            actions.handlers(),
             privileged=PRIVILEGED,
             group_access="RUNTIME_DIRECTORY" in self._environ,
         )
@@ -389,6 +403,54 @@ class AgentService:
             self.consent.value,
             self.clockwatch.decision.state.value,
         )
+
+    def _wire_parts(self) -> Actions:
+        """Hand housekeeping, the commands and the status the parts they work with."""
+        store, clockwatch = self.store, self.clockwatch
+        radio, writer, ingest, fetcher = self._radio, self._writer, self._ingest, self._fetcher
+        assert radio is not None and writer is not None
+        assert ingest is not None and fetcher is not None and self._bound is not None
+        self._housekeeping = Housekeeping(
+            clock=self.clock,
+            sleep=self.sleep,
+            timing=self.timing,
+            heartbeats=self.heartbeats,
+            metrics=self.metrics,
+            store=store,
+            clockwatch=clockwatch,
+            radio=radio,
+            writer=writer,
+            ingest=ingest,
+            config=lambda: self.config,
+            after_round=self.update_status_line,
+        )
+        self._live = LiveParts(
+            identity=DaemonIdentity(self.name, self.started, self.adapter, self.data_dir),
+            clock=self.clock,
+            store=store,
+            clockwatch=clockwatch,
+            heartbeats=self.heartbeats,
+            metrics=self.metrics,
+            writer=writer,
+            ingest=ingest,
+            fetcher=fetcher,
+            radio_status=radio.status,
+        )
+        self._actions = Actions(
+            clock=self.clock,
+            store=store,
+            radio=radio,
+            ingest=ingest,
+            writer=writer,
+            fetcher=fetcher,
+            bound=self._bound,
+            sd=self.sd,
+            config_path=self.config_path,
+            set_consent=self.set_consent,
+            reconfigure=self.reconfigure,
+            status=self.status,
+        )
+        return self._actions
 
     def _radio_request(self, schedule: KeySchedule) -> RadioRequest:
         return RadioRequest(
@@ -423,12 +485,13 @@ class AgentService:
         await self.persist_bound(force=True)
         if self._control is not None:
             await self._control.close()
-        with contextlib.suppress(AgentError, OSError):
-            await self._housekeeping.write_textfile()
+        if self._housekeeping is not None:
+            with contextlib.suppress(AgentError, OSError):
+                await self._housekeeping.write_textfile()
         _LOGGER.info("stopped")
 
     def _reload_from_signal(self) -> None:
-        task = asyncio.ensure_future(self._actions.reload())
+        task = asyncio.ensure_future(_running(self._actions).reload())
         self._background.add(task)
         task.add_done_callback(self._reload_done)
 
@@ -441,6 +504,7 @@ class AgentService:
     async def _supervise_all(self) -> None:
         assert self._writer is not None and self._fetcher is not None
         assert self._radio is not None and self._ingest is not None
+        assert self._housekeeping is not None
         writer_task = self._writer.start()
         try:
             async with asyncio.TaskGroup() as group:
@@ -524,6 +588,13 @@ class AgentService:
                 _LOGGER.warning("watchdog not fed: %s stopped responding", ", ".join(stale))
                 warned = True
             await asyncio.sleep(period / 4)  # systemd's real time, not the agent's clock
+
+
+def _running(part: _Part | None) -> _Part:
+    """A part that exists only while the daemon runs (else the commands' error)."""
+    if part is None:
+        raise AgentError("the daemon is not running")
+    return part
 
 
 class _StopRequested(Exception):

@@ -11,24 +11,29 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.clock import en_interval_number
 from agent.config import RiskConfig
-from agent.consent import read_consent
 from agent.constants import RETENTION_SECONDS
 from agent.models import ExposureWindow
 
 if TYPE_CHECKING:  # `contact-agent status` renders without importing the pipeline
-    from agent.daemon.service import AgentService
+    from agent.clock import Clock
+    from agent.consent import ConsentState
+    from agent.daemon.clockwatch import ClockWatch
+    from agent.daemon.fetching import FetchScheduler
+    from agent.daemon.metrics import Metrics
+    from agent.daemon.sdnotify import Heartbeats
+    from agent.ingest import IngestPipe
     from agent.netlog import NetworkContact
-    from agent.store import Store
+    from agent.store import SightingWriter, Store
 
-LOWER_BOUND_STATE_KEY = "clock.lower_bound"
-"""Persisted last-good wall time (docs/daemon.md, "Clock trust"): true time is at least this."""
 UNIQUE_RPI_WINDOW_SECONDS = 600
 
 
@@ -69,9 +74,8 @@ async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str
     windows = await store.exposure_windows(since)
     scored = [score_window(w, risk) for w in windows]
     days = qualifying_days(scored, risk)
-    bound = _json_state(await store.get_state(LOWER_BOUND_STATE_KEY))
     return {
-        "consent": (await read_consent(store)).value,
+        "consent": (await store.consent()).value,
         "sightings": {
             "today": await store.sighting_counts(today),
             "last_14_days": await store.sighting_counts(since),
@@ -87,7 +91,7 @@ async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str
         "risk_level": risk_level(windows, risk),
         "database_bytes": await store.database_bytes(),
         "quarantined": _json_state(await store.get_state(QUARANTINE_STATE_KEY)),
-        "clock_lower_bound": bound if isinstance(bound, int | float) else None,
+        "clock_lower_bound": await store.clock_lower_bound(),
         "network_log": network_summary(await store.network_contacts(since)),
     }
 
@@ -102,56 +106,95 @@ def network_summary(contacts: Sequence[NetworkContact]) -> dict[str, Any]:
     }
 
 
-async def live_status(service: AgentService) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class DaemonIdentity:
+    """What does not change while the daemon runs (the ``daemon`` block and paths)."""
+
+    name: str
+    started: float
+    """Monotonic (real) time the service was created, for the uptime."""
+    adapter: str
+    data_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class LiveParts:
+    """The running daemon's parts that ``status`` reads (handed in by the service)."""
+
+    identity: DaemonIdentity
+    clock: Clock
+    store: Store
+    clockwatch: ClockWatch
+    heartbeats: Heartbeats
+    metrics: Metrics
+    writer: SightingWriter
+    ingest: IngestPipe
+    fetcher: FetchScheduler
+    radio_status: Callable[[], Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The service's current decisions, read at the moment ``status`` is asked."""
+
+    consent: ConsentState
+    advertising_reason: Callable[[], str | None]
+    scanning_reason: Callable[[], str | None]
+    degraded: str | None
+    """Why the radio is degraded (adapter unreachable), set by the service."""
+
+
+async def live_status(parts: LiveParts, policy: Policy, risk: RiskConfig) -> dict[str, Any]:
     """The running daemon's status: the stored part plus its live view."""
     from agent.daemon.radio import is_scanning
 
-    wall = service.clock.wall()
-    result = await stored_status(service.store, wall, service.config.risk)
-    radio = service.radio_status()
+    wall = parts.clock.wall()
+    result = await stored_status(parts.store, wall, risk)
+    radio = dict(parts.radio_status())
     advertising, scanning = bool(radio.get("advertising")), is_scanning(radio)
-    fetcher = service.fetcher
+    identity = parts.identity
     result.update(
         {
             "daemon": {
                 "running": True,
-                "name": service.name,
+                "name": identity.name,
                 "pid": os.getpid(),
                 "version": __version__,
-                "uptime_seconds": round(time.monotonic() - service.started),
-                "heartbeats": service.heartbeats.ages(),
+                "uptime_seconds": round(time.monotonic() - identity.started),
+                "heartbeats": parts.heartbeats.ages(),
             },
-            "consent": service.consent.value,
-            "clock": service.clockwatch.summary(),
+            "consent": policy.consent.value,
+            "clock": parts.clockwatch.summary().as_dict(),
             "advertising": advertising,
-            "advertising_reason": None if advertising else service.advertising_reason(),
+            "advertising_reason": None if advertising else policy.advertising_reason(),
             "scanning": scanning,
-            "scanning_reason": None if scanning else service.scanning_reason(),
-            "adapter": service.adapter,
-            "data_dir": str(service.data_dir),
+            "scanning_reason": None if scanning else policy.scanning_reason(),
+            "adapter": identity.adapter,
+            "data_dir": str(identity.data_dir),
             "scan_mode": radio.get("scan_mode"),
             "radio": radio,
             "current_interval": en_interval_number(wall) if wall >= 0 else None,
-            "degraded": degraded_reason(service),
-            "ingest": service.ingest.guard.as_dict() if service.ingest is not None else None,
-            "fetch": fetcher.summary() if fetcher is not None else None,
-            "metrics": service.metrics.snapshot(),
+            "degraded": degraded_reason(policy.degraded, parts.writer, parts.ingest),
+            "ingest": parts.ingest.guard.as_dict(),
+            "fetch": parts.fetcher.summary(),
+            "metrics": parts.metrics.snapshot(),
         }
     )
     return result
 
 
-def degraded_reason(service: AgentService) -> str | None:
+def degraded_reason(
+    degraded: str | None, writer: SightingWriter | None, ingest: IngestPipe | None
+) -> str | None:
     """Why the daemon is not fully working: adapter, storage, an RPI flood (or None)."""
-    reasons = [service.degraded] if service.degraded else []
-    writer = service.writer.stats if service.writer is not None else None
-    if writer is not None and writer.failing:
+    reasons = [degraded] if degraded else []
+    stats = writer.stats if writer is not None else None
+    if stats is not None and stats.failing:
         reasons.append(
-            f"sightings are not being written ({writer.last_error}); "
-            f"{writer.pending} kept in memory"
+            f"sightings are not being written ({stats.last_error}); {stats.pending} kept in memory"
         )
-    if service.ingest is not None and service.ingest.guard.flood:
-        limits = service.ingest.guard.limits
+    if ingest is not None and ingest.guard.flood:
+        limits = ingest.guard.limits
         reasons.append(
             f"flood: more than {limits.max_new_rpis} new identifiers in "
             f"{limits.window_seconds / 60:.0f} minutes, the rest are dropped"

@@ -29,9 +29,10 @@ from typing import Protocol
 
 import aiohttp
 
-from agent.clock import Clock, decide_clock_trust, rolling_start_interval_number
+from agent.clock import Clock, rolling_start_interval_number
+from agent.clocksync import current_trust
 from agent.config import Config, ReportConfig
-from agent.consent import read_consent
+from agent.consent import ConsentState
 from agent.constants import RETENTION_SECONDS
 from agent.errors import (
     AgentError,
@@ -66,8 +67,6 @@ from agent.report.wire import b64encode, key_to_json
 
 _LOGGER = logging.getLogger(__name__)
 
-LOWER_BOUND_STATE_KEY = "clock.lower_bound"
-"""Persisted last-good time (docs/daemon.md, "Clock trust"), written by the daemon's clock watch."""
 REVISION_STATE_KEY = "report.revision_token"
 LAST_REPORT_STATE_KEY = "report.last"
 ACCEPT_TEST_TYPES = ["confirmed", "likely"]
@@ -132,24 +131,30 @@ def check_report_config(settings: ReportConfig) -> None:
         )
 
 
+class ReadinessStore(Protocol):
+    """What :func:`check_ready` reads: consent and the persisted lower bound of true time."""
+
+    async def consent(self) -> ConsentState: ...
+
+    async def clock_lower_bound(self) -> float | None: ...
+
+
 async def check_ready(
     config: Config,
-    store: StateStore,
+    store: ReadinessStore,
     clock: Clock,
     *,
     synchronized: bool,
-    lower_bound: float | None,
 ) -> None:
     """Config complete, consent on and clock trusted; otherwise a clear error, nothing sent."""
     check_report_config(config.report)
-    if not (await read_consent(store)).enabled:
+    if not (await store.consent()).enabled:
         raise ConsentError("consent is off: run `contact-agent enable` first; nothing was sent")
-    trust = decide_clock_trust(
-        require_sync=config.clock.require_sync,
-        system_synchronized=synchronized,
-        wall=clock.wall(),
-        lower_bound=lower_bound,
-    )
+    trust = (
+        await current_trust(
+            store, clock.wall(), require_sync=config.clock.require_sync, synchronized=synchronized
+        )
+    ).decision
     if not trust.state.trusted:
         raise ClockUntrustedError(
             f"cannot report while the clock is not trusted ({trust.reason}); "

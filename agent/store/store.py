@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Final
 
 from agent.clock import Clock, SystemClock
+from agent.consent import ConsentState
 from agent.constants import EN_INTERVAL_SECONDS, RETENTION_SECONDS
 from agent.errors import MalformedInputError, StoreError
 from agent.jsonout import dumps
@@ -42,7 +43,9 @@ QUARANTINE_STATE_KEY: Final = "store.quarantined"
 PENDING_STATE_KEY: Final = "store.pending"
 """``forget`` or ``checkpoint``: a deletion to finish at the next open after a crash."""
 CONSENT_STATE_KEY: Final = "consent"
-"""``on`` / ``off``: the user's consent to contact detection."""
+"""``enabled`` / ``disabled`` (``on`` / ``off`` before): consent to contact detection."""
+CONSENT_CHANGED_STATE_KEY: Final = "consent.changed_at"
+"""Unix seconds of the last consent change, as text."""
 LOWER_BOUND_STATE_KEY: Final = "clock.lower_bound"
 """Unix seconds that true time is known to be at or after (docs/daemon.md, "Clock trust"), as
 text."""
@@ -246,6 +249,30 @@ class Store:
     async def delete_state(self, key: str) -> None:
         async with self._db.transaction("saving state failed", durable=True) as tx:
             await tx.execute("DELETE FROM state WHERE key = ?", (key,))
+
+    async def consent(self) -> ConsentState:
+        """The user's consent (``UNSET`` until ``enable`` or ``disable`` ran)."""
+        return ConsentState.parse(await self.get_state(CONSENT_STATE_KEY))
+
+    async def set_consent(self, enabled: bool, wall: float) -> ConsentState:
+        """Persist consent (durable before this returns) and when it changed."""
+        state = ConsentState.ENABLED if enabled else ConsentState.DISABLED
+        await self.set_state(CONSENT_STATE_KEY, state.value)
+        await self.set_state(CONSENT_CHANGED_STATE_KEY, f"{wall:.0f}")
+        return state
+
+    async def clock_lower_bound(self) -> float | None:
+        """The persisted lower bound of true time (None: none saved, or unreadable)."""
+        text = await self.get_state(LOWER_BOUND_STATE_KEY)
+        try:
+            value = float(text) if text else None
+        except ValueError:
+            return None
+        return value if value is not None and math.isfinite(value) else None
+
+    async def set_clock_lower_bound(self, bound: float) -> None:
+        """Persist the lower bound of true time (docs/daemon.md, "Clock trust")."""
+        await self.set_state(LOWER_BOUND_STATE_KEY, f"{bound:.3f}")
 
     # --- downloaded key files (synchronous=FULL) -----------------------------------------
     async def is_file_processed(self, sha256: bytes) -> bool:

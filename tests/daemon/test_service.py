@@ -19,7 +19,6 @@ from agent.config import ClockConfig, Config, KeysConfig, KeySource, load_config
 from agent.control import RELEASE_COMMAND, ControlError, daemon_socket_path, request
 from agent.daemon.offline import set_consent_offline
 from agent.daemon.service import AgentService, ServiceTiming
-from agent.daemon.status import LOWER_BOUND_STATE_KEY
 from agent.daemon.timebase import AcceleratedClock
 from agent.errors import AgentError, BluetoothAccessDeniedError
 from agent.models import Sighting
@@ -189,7 +188,7 @@ async def test_untrusted_purge_uses_the_persisted_lower_bound(short_dir: Path) -
     now = time.time()
     bound = now - 5 * 86_400  # the last good time we knew: 5 days ago
     async with await Store.open(data) as store:
-        await store.set_state(LOWER_BOUND_STATE_KEY, str(bound))
+        await store.set_clock_lower_bound(bound)
         await store.add_sightings(
             [
                 Sighting(bound - 20 * 86_400, b"\x01" * 16, bytes(4), -60),  # provably old
@@ -207,7 +206,7 @@ async def test_untrusted_purge_uses_the_persisted_lower_bound(short_dir: Path) -
     async with await Store.open(data) as store:
         assert await store.sighting_counts(0) == 2
         assert await store.sighting_counts(bound - 15 * 86_400) == 2
-        saved = float(await store.get_state(LOWER_BOUND_STATE_KEY) or 0)
+        saved = await store.clock_lower_bound() or 0.0
     assert saved >= bound
 
 

@@ -18,7 +18,6 @@ import pytest
 from agent import netlog
 from agent.clock import SystemClock, en_interval_number
 from agent.config import ReportConfig
-from agent.consent import write_consent
 from agent.lab.keyserver import LocalKeyServer
 from agent.lab.sim import FakeBluez, PrivateBus
 from agent.netlog import KEY_DOWNLOAD, NetworkContact, host_of
@@ -49,7 +48,7 @@ async def test_a_report_and_a_fetch_appear_in_the_network_log_without_identifier
     data = tmp_path / "data"
     async with await Store.open(data) as store:
         await store.save_own_teks(broadcast_history(en_interval_number(time.time())).pop_dirty())
-        await write_consent(store, True, 0.0)
+        await store.set_consent(True, 0.0)
         own = [t.key_data for t in await store.load_own_teks()]
     server = LocalKeyServer(api_key=API_KEY, embargo=False)
     await server.start()

@@ -13,7 +13,6 @@ import pytest
 
 from agent.clock import FakeClock, en_interval_number, rolling_start_interval_number
 from agent.config import ReportConfig
-from agent.consent import write_consent
 from agent.export import PublicKeyRing, read_verified_export
 from agent.keyschedule import KeySchedule
 from agent.lab.keyserver import LocalKeyServer
@@ -152,7 +151,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     """A real store in tmp_path with consent on and 15 days of own keys."""
     st = await Store.open(tmp_path / "agent")
     await st.save_own_teks(broadcast_history().pop_dirty())
-    await write_consent(st, True, 0.0)
+    await st.set_consent(True, 0.0)
     try:
         yield st
     finally:

@@ -13,7 +13,6 @@ from click.testing import CliRunner, Result
 
 from agent.cli import main
 from agent.clock import en_interval_number
-from agent.consent import write_consent
 from agent.lab.keyserver import LocalKeyServer
 from agent.report.pending import PendingUpload, load_pending, save_pending
 from agent.store import Store
@@ -54,7 +53,7 @@ def data_dir(tmp_path: Path) -> Path:
         async with await Store.open(tmp_path / "data") as store:
             now_interval = en_interval_number(time.time())
             await store.save_own_teks(broadcast_history(now_interval).pop_dirty())
-            await write_consent(store, True, 0.0)
+            await store.set_consent(True, 0.0)
 
     asyncio.run(setup())
     return tmp_path / "data"
@@ -161,7 +160,7 @@ def test_untrusted_clock_and_consent_off_send_nothing(
 
     async def consent_off() -> None:
         async with await Store.open(data_dir) as store:
-            await write_consent(store, False, 0.0)
+            await store.set_consent(False, 0.0)
 
     asyncio.run(consent_off())
     line = one_line_error(invoke(data_dir, strict, "--code", threaded.issue_code(), "--yes"))

@@ -17,7 +17,6 @@ import pytest
 from agent import crypto
 from agent.clock import ClockTrust, FakeClock, TrustDecision, en_interval_number
 from agent.config import Config, KeysConfig, KeySource, PublicKeyConfig
-from agent.consent import write_consent
 from agent.lab.keyserver import LocalKeyServer
 from agent.models import ScanPeriod, Sighting
 from agent.pipeline import config_ring, fetch_and_match
@@ -60,7 +59,7 @@ async def test_a_contact_of_the_reporter_gets_exactly_one_exposure(
 
     async with await Store.open(tmp_path / "reporter") as reporter_store:
         await reporter_store.save_own_teks(teks)
-        await write_consent(reporter_store, True, real_clock.wall())
+        await reporter_store.set_consent(True, real_clock.wall())
         result = await reporter(live_server, reporter_store, real_clock).run(
             live_server.issue_code(), release(reporter_store, real_clock)
         )

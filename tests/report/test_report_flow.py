@@ -16,7 +16,6 @@ import pytest
 
 from agent.clock import FakeClock
 from agent.config import ClockConfig, Config
-from agent.consent import write_consent
 from agent.control import RELEASE_COMMAND, SOCKET_NAME, ControlServer, Peer
 from agent.errors import AgentError, ClockUntrustedError, ConsentError, MalformedInputError
 from agent.lab.keyserver import LocalKeyServer
@@ -206,16 +205,17 @@ async def test_consent_off_or_untrusted_clock_refuse_before_anything(
     server: LocalKeyServer, store: Store, clock: FakeClock
 ) -> None:
     config = Config(report=report_settings(server))
-    await check_ready(config, store, clock, synchronized=True, lower_bound=None)
+    await check_ready(config, store, clock, synchronized=True)
     with pytest.raises(ClockUntrustedError, match=r"not trusted.*nothing was sent"):
-        await check_ready(config, store, clock, synchronized=False, lower_bound=None)
+        await check_ready(config, store, clock, synchronized=False)
+    await store.set_clock_lower_bound(clock.wall() + 60)
     with pytest.raises(ClockUntrustedError, match="earlier than the last known good"):
-        await check_ready(config, store, clock, synchronized=True, lower_bound=clock.wall() + 60)
+        await check_ready(config, store, clock, synchronized=True)
     relaxed = Config(report=config.report, clock=ClockConfig(require_sync=False))
-    await check_ready(relaxed, store, clock, synchronized=False, lower_bound=None)
-    await write_consent(store, False, 0.0)
+    await check_ready(relaxed, store, clock, synchronized=False)
+    await store.set_consent(False, 0.0)
     with pytest.raises(ConsentError, match="consent is off"):
-        await check_ready(config, store, clock, synchronized=True, lower_bound=None)
+        await check_ready(config, store, clock, synchronized=True)
     assert server.requests == []
 
 

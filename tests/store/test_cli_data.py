@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from agent.cli import main
+from agent.consent import ConsentState
 from agent.interchange import EXPOSURE_EXPORT_FIELDS
 from agent.keyschedule import OwnTek
 from agent.store import Store
@@ -148,15 +149,15 @@ def test_forget_needs_yes_then_deletes_everything(
     assert done.exit_code == 0, done.output
     assert "consent is off" in done.stdout
 
-    async def after(store: Store) -> tuple[int, list[OwnTek], int, str | None]:
+    async def after(store: Store) -> tuple[int, list[OwnTek], int, ConsentState]:
         return (
             await store.sighting_counts(0),
             await store.load_own_teks(),
             len(await store.exposure_windows()),
-            await store.get_state("consent"),
+            await store.consent(),
         )
 
-    assert in_store(data_dir, after) == (0, [], 0, "off")
+    assert in_store(data_dir, after) == (0, [], 0, ConsentState.DISABLED)
 
 
 def test_purge_with_a_trusted_clock(cli: Callable[..., Result], tmp_path: Path) -> None:

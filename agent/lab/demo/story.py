@@ -39,7 +39,7 @@ from agent.lab.demo.observe import Observation, observe
 from agent.lab.demo.steps import DemoFailure, Event, Timeline
 from agent.lab.demo.world import DemoAgent, DemoWorld, WorldSettings
 from agent.logs import RedactingFormatter
-from agent.report.client import LOWER_BOUND_STATE_KEY, Reporter, check_ready
+from agent.report.client import Reporter, check_ready
 from agent.report.release import StoreKeyRelease
 
 LEAD_SECONDS = 120.0
@@ -257,14 +257,7 @@ async def _report(world: DemoWorld, result: StoryResult) -> None:
         code = server.issue_code()
         timeline.note(f"the health authority gives {name} the verification code {code}")
         store, clock = service.store, world.clock
-        bound = await store.get_state(LOWER_BOUND_STATE_KEY)
-        await check_ready(
-            service.config,
-            store,
-            clock,
-            synchronized=False,
-            lower_bound=float(bound) if bound else None,
-        )
+        await check_ready(service.config, store, clock, synchronized=False)
         before = service.radio_status().get("rotations", 0)
         reporter = Reporter(service.config.report, store, clock)
         outcome = await reporter.run(code, StoreKeyRelease(store, reporter_agent.data_dir, clock))
