@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from agent.clock import en_interval_number
+from agent.config import RadioConfig
 from agent.daemon.radio import RadioRequest
+from agent.keyschedule import KeySchedule
 from agent.models import Sighting
+from agent.payload import Metadata
 
 
 class SteppableClock:
@@ -44,6 +48,7 @@ class FakeRadio:
         self.advertising_allowed = False
         self.scanning_allowed = False
         self.rotations_requested = 0
+        self.restarts = 0
         self.rotations = 0
         self.heard = 0
         self.fail_with = fail_with
@@ -71,6 +76,11 @@ class FakeRadio:
     def rotate_now(self) -> None:
         self.rotations_requested += 1
         self._rotate = True
+
+    def restart(self, config: RadioConfig, schedule: KeySchedule, metadata: Metadata) -> None:
+        self.request = replace(self.request, config=config, schedule=schedule, metadata=metadata)
+        self.restarts += 1
+        self.payloads.clear()  # off air, then on air again on the new schedule
 
     def status(self) -> dict[str, Any]:
         return {
@@ -106,7 +116,7 @@ class FakeRadio:
 
 
 class RadioFactory:
-    """Builds FakeRadios; ``plan`` gives the failure of each successive radio."""
+    """Builds FakeRadios (the daemon builds one); ``plan`` gives the failure of each."""
 
     def __init__(self, *plan: BaseException | None, ready: bool = True) -> None:
         self.plan = list(plan)
