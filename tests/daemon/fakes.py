@@ -11,6 +11,7 @@ from typing import Any
 from agent.clock import en_interval_number
 from agent.config import RadioConfig
 from agent.daemon.radio import RadioRequest
+from agent.errors import AgentError
 from agent.keyschedule import KeySchedule
 from agent.models import Sighting
 from agent.payload import Metadata
@@ -49,6 +50,7 @@ class FakeRadio:
         self.scanning_allowed = False
         self.rotations_requested = 0
         self.restarts = 0
+        self.persist_errors = 0
         self.rotations = 0
         self.heard = 0
         self.fail_with = fail_with
@@ -106,7 +108,11 @@ class FakeRadio:
                 broadcast = self.request.schedule.broadcast(
                     en_interval_number(clock.wall()), self.request.metadata
                 )
-                await self.request.persist(self.request.schedule.pop_dirty())
+                try:
+                    await self.request.persist(self.request.schedule.pop_dirty())
+                except AgentError:  # like the real radio: the rotation is retried, run goes on
+                    self.persist_errors += 1
+                    broadcast = None
                 if broadcast is not None:
                     self.payloads.append(bytes(broadcast.service_data))
                     self.rotations += 1
