@@ -8,9 +8,9 @@ dbus_fast. The rest of the agent sees two small ports:
 - :class:`Scanner`: ``start()``, ``stop()``; validated :class:`~agent.models.Sighting`
   objects go to a queue, everything else is counted in :class:`ScanCounters`.
 
-The daemon uses the facade :class:`agent.ble.radio.RadioService`, which supervises both
-and recovers from bluetoothd restarts and adapter loss. Importing this module does not
-import bleak or bless.
+The daemon holds one :class:`agent.ble.radio.Radio` (its radio port), which supervises
+both and recovers from bluetoothd restarts, adapter loss and a lost D-Bus connection.
+Importing this module does not import bleak or bless.
 """
 
 from __future__ import annotations

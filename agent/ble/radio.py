@@ -1,18 +1,22 @@
-"""The radio facade the daemon runs: advertising + scanning + health, supervised.
+"""The radio the daemon runs: advertising + scanning + health, and their one supervisor.
 
-:class:`RadioService` owns one adapter. It watches bluetoothd and the adapter
-(:class:`~agent.ble.health.BluezHealth`) and keeps two parts running while they are
-wanted and possible:
+:class:`Radio` implements the daemon's radio port on one adapter. It watches bluetoothd
+and the adapter (:class:`~agent.ble.health.BluezHealth`) and keeps two parts running while
+they are wanted and possible:
 
 - *advertising*: the :class:`~agent.ble.rotation.RotationLoop` on bless;
 - *scanning*: the :class:`~agent.ble.scanning.ScanLoop` on bleak.
 
-A part whose task fails is restarted after an exponential back-off (0.5 s .. 60 s); when
-bluetoothd or the adapter comes back (a new health generation) both parts start over at
-once, well within the 10 s of bad-input case 50. D-Bus ``AccessDenied`` ends :meth:`run` with
-:class:`~agent.errors.BluetoothAccessDeniedError` (exit 78). Consent and clock trust are
-the caller's: :meth:`set_advertising_allowed` and :meth:`set_scanning_allowed` take
-effect at once.
+It is the only restart loop of the radio. A part whose task fails is restarted after an
+exponential back-off (0.5 s .. 60 s); when bluetoothd or the adapter comes back (a new
+health generation) both parts start over at once, well within the 10 s of bad-input case 50.
+A lost connection to the system D-Bus is reopened on the same back-off, and
+:meth:`Radio.restart` (new ``[radio]`` settings, a new key schedule) starts everything
+over; in both cases the old parts stop before new ones start. D-Bus ``AccessDenied``
+ends :meth:`Radio.run` with :class:`~agent.errors.BluetoothAccessDeniedError` (exit 78),
+the only error it raises. Consent and clock trust are the caller's:
+:meth:`Radio.set_advertising_allowed` and :meth:`Radio.set_scanning_allowed` take effect
+at once and hold across restarts.
 """
 
 from __future__ import annotations
@@ -97,8 +101,14 @@ class _Part:
         self.last_error: str | None = None
 
 
-class RadioService:
-    """Supervises advertising and scanning on ``config.adapter``; run :meth:`run` as a task."""
+class Radio:
+    """The daemon's radio port on ``config.adapter``: run :meth:`run` as a task.
+
+    The one restart loop of the radio: a part that fails is restarted with back-off, a
+    lost D-Bus connection is reopened with back-off, and :meth:`restart` (a new
+    ``[radio]`` configuration, a new key schedule after ``forget``) starts everything
+    over; what is allowed on air is kept across all of them.
+    """
 
     def __init__(
         self,
@@ -117,11 +127,28 @@ class RadioService:
         advertise: bool = True,
         scan: bool = True,
     ) -> None:
-        t = tuning or RadioTuning()
-        self.config = config
-        self.tuning = t
+        self.tuning = tuning or RadioTuning()
         self._clock = clock
+        self._sinks = (sighting_queue, scan_periods)
+        self._persist = persist_teks
+        self._sleep = sleep
+        self._planner = planner
+        self._rng = rng
         self._wake = asyncio.Event()
+        self._allowed = {ADVERTISING: advertise, SCANNING: scan}
+        self._wanted: tuple[RadioConfig, KeySchedule, Metadata] | None = None
+        """What :meth:`restart` asked for, taken up by the next round."""
+        self._link = self._backoff(healthy_after=_HEALTHY_RUN_SECONDS)
+        """Failures in a row of our own D-Bus connection."""
+        self._connected_at = 0.0
+        self.heartbeat: float | None = None
+        """Monotonic time of the latest supervision round (None: connecting to BlueZ)."""
+        self._build(config, schedule, metadata)
+
+    def _build(self, config: RadioConfig, schedule: KeySchedule, metadata: Metadata) -> None:
+        """New parts: at construction, and to start over (nothing of the old ones runs)."""
+        t, sleep = self.tuning, self._sleep
+        self.config = config
         self.health = BluezHealth(config.adapter, call_timeout=t.call_timeout, changed=self._wake)
         self.advertiser = BlessAdvertiser(
             config.adapter, sleep=sleep, gap_seconds=t.rotation_gap, call_timeout=t.call_timeout
@@ -130,16 +157,17 @@ class RadioService:
             self.advertiser,
             schedule,
             metadata,
-            clock,
+            self._clock,
             sleep=sleep,
-            planner=planner,
-            persist=persist_teks,
+            planner=self._planner,
+            persist=self._persist,
             check_interval=t.rotation_check_interval,
         )
+        sightings, periods = self._sinks
         self.scanner = BleakEnScanner(
             config.adapter,
-            clock,
-            sighting_queue,
+            self._clock,
+            sightings,
             rssi_correction=config.rssi_correction_db,
             passive=config.passive,
             passive_available=lambda: self.health.passive_available,
@@ -147,7 +175,7 @@ class RadioService:
         )
         self.scan_loop = ScanLoop(
             self.scanner,
-            clock,
+            self._clock,
             ScanSchedule(
                 mode=config.scan_mode,
                 instance_seconds=t.scan_instance_seconds,
@@ -157,30 +185,28 @@ class RadioService:
                 silence_seconds=t.silence_seconds,
                 silence_max_seconds=t.silence_max_seconds,
             ),
-            periods=scan_periods,
+            periods=periods,
             sleep=sleep,
             discovering=lambda: self.health.discovering,
-            rng=rng,
+            rng=self._rng,
         )
         self._parts = {
             ADVERTISING: _Part(
                 ADVERTISING,
                 self.rotation.run,
                 lambda: self.advertiser.advertising,
-                self._backoff(rng),
+                self._backoff(),
             ),
             SCANNING: _Part(
-                SCANNING, self.scan_loop.run, lambda: self.scanner.scanning, self._backoff(rng)
+                SCANNING, self.scan_loop.run, lambda: self.scanner.scanning, self._backoff()
             ),
         }
-        self._allowed = {ADVERTISING: advertise, SCANNING: scan}
-        self.heartbeat: float | None = None
-        """Monotonic time of the supervisor's latest round (for the daemon's watchdog)."""
-        self._found = asyncio.Event()
 
-    def _backoff(self, rng: random.Random | None) -> Retries:
+    def _backoff(self, healthy_after: float | None = None) -> Retries:
         schedule = Backoff(self.tuning.backoff_initial, self.tuning.backoff_max)
-        return Retries(schedule) if rng is None else Retries(schedule, rng)
+        if self._rng is None:
+            return Retries(schedule, healthy_after=healthy_after)
+        return Retries(schedule, self._rng, healthy_after=healthy_after)
 
     # ---- controls ----------------------------------------------------------------------
     def set_advertising_allowed(self, allowed: bool) -> None:
@@ -193,16 +219,22 @@ class RadioService:
         self._allowed[SCANNING] = allowed
         self._wake.set()
 
-    def request_rotation(self) -> None:
+    def rotate_now(self) -> None:
         """Rotate address and RPI at the next check (e.g. after a clock step)."""
         self.rotation.request_rotation()
 
-    async def wait_ready(self, timeout: float) -> bool:
-        """True once BlueZ answered and the adapter was found; False after ``timeout``."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._found.wait()
-        return self._found.is_set()
+    def restart(self, config: RadioConfig, schedule: KeySchedule, metadata: Metadata) -> None:
+        """Start over on a new ``[radio]`` configuration or key schedule (after ``forget``).
+
+        The old parts are stopped (advertisement off air) before the new ones start.
+        """
+        self._wanted = (config, schedule, metadata)
+        self._wake.set()
+
+    @property
+    def ready(self) -> bool:
+        """BlueZ answered and the adapter exists and is powered."""
+        return self.health.ready
 
     def status(self) -> dict[str, Any]:
         """A snapshot for ``status --json``; no identifiers."""
@@ -233,40 +265,69 @@ class RadioService:
 
     # ---- supervision ---------------------------------------------------------------------
     async def run(self) -> None:
-        """Supervise until cancelled; raises BluetoothAccessDeniedError (exit 78)."""
-        await self._open_health()
+        """Supervise until cancelled; only BluetoothAccessDeniedError (exit 78) ends it."""
         try:
+            await self._connect()
             while True:
                 if self.health.fatal is not None:
                     raise self.health.fatal
-                if not self.health.connected:
-                    raise BluetoothError("Bluetooth: lost the connection to the system D-Bus")
+                if self._wanted is not None or not self.health.connected:
+                    await self._start_over()
+                    continue
                 self._wake.clear()
-                if self.health.present:
-                    self._found.set()
                 for part in self._parts.values():
                     await self._reconcile(part)
                 self.heartbeat = self._clock.monotonic()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.tuning.supervise_interval):
-                        await self._wake.wait()
+                await self._idle(self.tuning.supervise_interval)
         finally:
-            for part in self._parts.values():
-                await self._stop_part(part)
-            await self.health.stop()
+            await self._stop()
 
-    async def _open_health(self) -> None:
-        backoff = self._backoff(None)
+    async def _start_over(self) -> None:
+        """Stop everything, then new parts on a new connection (like a new radio)."""
+        await self._stop()
+        self.heartbeat = None
+        if self._wanted is None:  # our D-Bus connection was lost
+            self._link.ran_for(asyncio.get_running_loop().time() - self._connected_at)
+            delay = self._link.next_delay()
+            _LOGGER.warning(
+                "Bluetooth: lost the connection to the system D-Bus; reconnecting in %.1f s", delay
+            )
+            self._wake.clear()
+            await self._idle(delay)
+            if self._wanted is None:
+                self._wanted = (self.config, self.rotation.schedule, self.rotation.metadata)
+        else:
+            _LOGGER.info("restarting the radio")
+        await self._connect()
+
+    async def _connect(self) -> None:
+        """Open our watch on BlueZ, retried with back-off (a restart cuts a wait short)."""
         while True:
+            if self._wanted is not None:
+                wanted, self._wanted = self._wanted, None
+                self._build(*wanted)
             try:
                 await self.health.start()
+                self._connected_at = asyncio.get_running_loop().time()
                 return
             except BluetoothAccessDeniedError:
                 raise
             except BluetoothError as exc:
-                delay = backoff.next_delay()
+                delay = self._link.next_delay()
                 _LOGGER.warning("cannot watch BlueZ yet (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
+                self._wake.clear()
+                await self._idle(delay)
+
+    async def _idle(self, seconds: float) -> None:
+        """Up to ``seconds`` real seconds, less when something changed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    async def _stop(self) -> None:
+        for part in self._parts.values():
+            await self._stop_part(part)
+        await self.health.stop()
 
     async def _reconcile(self, part: _Part) -> None:
         now = asyncio.get_running_loop().time()

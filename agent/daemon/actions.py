@@ -41,7 +41,9 @@ PRIVILEGED = frozenset({"enable", "disable", "fetch", "reload", "forget", RELEAS
 class RadioControl(Protocol):
     """What the commands (and housekeeping) need of the daemon's radio."""
 
-    schedule: KeySchedule
+    @property
+    def schedule(self) -> KeySchedule:
+        """The key schedule on air now (a restart may replace it)."""
 
     def status(self) -> dict[str, Any]: ...
 

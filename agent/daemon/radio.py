@@ -1,10 +1,12 @@
 """The daemon's view of the radio: a small port, and the factory of the real one.
 
-The service drives whatever :class:`RadioPort` the factory returns: the BlueZ facade
-(:class:`agent.ble.radio.RadioService`) in production and in the demo (there against the
-fake bluetoothd); a fake port in some tests. A new radio starts with advertising and
-scanning *off*; the service switches them on by policy (consent, clock trust) right after
-creating it, so nothing goes on air before consent was read.
+The service builds one :class:`RadioPort` with the factory and holds it until it stops:
+:class:`agent.ble.radio.Radio` in production (the demo's agents too, on the fake
+bluetoothd), a fake in the daemon's tests. The radio restarts itself (its parts, its
+D-Bus connection, and on :meth:`RadioPort.restart`); the service never rebuilds it. A new
+radio starts with advertising and scanning *off*; the service switches them on by policy
+(consent, clock trust) right after creating it, so nothing goes on air before consent was
+read.
 """
 
 from __future__ import annotations
@@ -28,10 +30,15 @@ class RadioPort(Protocol):
     """Advertising and scanning on one adapter, switched on and off by policy."""
 
     async def run(self) -> None:
-        """Work until cancelled; recover from bluetoothd restarts on its own.
+        """Work until cancelled; recover from bluetoothd restarts and failures on its own.
 
-        Raises BluetoothAccessDeniedError (exit 78) when D-Bus refuses access to BlueZ.
+        Raises only BluetoothAccessDeniedError (exit 78), when D-Bus refuses access to BlueZ.
         """
+        ...
+
+    def restart(self, config: RadioConfig, schedule: KeySchedule, metadata: Metadata) -> None:
+        """Start over on new ``[radio]`` settings or a new key schedule (after ``forget``);
+        what is allowed on air stays as it was."""
         ...
 
     def set_advertising_allowed(self, allowed: bool) -> None:
@@ -53,7 +60,7 @@ class RadioPort(Protocol):
 
     @property
     def heartbeat(self) -> float | None:
-        """Monotonic time of the radio's latest supervision round (None: not started)."""
+        """Monotonic time of the radio's latest supervision round (None: connecting)."""
         ...
 
     def status(self) -> Mapping[str, Any]:
@@ -80,53 +87,23 @@ class RadioRequest:
 RadioFactory = Callable[[RadioRequest], RadioPort]
 
 
-class _BluezRadio:
-    """Adapts :class:`agent.ble.radio.RadioService` to :class:`RadioPort`."""
-
-    def __init__(self, request: RadioRequest) -> None:
-        from agent.ble.radio import RadioService  # bleak and bless load only for `run`
-
-        # one queue for both item kinds: the writer takes sightings and scan periods
-        self.service = RadioService(
-            request.config,
-            request.clock,
-            request.schedule,
-            request.metadata,
-            cast("asyncio.Queue[Sighting]", request.queue),
-            scan_periods=cast("asyncio.Queue[ScanPeriod]", request.queue),
-            persist_teks=request.persist,
-            sleep=request.sleep,
-            advertise=False,
-            scan=False,
-        )
-
-    async def run(self) -> None:
-        await self.service.run()
-
-    def set_advertising_allowed(self, allowed: bool) -> None:
-        self.service.set_advertising_allowed(allowed)
-
-    def set_scanning_allowed(self, allowed: bool) -> None:
-        self.service.set_scanning_allowed(allowed)
-
-    def rotate_now(self) -> None:
-        self.service.request_rotation()
-
-    @property
-    def ready(self) -> bool:
-        return self.service.health.ready
-
-    @property
-    def heartbeat(self) -> float | None:
-        return self.service.heartbeat
-
-    def status(self) -> Mapping[str, Any]:
-        return self.service.status()
-
-
 def bluez_radio(request: RadioRequest) -> RadioPort:
     """The production radio: BlueZ over the system D-Bus (``DBUS_SYSTEM_BUS_ADDRESS``)."""
-    return _BluezRadio(request)
+    from agent.ble.radio import Radio  # bleak and bless load only for `run`
+
+    # one queue for both item kinds: the writer takes sightings and scan periods
+    return Radio(
+        request.config,
+        request.clock,
+        request.schedule,
+        request.metadata,
+        cast("asyncio.Queue[Sighting]", request.queue),
+        scan_periods=cast("asyncio.Queue[ScanPeriod]", request.queue),
+        persist_teks=request.persist,
+        sleep=request.sleep,
+        advertise=False,
+        scan=False,
+    )
 
 
 def with_adapter(config: RadioConfig, adapter: str | None) -> RadioConfig:

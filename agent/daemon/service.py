@@ -1,14 +1,17 @@
 """``contact-agent run``: one asyncio service supervising every part of the agent.
 
-Parts (each restarted with backoff when it fails; see :mod:`.supervise`):
+Parts:
 
-- the radio (advertising + scanning, :mod:`.radio`), switched by consent and clock trust;
+- the radio (advertising + scanning, the port of :mod:`.radio`), switched by consent and
+  clock trust; it restarts its own parts and is not restarted by the service;
 - the sighting writer (batches to the store; flushed once more on shutdown);
 - the clock watch (steps -> immediate rotation; trust -> advertising and matching);
 - the key fetch + match schedule (:mod:`.fetching`), which notifies new exposures once;
 - housekeeping (:mod:`.housekeeping`): daily purge, metrics and the Prometheus textfile;
 - decoy report flows when configured, the watchdog (``WATCHDOG=1`` only while the loops
   above beat) and the control socket (:mod:`.actions`).
+
+Every part but the radio is restarted with backoff when it fails (:mod:`.supervise`).
 
 SIGTERM/SIGINT stop it cleanly (final flush, keys and clock bound persisted); SIGHUP
 reloads the configuration. Time comes only from the injected clock and sleep function,
@@ -42,16 +45,16 @@ from agent.daemon.metrics import Metrics
 from agent.daemon.notify import Notifier
 from agent.daemon.radio import (
     RadioFactory,
+    RadioPort,
     RadioRequest,
     SightingQueue,
     Sleep,
     bluez_radio,
     with_adapter,
 )
-from agent.daemon.radiorun import RadioRunner
 from agent.daemon.sdnotify import Heartbeats, SdNotifier
 from agent.daemon.status import DaemonIdentity, LiveParts, Policy, degraded_reason, live_status
-from agent.daemon.supervise import supervise
+from agent.daemon.supervise import supervise, wait_until
 from agent.daemon.timebase import ServiceTiming
 from agent.errors import AgentError
 from agent.ingest import FloodGuard, IngestPipe
@@ -65,6 +68,37 @@ from agent.store import SightingWriter, Store
 _LOGGER = logging.getLogger(__name__)
 _Part = TypeVar("_Part")
 
+
+
+class _RadioHandle:
+    """The one radio as the commands and housekeeping use it (:class:`RadioControl`):
+    the radio port, with the key schedule the service keeps for it; a restart builds the
+    request from the current configuration (:meth:`AgentService.restart_radio`)."""
+
+    def __init__(
+        self,
+        radio: RadioPort,
+        schedule: Callable[[], KeySchedule | None],
+        restart: Callable[[KeySchedule | None], None],
+    ) -> None:
+        self._radio = radio
+        self._schedule = schedule
+        self._restart = restart
+
+    @property
+    def schedule(self) -> KeySchedule:
+        schedule = self._schedule()
+        assert schedule is not None  # set before the parts are wired
+        return schedule
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._radio.status())
+
+    def rotate_now(self) -> None:
+        self._radio.rotate_now()
+
+    def restart(self, schedule: KeySchedule | None = None) -> None:
+        self._restart(schedule)
 
 class AgentService:
     """The daemon. Construct, then ``await run()``; :meth:`stop` ends it cleanly."""
@@ -122,7 +156,9 @@ class AgentService:
         self._probe = sync_probe or (lambda: system_synchronized(system_bus))
         self._store: Store | None = None
         self._clockwatch: ClockWatch | None = None
-        self._radio: RadioRunner | None = None
+        self._radio: RadioPort | None = None
+        self._schedule: KeySchedule | None = None
+        self._radio_beat: float | None = None
         self._writer: SightingWriter | None = None
         self._ingest: IngestPipe | None = None
         self._fetcher: FetchScheduler | None = None
@@ -156,7 +192,7 @@ class AgentService:
 
     @property
     def schedule(self) -> KeySchedule | None:
-        return self._radio.schedule if self._radio is not None else None
+        return self._schedule
 
     @property
     def writer(self) -> SightingWriter | None:
@@ -178,16 +214,19 @@ class AgentService:
         return await self._writer.flush() if self._writer is not None else True
 
     def radio_status(self) -> dict[str, Any]:
-        return self._radio.status() if self._radio is not None else {}
+        return dict(self._radio.status()) if self._radio is not None else {}
 
     def rotate_now(self) -> None:
         if self._radio is not None:
             self._radio.rotate_now()
 
     def restart_radio(self, schedule: KeySchedule | None = None) -> None:
-        """Build a new radio (new ``[radio]`` config, or a new key schedule after forget)."""
-        if self._radio is not None:
-            self._radio.restart(schedule)
+        """Start the radio over (new ``[radio]`` config, or a new key schedule after forget)."""
+        if schedule is not None:
+            self._schedule = schedule
+        if self._radio is not None and self._schedule is not None:
+            request = self._radio_request(self._schedule)
+            self._radio.restart(request.config, request.schedule, request.metadata)
 
     def stop(self) -> None:
         """Ask the service to shut down (signal-safe)."""
@@ -286,7 +325,8 @@ class AgentService:
         self.metrics.set("consent", consent)
         self.metrics.set("clock_trusted", trusted)
         if self._radio is not None:
-            self._radio.allow(scanning=consent, advertising=consent and trusted)
+            self._radio.set_scanning_allowed(consent)
+            self._radio.set_advertising_allowed(consent and trusted)
         self.update_status_line()
 
     def update_status_line(self) -> None:
@@ -355,7 +395,7 @@ class AgentService:
         )
         await self._clockwatch.check()
         self._bound = BoundKeeper(self._clockwatch, store.set_clock_lower_bound)
-        schedule = KeySchedule(await store.load_own_teks())
+        self._schedule = KeySchedule(await store.load_own_teks())
         self._writer = SightingWriter(store, flush_interval=self.timing.writer_flush)
         self._ingest = IngestPipe(self.queue, self._writer.add, FloodGuard(self.clock))
         self._fetcher = FetchScheduler(
@@ -372,15 +412,8 @@ class AgentService:
             before_cycle=self.flush_sightings,
             first_delay=self.timing.first_fetch_delay,
         )
-        self._radio = RadioRunner(
-            self._radio_factory,
-            self._radio_request,
-            schedule,
-            heartbeats=self.heartbeats,
-            heartbeat_max_age=self.timing.heartbeat_max_age,
-        )
-        self.apply_policy()
-        self._radio.build()
+        self._radio = self._radio_factory(self._radio_request(self._schedule))
+        self.apply_policy()  # nothing on air before policy allows it
         actions = self._wire_parts()
         self._control = ControlServer(
             daemon_socket_path(self.data_dir, self._environ),
@@ -407,8 +440,10 @@ class AgentService:
     def _wire_parts(self) -> Actions:
         """Hand housekeeping, the commands and the status the parts they work with."""
         store, clockwatch = self.store, self.clockwatch
-        radio, writer, ingest, fetcher = self._radio, self._writer, self._ingest, self._fetcher
-        assert radio is not None and writer is not None
+        writer, ingest, fetcher = self._writer, self._ingest, self._fetcher
+        assert self._radio is not None and self._schedule is not None
+        radio = _RadioHandle(self._radio, lambda: self._schedule, self.restart_radio)
+        assert writer is not None
         assert ingest is not None and fetcher is not None and self._bound is not None
         self._housekeeping = Housekeeping(
             clock=self.clock,
@@ -463,10 +498,10 @@ class AgentService:
             persist=self.persist_teks,
         )
 
-    async def _send_ready(self, radio_task: asyncio.Task[None]) -> None:
+    async def _send_ready(self, radio: RadioPort, radio_task: asyncio.Task[None]) -> None:
         """READY once BlueZ answered (or, degraded, after ``timing.ready_timeout``)."""
-        assert self._radio is not None
-        ok = await self._radio.wait_ready(radio_task, self.timing.ready_timeout)
+        await wait_until(lambda: radio.ready or radio_task.done(), self.timing.ready_timeout)
+        ok = radio.ready
         if not ok:
             self.degraded = f"Bluetooth adapter {self.adapter} not reachable"
         self.apply_policy()
@@ -508,8 +543,8 @@ class AgentService:
         writer_task = self._writer.start()
         try:
             async with asyncio.TaskGroup() as group:
-                radio_task = group.create_task(self._part("radio", self._radio.run))
-                group.create_task(self._send_ready(radio_task))
+                radio_task = group.create_task(self._run_radio(self._radio))  # restarts itself
+                group.create_task(self._send_ready(self._radio, radio_task))
                 group.create_task(self._part("clock", self._clock_loop))
                 group.create_task(self._part("ingest", self._ingest.run))
                 group.create_task(self._part("fetch", self._fetcher.run))
@@ -560,10 +595,20 @@ class AgentService:
                         self._fetcher.wake()
                 await self.persist_bound()
                 self.heartbeats.beat("clock")
-                if self._radio is not None:
-                    self._radio.check_heartbeat()
+                self._radio_heartbeat()
         finally:
             self.heartbeats.unregister("clock")
+
+    async def _run_radio(self, radio: RadioPort) -> None:
+        self.heartbeats.register("radio", self.timing.heartbeat_max_age)
+        await radio.run()
+
+    def _radio_heartbeat(self) -> None:
+        """The radio is alive while its supervision rounds advance (or while it connects)."""
+        beat = self._radio.heartbeat if self._radio is not None else None
+        if beat is None or beat != self._radio_beat:
+            self.heartbeats.beat("radio")
+        self._radio_beat = beat
 
     async def _chaff(self) -> None:
         """Decoy report flows at random times (traffic analysis); off unless configured."""

@@ -1,4 +1,5 @@
-"""Restart-with-backoff for the daemon's long-running parts.
+"""Restart-with-backoff for the daemon's long-running parts (all but the radio, which
+restarts itself: :class:`agent.ble.radio.Radio`).
 
 A part that fails is logged and restarted after an exponentially growing, jittered delay
 (1 s, 2 s, 4 s ... at most 5 min); a part that ran for a while before failing starts

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from agent.clock import en_interval_number
+from agent.config import RadioConfig
 from agent.daemon.radio import RadioRequest
+from agent.errors import AgentError
+from agent.keyschedule import KeySchedule
 from agent.models import Sighting
+from agent.payload import Metadata
 
 
 class SteppableClock:
@@ -44,6 +49,8 @@ class FakeRadio:
         self.advertising_allowed = False
         self.scanning_allowed = False
         self.rotations_requested = 0
+        self.restarts = 0
+        self.persist_errors = 0
         self.rotations = 0
         self.heard = 0
         self.fail_with = fail_with
@@ -72,6 +79,11 @@ class FakeRadio:
         self.rotations_requested += 1
         self._rotate = True
 
+    def restart(self, config: RadioConfig, schedule: KeySchedule, metadata: Metadata) -> None:
+        self.request = replace(self.request, config=config, schedule=schedule, metadata=metadata)
+        self.restarts += 1
+        self.payloads.clear()  # off air, then on air again on the new schedule
+
     def status(self) -> dict[str, Any]:
         return {
             "adapter": self.request.config.adapter,
@@ -96,7 +108,11 @@ class FakeRadio:
                 broadcast = self.request.schedule.broadcast(
                     en_interval_number(clock.wall()), self.request.metadata
                 )
-                await self.request.persist(self.request.schedule.pop_dirty())
+                try:
+                    await self.request.persist(self.request.schedule.pop_dirty())
+                except AgentError:  # like the real radio: the rotation is retried, run goes on
+                    self.persist_errors += 1
+                    broadcast = None
                 if broadcast is not None:
                     self.payloads.append(bytes(broadcast.service_data))
                     self.rotations += 1
@@ -106,7 +122,7 @@ class FakeRadio:
 
 
 class RadioFactory:
-    """Builds FakeRadios; ``plan`` gives the failure of each successive radio."""
+    """Builds FakeRadios (the daemon builds one); ``plan`` gives the failure of each."""
 
     def __init__(self, *plan: BaseException | None, ready: bool = True) -> None:
         self.plan = list(plan)

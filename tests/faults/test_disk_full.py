@@ -68,15 +68,17 @@ def _mount_tmpfs(data: Path) -> bool:
 
 
 def _fill(path: Path) -> None:
+    """Fill the file system of ``path`` to its last byte. It may be full already (the
+    daemon's own files can fill the small tmpfs first): then the open, a write or the
+    close says ENOSPC, and the disk is just as full."""
     chunk = bytes(64 * 1024)
-    with path.open("wb") as out:
-        while True:
-            try:
+    try:
+        with path.open("wb") as out:
+            while True:
                 out.write(chunk)
                 out.flush()
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-                return
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
 
 
 @contextlib.contextmanager
@@ -86,7 +88,7 @@ def full_disk(data: Path, method: str) -> Iterator[Full]:
             pytest.skip("mounting a tmpfs is refused here (the rlimit variant runs)")
         filler = data / "filler"
         try:
-            yield Full("tmpfs", lambda pid: _fill(filler), lambda pid: filler.unlink())
+            yield Full("tmpfs", lambda pid: _fill(filler), lambda pid: filler.unlink(missing_ok=True))
         finally:
             subprocess.run(["umount", "-l", str(data)], check=False)
         return

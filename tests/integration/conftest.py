@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from agent import crypto
-from agent.ble.radio import RadioService, RadioTuning
+from agent.ble.radio import Radio, RadioTuning
 from agent.clock import Clock, SystemClock
 from agent.config import RadioConfig
 from agent.keyschedule import KeySchedule, OwnTek, RotationPlanner
@@ -101,9 +101,9 @@ async def fake(make_fake: Any) -> FakeBluez:
 
 @dataclass
 class Agent:
-    """One RadioService with the state a daemon would give it."""
+    """One Radio with the state a daemon would give it."""
 
-    radio: RadioService
+    radio: Radio
     schedule: KeySchedule
     metadata: Metadata
     queue: asyncio.Queue[Sighting | ScanPeriod]
@@ -162,7 +162,7 @@ async def make_agent() -> AsyncIterator[Any]:
         async def persist(teks: list[OwnTek]) -> None:
             agent.persisted.extend(teks)
 
-        agent.radio = RadioService(
+        agent.radio = Radio(
             RadioConfig(adapter=adapter, **config),
             clock or SystemClock(),
             agent.schedule,
