@@ -88,7 +88,9 @@ def full_disk(data: Path, method: str) -> Iterator[Full]:
             pytest.skip("mounting a tmpfs is refused here (the rlimit variant runs)")
         filler = data / "filler"
         try:
-            yield Full("tmpfs", lambda pid: _fill(filler), lambda pid: filler.unlink(missing_ok=True))
+            yield Full(
+                "tmpfs", lambda pid: _fill(filler), lambda pid: filler.unlink(missing_ok=True)
+            )
         finally:
             subprocess.run(["umount", "-l", str(data)], check=False)
         return
