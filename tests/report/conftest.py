@@ -81,11 +81,15 @@ async def certificate_for(
     secret: bytes,
     *,
     test_type: str = "confirmed",
+    code: str | None = None,
+    accept: Sequence[str] | None = ("confirmed", "likely"),
 ) -> str:
-    code = server.issue_code(test_type)
-    status, answer = await post(
-        http, f"{server.url}/api/verify", {"code": code, "accept": ["confirmed", "likely"]}
-    )
+    """Verify a code (a new one of ``test_type`` unless given; ``accept`` None sends no
+    accept list) and get the certificate for ``keys``."""
+    body: dict[str, object] = {"code": code or server.issue_code(test_type)}
+    if accept is not None:
+        body["accept"] = list(accept)
+    status, answer = await post(http, f"{server.url}/api/verify", body)
     assert status == 200, answer
     status, answer = await post(
         http,

@@ -17,7 +17,6 @@ from agent.export import PublicKeyRing, read_verified_export
 from agent.lab.keyserver import LocalKeyServer
 from agent.lab.keyserver.verification import CERTIFICATE_INVALID
 from agent.models import ReportType, TemporaryExposureKey
-from agent.report.hmac import tek_hmac_b64
 from agent.report.wire import key_to_json
 from tests.report.conftest import (
     API_KEY,
@@ -381,15 +380,8 @@ async def test_likely_codes_publish_clinical_diagnosis_with_days_since_onset(
     keys = day_keys(3)
     secret = secrets.token_bytes(32)
     code = server.issue_code("likely", symptom_date="2020-09-12")  # NOW is 2020-09-13
-    _, answer = await post(http, f"{server.url}/api/verify", {"code": code, "accept": ["likely"]})
-    _, answer = await post(
-        http,
-        f"{server.url}/api/certificate",
-        {"token": answer["token"], "ekeyhmac": tek_hmac_b64(secret, keys)},
-    )
-    status, _ = await post(
-        http, server.publish_url, publish_body(keys, secret, str(answer["certificate"]))
-    )
+    certificate = await certificate_for(http, server, keys, secret, code=code, accept=["likely"])
+    status, _ = await post(http, server.publish_url, publish_body(keys, secret, certificate))
     assert status == 200
     [export] = await served_exports(http, server)
     assert {k.report_type for k in export} == {ReportType.CONFIRMED_CLINICAL_DIAGNOSIS}
@@ -553,17 +545,9 @@ async def test_user_reports_are_exported_as_self_reports(
 ) -> None:
     keys = day_keys(2)
     secret = secrets.token_bytes(32)
-    _, answer = await post(
-        http, f"{server.url}/api/verify", {"code": server.issue_code("user-report")}
-    )
-    _, answer = await post(
-        http,
-        f"{server.url}/api/certificate",
-        {"token": answer["token"], "ekeyhmac": tek_hmac_b64(secret, keys)},
-    )
-    status, _ = await post(
-        http, server.publish_url, publish_body(keys, secret, str(answer["certificate"]))
-    )
+    code = server.issue_code("user-report")
+    certificate = await certificate_for(http, server, keys, secret, code=code, accept=None)
+    status, _ = await post(http, server.publish_url, publish_body(keys, secret, certificate))
     assert status == 200
     [export] = await served_exports(http, server)
     assert {k.report_type for k in export} == {ReportType.SELF_REPORT}
