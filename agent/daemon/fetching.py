@@ -35,7 +35,6 @@ from agent.daemon.clockwatch import ClockWatch
 from agent.daemon.metrics import Metrics
 from agent.daemon.notify import Notice, Notifier
 from agent.daemon.radio import Sleep
-from agent.daemon.sdnotify import Heartbeats
 from agent.errors import AgentError, ClockUntrustedError, ConfigError
 from agent.jsonout import dumps
 from agent.pipeline import (
@@ -88,7 +87,6 @@ class FetchScheduler:
         notifier: Notifier,
         sleep: Sleep,
         metrics: Metrics,
-        heartbeats: Heartbeats,
         base_dir: Path | None,
         before_cycle: Callable[[], Awaitable[object]] | None = None,
         first_delay: float = FIRST_FETCH_DELAY,
@@ -100,7 +98,6 @@ class FetchScheduler:
         self._consent = consent
         self._sleep = sleep
         self._metrics = metrics
-        self._heartbeats = heartbeats
         self._base_dir = base_dir
         self._before_cycle = before_cycle
         self._rng = rng or random.SystemRandom()

@@ -407,7 +407,6 @@ class AgentService:
             notifier=self.make_notifier(),
             sleep=self.sleep,
             metrics=self.metrics,
-            heartbeats=self.heartbeats,
             base_dir=self.config_path.parent if self.config_path else None,
             before_cycle=self.flush_sightings,
             first_delay=self.timing.first_fetch_delay,
