@@ -304,11 +304,10 @@ def match_keys(
     result = evaluate_candidates(keys, search_candidates(keys, index, own_keys), index, own_keys)
     count_skipped_keys(keys, own_keys, result)
     searched = [k for k in keys if match_filter(k, own_keys) is None]
-    reach = Windows.around(index.intervals()).reaches(
+    if outside := Windows.around(index.intervals()).unreached(
         np.array([k.rolling_start_interval_number for k in searched], dtype=np.int64),
         np.array([k.rolling_period for k in searched], dtype=np.int64),
-    )
-    if outside := int(np.count_nonzero(~reach)):
+    ):
         result.counters["unsighted_key_skipped"] += outside  # no sighting's window reaches
     return result
 

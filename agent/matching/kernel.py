@@ -41,6 +41,10 @@ Ints = npt.NDArray[np.integer[Any]]
 # --- which intervals can match ----------------------------------------------------------------
 
 
+_REACH_STEP = 1 << 20
+"""Keys per step of :meth:`Windows.unreached`."""
+
+
 @dataclass(frozen=True, slots=True)
 class Windows:
     """The intervals within +-12 of a sighting, as sorted disjoint ranges [low, high)."""
@@ -74,6 +78,23 @@ class Windows:
         inside = at < len(self.low)
         inside[inside] = self.low[at[inside]] < stop[inside]
         return inside
+
+    def unreached(
+        self,
+        rolling_start: Ints,
+        rolling_period: Ints,
+        skip: npt.NDArray[np.bool_] | None = None,
+    ) -> int:
+        """How many keys (other than those marked in ``skip``) no range reaches: none of
+        their RPIs can match. Counted in steps, so 3 M keys need no 3 M-row temporaries."""
+        count = 0
+        for begin in range(0, len(rolling_start), _REACH_STEP):
+            part = slice(begin, begin + _REACH_STEP)
+            outside = ~self.reaches(rolling_start[part], rolling_period[part])
+            if skip is not None:
+                outside &= ~skip[part]
+            count += int(np.count_nonzero(outside))
+        return count
 
     def to_bytes(self) -> bytes:
         return np.stack((self.low, self.high)).astype("<i8").tobytes()

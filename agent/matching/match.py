@@ -43,10 +43,6 @@ class KeySearch:
     """key_data of REVOKED keys, in order."""
 
 
-_REACH_CHUNK = 1 << 20
-"""Keys per step when counting the keys no sighting's window reaches."""
-
-
 def search_keys(
     keys: KeyArrays,
     rpi_blob: bytes,
@@ -87,14 +83,10 @@ def search_keys(
     ]
     del recursive, revoked, own
     windows = None if sighted is None else Windows.around(sighted)
-    if windows is not None:
-        outside = 0
-        for begin in range(0, len(keys), _REACH_CHUNK):  # bounded temporaries for 3 M keys
-            part = slice(begin, begin + _REACH_CHUNK)
-            reach = windows.reaches(keys.rolling_start[part], keys.rolling_period[part])
-            outside += int(np.count_nonzero(~reach & ~left_out[part]))
-        if outside:
-            search.counters["unsighted_key_skipped"] += outside
+    if windows is not None and (
+        outside := windows.unreached(keys.rolling_start, keys.rolling_period, left_out)
+    ):
+        search.counters["unsighted_key_skipped"] += outside
     # a few left-out keys are searched anyway (and dropped below): cheaper than a copy
     searched = keys.select(~left_out) if 4 * np.count_nonzero(left_out) > len(keys) else keys
     if rpi_blob and len(searched):
