@@ -22,7 +22,9 @@ from agent.daemon.status import network_summary, stored_status
 async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[str, Any]:
     """The status of a data dir with no daemon running (nothing is created if absent)."""
     wall = clock.wall()
-    synchronized, source = await system_synchronized()
+    require_sync = config.clock.require_sync
+    # the system is asked only when the configuration makes it count (as current_trust)
+    synchronized, source = await system_synchronized() if require_sync else (True, "config")
     result: dict[str, Any] = {
         "daemon": {"running": False},
         "consent": ConsentState.UNSET.value,
@@ -43,7 +45,7 @@ async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[s
         finally:
             await store.close()
     decision = decide_clock_trust(
-        require_sync=config.clock.require_sync,
+        require_sync=require_sync,
         system_synchronized=synchronized,
         wall=wall,
         lower_bound=result["clock_lower_bound"],
@@ -52,8 +54,8 @@ async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[s
         {
             "clock": ClockStatus.of(
                 decision,
-                source=source if config.clock.require_sync else "config",
-                require_sync=config.clock.require_sync,
+                source=source,
+                require_sync=require_sync,
                 lower_bound=result["clock_lower_bound"],
             ).as_dict(),
             "advertising": False,
