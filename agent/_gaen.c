@@ -11,12 +11,16 @@
  * teks: 16 bytes per row; firsts, counts: native uint32 per row. The GIL is released
  * while it runs, so threads run it in parallel.
  *
- * rpis_probe(teks, firsts, counts, out, bitmap, shift, hits): the same, and then the
- * search's prefilter over each key's RPIs while they are still in the L1 cache: the
- * index (in out) of every RPI whose bit ``first LE uint32 >> shift`` is set in bitmap
- * (little-endian bit order, as numpy.packbits(..., bitorder="little")) is written to
- * hits (int64, one slot per RPI); returns their number. Equal to rpis_into followed by
- * agent.matching.kernel's numpy probe, which the tests check.
+ * rpis_match(teks, firsts, counts, bitmap, shift, high, low, buckets, hits): the
+ * candidate search's inner loop. The same RPIs, each checked while in the L1 cache
+ * against the observed ones: bit ``first LE uint32 >> shift`` of bitmap (little-endian
+ * bit order, as numpy.packbits(..., bitorder="little")), then exactly in high/low, the
+ * observed RPIs as little-endian uint64 halves sorted by (high, low), searched from
+ * buckets (2^bits + 1 uint32: the first row whose high's top bits are each value, then
+ * the number of rows; a row or two per bucket, so usually one cache miss). The index
+ * of each observed one, counted as rpis_into would place it in out, goes to hits
+ * (int64, room for one per RPI); returns their number. Nothing is written for the others. Equal to
+ * rpis_into followed by agent.matching.kernel's numpy probe and check (tested).
  *
  * RPIK uses precomputed SHA-256 midstates of the HMAC pads (salt=None is 32 zero bytes,
  * so the key XOR pad is just the pad): 6 block transforms per key instead of 8+. The
@@ -33,22 +37,17 @@
 #define RPI_LEN 16
 #define TEMPLATE_BLOCKS 144
 
-static uint32_t iv[8], mid_in0[8], mid_out0[8];
+/* SHA-256 states: the initial one and the midstates after the HMAC pads of the salt
+ * (32 zero bytes, so the key XOR pad is just the pad). A state is copied, then advanced
+ * by whole 64-byte blocks with SHA256_Transform; only its h words are read. */
+static SHA256_CTX iv, mid_in0, mid_out0;
 
-static void transform(uint32_t state[8], const unsigned char block[64]) {
-    SHA256_CTX c;
-    SHA256_Init(&c);
-    memcpy(c.h, state, 32);
-    SHA256_Transform(&c, block);
-    memcpy(state, c.h, 32);
-}
-
-static void put_be(unsigned char *out, const uint32_t *h, int words) {
+/* The first ``words`` state words as big-endian bytes, each XORed with ``mask`` (a byte
+ * repeated four times: the HMAC pad of a key, or 0). Word stores, no byte loops. */
+static void put_be(unsigned char *out, const uint32_t *h, int words, uint32_t mask) {
     for (int i = 0; i < words; i++) {
-        out[4 * i] = (unsigned char)(h[i] >> 24);
-        out[4 * i + 1] = (unsigned char)(h[i] >> 16);
-        out[4 * i + 2] = (unsigned char)(h[i] >> 8);
-        out[4 * i + 3] = (unsigned char)h[i];
+        uint32_t v = __builtin_bswap32(h[i]) ^ mask;
+        memcpy(out + 4 * i, &v, 4);
     }
 }
 
@@ -63,72 +62,111 @@ static void last_block(unsigned char block[64], const unsigned char *tail, int l
 }
 
 static void init_midstates(void) {
-    SHA256_CTX c;
     unsigned char pad[64];
-    SHA256_Init(&c);
-    memcpy(iv, c.h, 32);
+    SHA256_Init(&iv);
     memset(pad, 0x36, 64);
-    memcpy(mid_in0, iv, 32);
-    transform(mid_in0, pad);
+    mid_in0 = iv;
+    SHA256_Transform(&mid_in0, pad);
     memset(pad, 0x5c, 64);
-    memcpy(mid_out0, iv, 32);
-    transform(mid_out0, pad);
+    mid_out0 = iv;
+    SHA256_Transform(&mid_out0, pad);
 }
 
-/* RPIK of one TEK: extract PRK = HMAC(0^32, TEK), expand T1 = HMAC(PRK, info || 1). */
+/* RPIK of one TEK: extract PRK = HMAC(0^32, TEK), expand T1 = HMAC(PRK, info || 1):
+ * 6 block transforms. */
 static void derive_rpik(const unsigned char tek[16], unsigned char rpik[16]) {
-    unsigned char block[64], digest[32], prk[32];
-    uint32_t s[8], inner[8], outer[8];
+    unsigned char block[64], digest[32];
+    SHA256_CTX s = mid_in0, inner = iv, outer = iv;
     last_block(block, tek, 16);
-    memcpy(s, mid_in0, 32);
-    transform(s, block);
-    put_be(digest, s, 8);
+    SHA256_Transform(&s, block);
+    put_be(digest, s.h, 8, 0);
     last_block(block, digest, 32);
-    memcpy(s, mid_out0, 32);
-    transform(s, block);
-    put_be(prk, s, 8);
-    for (int i = 0; i < 64; i++) block[i] = (unsigned char)((i < 32 ? prk[i] : 0) ^ 0x36);
-    memcpy(inner, iv, 32);
-    transform(inner, block);
-    for (int i = 0; i < 64; i++) block[i] = (unsigned char)((i < 32 ? prk[i] : 0) ^ 0x5c);
-    memcpy(outer, iv, 32);
-    transform(outer, block);
+    s = mid_out0;
+    SHA256_Transform(&s, block); /* s.h: PRK */
+    memset(block + 32, 0x36, 32);
+    put_be(block, s.h, 8, 0x36363636u);
+    SHA256_Transform(&inner, block);
+    memset(block + 32, 0x5c, 32);
+    put_be(block, s.h, 8, 0x5c5c5c5cu);
+    SHA256_Transform(&outer, block);
     last_block(block, (const unsigned char *)"EN-RPIK\x01", 8);
-    transform(inner, block);
-    put_be(digest, inner, 8);
+    SHA256_Transform(&inner, block);
+    put_be(digest, inner.h, 8, 0);
     last_block(block, digest, 32);
-    transform(outer, block);
-    put_be(rpik, outer, 4);
-    memset(prk, 0, sizeof prk);
+    SHA256_Transform(&outer, block);
+    put_be(rpik, outer.h, 4, 0);
+    explicit_bzero(&s, sizeof s); /* the PRK */
 }
 
-/* PaddedData_j = "EN-RPI" || 0x00 x 6 || LE32(j) for count intervals from first. */
-static void padded_blocks(uint32_t first, uint32_t count, unsigned char *out) {
+/* PaddedData_j = "EN-RPI" || 0x00 x 6 || LE32(j): the constant part of count blocks, */
+static void padded_prefix(unsigned char *out, uint32_t count) {
+    for (uint32_t k = 0; k < count; k++) memcpy(out + RPI_LEN * k, "EN-RPI\0\0\0\0\0\0", 12);
+}
+
+/* ... and their interval numbers first .. first + count - 1 (word stores: a key whose
+ * day differs from the last key's costs a few dozen nanoseconds, not a new template). */
+static void padded_intervals(unsigned char *out, uint32_t first, uint32_t count) {
     for (uint32_t k = 0; k < count; k++) {
-        unsigned char *b = out + RPI_LEN * k;
         uint32_t v = first + k;
-        memcpy(b, "EN-RPI\0\0\0\0\0\0", 12);
-        b[12] = (unsigned char)v;
-        b[13] = (unsigned char)(v >> 8);
-        b[14] = (unsigned char)(v >> 16);
-        b[15] = (unsigned char)(v >> 24);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        v = __builtin_bswap32(v);
+#endif
+        memcpy(out + RPI_LEN * k + 12, &v, 4);
     }
 }
 
+/* The observed RPIs a search looks for: a bit table on their first 32 bits and the RPIs
+ * themselves as two little-endian 64-bit halves, sorted by (high, low). */
 typedef struct {
-    const unsigned char *bitmap; /* NULL: no probe */
+    const unsigned char *bitmap;
     int shift;
-    int64_t *hits;
-    int64_t found;
-} probe_t;
+    const uint64_t *high, *low;
+    Py_ssize_t count;
+    const uint32_t *buckets; /* first row of each value of high's top bits, and count */
+    int bucket_shift;        /* 64 - those bits */
+} observed_t;
 
-/* All rows; 0 on success, -1 when libcrypto failed. */
+static uint64_t le64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* Whether the RPI at r is one of the observed: bit table, then binary search. */
+static int observed(const observed_t *o, const unsigned char *r) {
+    uint32_t v = (uint32_t)r[0] | (uint32_t)r[1] << 8 | (uint32_t)r[2] << 16 |
+                 (uint32_t)r[3] << 24;
+    v >>= o->shift;
+    if (!(o->bitmap[v >> 3] >> (v & 7) & 1)) return 0;
+    uint64_t h = le64(r), l = le64(r + 8);
+    uint64_t bucket = h >> o->bucket_shift;
+    Py_ssize_t lo = o->buckets[bucket], hi = o->buckets[bucket + 1];
+    if (hi > o->count) hi = o->count; /* memory-safe whatever the table holds */
+    while (lo < hi) { /* the first row of the bucket whose high is >= h */
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (o->high[mid] < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < o->count && o->high[lo] == h; lo++)
+        if (o->low[lo] == l) return 1;
+    return 0;
+}
+
+/* All rows; 0 on success, -1 when libcrypto failed. With out, the RPIs are written
+ * there one after another; without (match), each range's RPIs go to a buffer in the L1
+ * cache and the index of each observed one (counted as if written one after another) to
+ * hits, their number to *found. */
 static int run(const unsigned char *teks, const uint32_t *firsts, const uint32_t *counts,
-               Py_ssize_t n, unsigned char *out, probe_t *probe) {
-    unsigned char *const base = out;
+               Py_ssize_t n, unsigned char *out, const observed_t *match, int64_t *hits,
+               int64_t *found) {
     static const unsigned char zero[16] = {0};
-    unsigned char rpik[16], tpl[RPI_LEN * TEMPLATE_BLOCKS];
-    int64_t tpl_first = -1;
+    unsigned char rpik[16], tpl[RPI_LEN * TEMPLATE_BLOCKS], local[RPI_LEN * TEMPLATE_BLOCKS];
+    int64_t tpl_first = -1, position = 0;
     int result = 0;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     if (!ctx || EVP_EncryptInit_ex(ctx, EVP_aes_128_ecb(), NULL, zero, NULL) != 1) {
@@ -136,6 +174,7 @@ static int run(const unsigned char *teks, const uint32_t *firsts, const uint32_t
         return -1;
     }
     EVP_CIPHER_CTX_set_padding(ctx, 0);
+    padded_prefix(tpl, TEMPLATE_BLOCKS);
     for (Py_ssize_t i = 0; i < n && result == 0; i++) {
         uint32_t first = firsts[i], left = counts[i];
         if (!left) continue;
@@ -146,127 +185,129 @@ static int run(const unsigned char *teks, const uint32_t *firsts, const uint32_t
         }
         while (left) {
             uint32_t take = left < TEMPLATE_BLOCKS ? left : TEMPLATE_BLOCKS;
+            unsigned char *into = out ? out : local;
             int outl = 0;
             if ((int64_t)first != tpl_first) { /* keys of one day share their first interval */
-                padded_blocks(first, TEMPLATE_BLOCKS, tpl);
+                padded_intervals(tpl, first, TEMPLATE_BLOCKS);
                 tpl_first = first;
             }
-            if (EVP_EncryptUpdate(ctx, out, &outl, tpl, (int)(RPI_LEN * take)) != 1 ||
+            if (EVP_EncryptUpdate(ctx, into, &outl, tpl, (int)(RPI_LEN * take)) != 1 ||
                 outl != (int)(RPI_LEN * take)) {
                 result = -1;
                 break;
             }
-            if (probe && probe->bitmap) {
-                for (uint32_t k = 0; k < take; k++) {
-                    const unsigned char *r = out + RPI_LEN * k;
-                    uint32_t v = (uint32_t)r[0] | (uint32_t)r[1] << 8 | (uint32_t)r[2] << 16 |
-                                 (uint32_t)r[3] << 24;
-                    v >>= probe->shift;
-                    if (probe->bitmap[v >> 3] >> (v & 7) & 1)
-                        probe->hits[probe->found++] = (int64_t)((r - base) / RPI_LEN);
-                }
+            if (match) {
+                for (uint32_t k = 0; k < take; k++)
+                    if (observed(match, into + RPI_LEN * k)) hits[(*found)++] = position + k;
+            } else {
+                out += RPI_LEN * take;
             }
-            out += RPI_LEN * take;
+            position += take;
             first += take;
             left -= take;
         }
     }
-    memset(rpik, 0, sizeof rpik);
+    explicit_bzero(rpik, sizeof rpik);
     EVP_CIPHER_CTX_free(ctx);
     return result;
 }
 
-/* Shared by rpis_into (4 arguments) and rpis_probe (7 arguments). */
-static PyObject *call(PyObject *const *args, int with_probe) {
-    Py_buffer teks, firsts, counts, out, bitmap = {0}, hits = {0};
-    PyObject *result = NULL;
-    probe_t probe = {NULL, 0, NULL, 0};
-    int shift = 0;
-    if (PyObject_GetBuffer(args[0], &teks, PyBUF_SIMPLE) < 0) return NULL;
-    if (PyObject_GetBuffer(args[1], &firsts, PyBUF_SIMPLE) < 0) goto release_teks;
-    if (PyObject_GetBuffer(args[2], &counts, PyBUF_SIMPLE) < 0) goto release_firsts;
-    if (PyObject_GetBuffer(args[3], &out, PyBUF_WRITABLE) < 0) goto release_counts;
-    if (with_probe) {
-        shift = (int)PyLong_AsLong(args[5]);
-        if (PyErr_Occurred()) goto release_out;
-        if (PyObject_GetBuffer(args[4], &bitmap, PyBUF_SIMPLE) < 0) goto release_out;
-        if (PyObject_GetBuffer(args[6], &hits, PyBUF_WRITABLE) < 0) goto release_bitmap;
-    }
-    Py_ssize_t n = teks.len / 16;
-    if (teks.len % 16 || firsts.len != 4 * n || counts.len != 4 * n) {
+/* The rows' sizes; -1 with a Python error when they disagree. */
+static Py_ssize_t rows(const Py_buffer *teks, const Py_buffer *firsts, const Py_buffer *counts,
+                       unsigned long long *blocks) {
+    Py_ssize_t n = teks->len / 16;
+    if (teks->len % 16 || firsts->len != 4 * n || counts->len != 4 * n) {
         PyErr_SetString(PyExc_ValueError, "teks: 16 bytes per row; firsts, counts: 4 per row");
-        goto release_hits;
+        return -1;
     }
-    const uint32_t *count = counts.buf;
-    unsigned long long blocks = 0;
-    for (Py_ssize_t i = 0; i < n; i++) blocks += count[i];
-    if ((unsigned long long)out.len < blocks * RPI_LEN) {
-        PyErr_SetString(PyExc_ValueError, "out is smaller than 16 bytes per RPI");
-        goto release_hits;
-    }
-    if (with_probe) {
-        if (shift < 0 || shift > 31 || (unsigned long long)bitmap.len * 8 < (1ull << (32 - shift)) ||
-            (unsigned long long)hits.len < blocks * 8) {
-            PyErr_SetString(PyExc_ValueError, "bitmap: 2^(32-shift) bits; hits: 8 bytes per RPI");
-            goto release_hits;
-        }
-        probe.bitmap = bitmap.buf;
-        probe.shift = shift;
-        probe.hits = hits.buf;
-    }
-    int failed;
-    Py_BEGIN_ALLOW_THREADS
-    failed = run(teks.buf, firsts.buf, count, n, out.buf, &probe);
-    Py_END_ALLOW_THREADS
-    if (failed) {
-        PyErr_SetString(PyExc_RuntimeError, "libcrypto AES-128-ECB failed");
-        goto release_hits;
-    }
-    if (with_probe) {
-        result = PyLong_FromLongLong(probe.found);
-    } else {
-        result = Py_None;
-        Py_INCREF(result);
-    }
-release_hits:
-    if (with_probe && hits.obj) PyBuffer_Release(&hits);
-release_bitmap:
-    if (with_probe && bitmap.obj) PyBuffer_Release(&bitmap);
-release_out:
-    PyBuffer_Release(&out);
-release_counts:
-    PyBuffer_Release(&counts);
-release_firsts:
-    PyBuffer_Release(&firsts);
-release_teks:
-    PyBuffer_Release(&teks);
-    return result;
+    const uint32_t *count = counts->buf;
+    *blocks = 0;
+    for (Py_ssize_t i = 0; i < n; i++) *blocks += count[i];
+    return n;
 }
 
 static PyObject *rpis_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
+    Py_buffer b[4];
+    PyObject *result = NULL;
+    int got = 0, failed = 0;
+    unsigned long long blocks;
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "rpis_into(teks, firsts, counts, out)");
         return NULL;
     }
-    return call(args, 0);
+    for (; got < 4; got++)
+        if (PyObject_GetBuffer(args[got], &b[got], got == 3 ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+            goto release;
+    Py_ssize_t n = rows(&b[0], &b[1], &b[2], &blocks);
+    if (n < 0) goto release;
+    if ((unsigned long long)b[3].len < blocks * RPI_LEN) {
+        PyErr_SetString(PyExc_ValueError, "out is smaller than 16 bytes per RPI");
+        goto release;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    failed = run(b[0].buf, b[1].buf, b[2].buf, n, b[3].buf, NULL, NULL, NULL);
+    Py_END_ALLOW_THREADS
+    if (failed)
+        PyErr_SetString(PyExc_RuntimeError, "libcrypto AES-128-ECB failed");
+    else
+        result = Py_NewRef(Py_None);
+release:
+    while (got--) PyBuffer_Release(&b[got]);
+    return result;
 }
 
-static PyObject *rpis_probe(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *rpis_match(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError,
-                        "rpis_probe(teks, firsts, counts, out, bitmap, shift, hits)");
+    Py_buffer b[8]; /* teks, firsts, counts, bitmap, high, low, buckets, hits */
+    static const int index[8] = {0, 1, 2, 3, 5, 6, 7, 8};
+    PyObject *result = NULL;
+    int got = 0, failed = 0;
+    unsigned long long blocks;
+    int64_t found = 0;
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "rpis_match(teks, firsts, counts, bitmap, shift, "
+                                         "high, low, buckets, hits)");
         return NULL;
     }
-    return call(args, 1);
+    int shift = (int)PyLong_AsLong(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    for (; got < 8; got++)
+        if (PyObject_GetBuffer(args[index[got]], &b[got],
+                               got == 7 ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+            goto release;
+    Py_ssize_t n = rows(&b[0], &b[1], &b[2], &blocks);
+    if (n < 0) goto release;
+    Py_ssize_t nb = b[6].len / 4 - 1; /* buckets: 2^bits + 1 uint32, 1 <= bits <= 32 */
+    int bits = 0;
+    while (bits < 33 && ((Py_ssize_t)1 << bits) < nb) bits++;
+    if (shift < 0 || shift > 31 ||
+        (unsigned long long)b[3].len * 8 < (1ull << (32 - shift)) || b[4].len % 8 ||
+        b[5].len != b[4].len || b[6].len % 4 || bits < 1 || bits > 32 ||
+        ((Py_ssize_t)1 << bits) != nb || (unsigned long long)b[7].len < blocks * 8) {
+        PyErr_SetString(PyExc_ValueError,
+                        "bitmap: 2^(32-shift) bits; high, low: 8 bytes per observed RPI; "
+                        "buckets: 2^bits + 1 uint32; hits: 8 bytes per RPI");
+        goto release;
+    }
+    observed_t o = {b[3].buf, shift, b[4].buf, b[5].buf, b[4].len / 8, b[6].buf, 64 - bits};
+    Py_BEGIN_ALLOW_THREADS
+    failed = run(b[0].buf, b[1].buf, b[2].buf, n, NULL, &o, b[7].buf, &found);
+    Py_END_ALLOW_THREADS
+    if (failed)
+        PyErr_SetString(PyExc_RuntimeError, "libcrypto AES-128-ECB failed");
+    else
+        result = PyLong_FromLongLong(found);
+release:
+    while (got--) PyBuffer_Release(&b[got]);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"rpis_into", (PyCFunction)(void (*)(void))rpis_into, METH_FASTCALL,
      "rpis_into(teks, firsts, counts, out): the RPIs of each key's interval range."},
-    {"rpis_probe", (PyCFunction)(void (*)(void))rpis_probe, METH_FASTCALL,
-     "rpis_probe(teks, firsts, counts, out, bitmap, shift, hits) -> number of hits."},
+    {"rpis_match", (PyCFunction)(void (*)(void))rpis_match, METH_FASTCALL,
+     "rpis_match(teks, firsts, counts, bitmap, shift, high, low, buckets, hits) -> hits."},
     {NULL, NULL, 0, NULL},
 };
 

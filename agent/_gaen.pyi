@@ -1,13 +1,15 @@
 from typing_extensions import Buffer
 
 def rpis_into(teks: Buffer, firsts: Buffer, counts: Buffer, out: Buffer, /) -> None: ...
-def rpis_probe(
+def rpis_match(
     teks: Buffer,
     firsts: Buffer,
     counts: Buffer,
-    out: Buffer,
     bitmap: Buffer,
     shift: int,
+    high: Buffer,
+    low: Buffer,
+    buckets: Buffer,
     hits: Buffer,
     /,
 ) -> int: ...

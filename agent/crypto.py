@@ -263,17 +263,23 @@ def batch_backend(name: str | None = None) -> tuple[str, RpisInto]:
     return choice, found[choice]
 
 
-RpisProbe = Callable[["Buffer", "Buffer", "Buffer", "Buffer", "Buffer", int, "Buffer"], int]
-"""``(teks, firsts, counts, out, bitmap, shift, hits) -> number of hits``."""
+RpisMatch = Callable[
+    ["Buffer", "Buffer", "Buffer", "Buffer", int, "Buffer", "Buffer", "Buffer", "Buffer"], int
+]
+"""``(teks, firsts, counts, bitmap, shift, high, low, buckets, hits) -> number of hits``."""
 
 
-def batch_probe(name: str) -> RpisProbe | None:
-    """The native backend's :func:`rpis_into` fused with the candidate search's first
-    step (the bit-table probe of each RPI, done while the key's RPIs are in the L1
-    cache), or None for the pure backend. Same RPIs in ``out``; ``hits`` gets the index
-    of every RPI whose bit ``(first little-endian uint32 >> shift)`` is set in
-    ``bitmap`` (little-endian bit order), as the search's numpy probe finds them."""
-    return _gaen.rpis_probe if name == "native" and _gaen is not None else None
+def batch_match(name: str) -> RpisMatch | None:
+    """The native backend's :func:`rpis_into` fused with the candidate search's checks,
+    or None for the pure backend. Each RPI is checked while the key's RPIs are in the L1
+    cache, first by its bit ``(first little-endian uint32 >> shift)`` in ``bitmap``
+    (little-endian bit order), then exactly against the observed RPIs as little-endian
+    uint64 halves ``high``/``low`` sorted by (high, low), looked up from ``buckets``
+    (2^bits + 1 uint32: the first row of each value of high's top ``bits`` bits, then
+    the number of rows); ``hits`` gets the index each
+    observed one would have in :func:`rpis_into`'s ``out``, as the search's numpy steps
+    find them. Nothing else is written."""
+    return _gaen.rpis_match if name == "native" and _gaen is not None else None
 
 
 def rpis_into(teks: Buffer, firsts: Buffer, counts: Buffer, out: Buffer) -> None:

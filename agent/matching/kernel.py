@@ -8,10 +8,11 @@ must lie in the key's rolling period; so with the intervals in which sightings b
 12 of one of them. A device that saw others on 3 of 14 days computes a fraction of the
 144 RPIs per key (``scripts/bench`` reports the blocks per key).
 
-Then a prefilter (a bit table on each RPI's first 32 bits, numpy, over a chunk of
-~150k RPIs; with the native backend the same probe runs inside its crypto call, while a
-key's RPIs are still in the L1 cache: :func:`agent.crypto.batch_probe`) and an exact
-check against the observed RPIs sorted as two 64-bit halves.
+Then a prefilter (a bit table on each RPI's first 32 bits) and an exact check against
+the observed RPIs sorted as two 64-bit halves. The pure backend does both with numpy over
+a chunk of ~150k RPIs; the native one does both inside its crypto call, while a key's
+RPIs are still in the L1 cache, and returns only the observed ones
+(:func:`agent.crypto.batch_match`; the tests check both paths give the same candidates).
 Every finder of this package runs this code: in this process, in threads (native
 backend: it releases the GIL), or in worker processes (pure backend).
 """
@@ -187,10 +188,18 @@ class Prefilter:
         self.table[firsts >> self.shift] = True
         self.bitmap = np.packbits(self.table, bitorder="little")
         """The same bits packed (1/8 of the memory), for the native backend's probe."""
-        halves = np.frombuffer(rpi_blob, dtype="<u8").reshape(count, 2)
+        halves = np.frombuffer(rpi_blob, dtype="<u8").reshape(count, 2).astype(np.uint64)
         order = np.lexsort((halves[:, 1], halves[:, 0]))
-        self.high = halves[order, 0]
-        self.low = halves[order, 1]
+        self.high = np.ascontiguousarray(halves[order, 0])
+        self.low = np.ascontiguousarray(halves[order, 1])
+        """The observed RPIs as their two little-endian 64-bit words, sorted by (high,
+        low): the exact check's (here and in the native backend's fused call)."""
+        top = max(1, min(20, math.ceil(math.log2(max(count, 2)))))
+        self.buckets = np.searchsorted(
+            self.high >> np.uint64(64 - top), np.arange((1 << top) + 1, dtype=np.uint64)
+        ).astype(np.uint32)
+        """The first row of each value of ``high``'s top bits (about one row each), then
+        the number of rows: where the native check starts its search."""
         self._exact: frozenset[bytes] | None = None
         if count > 1 and bool(np.any(self.high[1:] == self.high[:-1])):
             # two RPIs alike in 64 bits (~1e-10 for 50k): a lookup by halves could miss one
@@ -230,7 +239,7 @@ class Search:
         self.prefilter = Prefilter(rpi_blob)
         self.windows = windows if windows is not None else Windows.everything()
         self.name, self._rpis_into = crypto.batch_backend(backend)
-        self._rpis_probe = crypto.batch_probe(self.name)
+        self._rpis_match = crypto.batch_match(self.name)
         self.blocks = 0
         """AES blocks computed so far (for the figures)."""
 
@@ -250,13 +259,15 @@ class Search:
             return []
         keys = np.frombuffer(key_data, dtype=np.uint8).reshape(-1, TEK_LENGTH)
         starts = np.asarray(rolling_start, dtype=np.int64)
-        buffer = np.empty(CHUNK_BLOCKS * RPI_LENGTH + RPI_LENGTH, dtype=np.uint8)
-        probe, bitmap = self._rpis_probe, self.prefilter.bitmap
-        fused = probe is not None  # only the buffers of the probe that runs are allocated
-        slots = np.empty(CHUNK_BLOCKS if fused else 0, dtype=np.int64)  # C int64_t
-        index = np.empty(0 if fused else CHUNK_BLOCKS, dtype=np.intp)  # take() wants intp
-        probed = np.empty(0 if fused else CHUNK_BLOCKS, dtype=bool)
-        table, shift = self.prefilter.table, self.prefilter.shift
+        match = self._rpis_match
+        # only the buffers of the path that runs are allocated: the fused native call
+        # writes hits only, the pure one needs the RPIs and the probe's scratch
+        buffer = np.empty(0 if match else CHUNK_BLOCKS * RPI_LENGTH + RPI_LENGTH, np.uint8)
+        slots = np.empty(CHUNK_BLOCKS if match else 0, dtype=np.int64)  # C int64_t
+        index = np.empty(0 if match else CHUNK_BLOCKS, dtype=np.intp)  # take() wants intp
+        probed = np.empty(0 if match else CHUNK_BLOCKS, dtype=bool)
+        prefilter = self.prefilter
+        table, shift = prefilter.table, prefilter.shift
         ends = np.cumsum(work.counts, dtype=np.int64)
         found: list[Candidate] = []
         first = 0
@@ -265,7 +276,6 @@ class Search:
             done = int(ends[first - 1]) if first else 0
             last = max(first + 1, int(np.searchsorted(ends, done + CHUNK_BLOCKS, side="right")))
             blocks = int(ends[last - 1]) - done
-            out = buffer if blocks <= CHUNK_BLOCKS else np.empty(blocks * RPI_LENGTH, np.uint8)
             rows = work.rows[first:last]
             if len(rows) == 1 or bool((np.diff(rows) == 1).all()):  # consecutive: no copy
                 teks = keys[int(rows[0]) : int(rows[-1]) + 1]
@@ -273,23 +283,33 @@ class Search:
                 teks = np.ascontiguousarray(keys[rows])
             firsts, counts = work.firsts[first:last], work.counts[first:last]
             self.blocks += blocks
-            if probe is not None:  # the same probe, fused into the native crypto call
-                into = slots if out is buffer else np.empty(blocks, dtype=np.int64)
-                found_count = probe(
-                    teks.data, firsts.data, counts.data, out.data, bitmap.data, shift, into.data
+            if match is not None:  # probe and exact check inside the native crypto call
+                into = slots if blocks <= CHUNK_BLOCKS else np.empty(blocks, dtype=np.int64)
+                count = match(
+                    teks.data,
+                    firsts.data,
+                    counts.data,
+                    prefilter.bitmap.data,
+                    shift,
+                    prefilter.high.data,
+                    prefilter.low.data,
+                    prefilter.buckets.data,
+                    into.data,
                 )
-                hits = into[:found_count].astype(np.intp)
+                hits = into[:count].astype(np.intp)
             else:
+                fits = blocks <= CHUNK_BLOCKS
+                out = buffer if fits else np.empty(blocks * RPI_LENGTH, np.uint8)
                 self._rpis_into(teks.data, firsts.data, counts.data, out.data)
                 words = out.view("<u4")[: blocks * 4 : 4]
-                if out is buffer:
+                if fits:
                     np.right_shift(words, shift, out=index[:blocks])
                     hits = np.flatnonzero(table.take(index[:blocks], out=probed[:blocks]))
                 else:
                     hits = np.flatnonzero(table.take((words >> shift).astype(np.intp)))
-            if len(hits):
-                pair = out.view("<u8")
-                hits = hits[self.prefilter.confirm(pair[2 * hits], pair[2 * hits + 1])]
+                if len(hits):
+                    pair = out.view("<u8")
+                    hits = hits[prefilter.confirm(pair[2 * hits], pair[2 * hits + 1])]
             if len(hits):
                 key_rows, offsets = _locate(work, first, last, done, ends, starts, hits)
                 key_rows += base_index

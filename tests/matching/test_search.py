@@ -13,7 +13,7 @@ from agent import crypto
 from agent.constants import MATCH_TOLERANCE_INTERVALS, TEK_ROLLING_PERIOD
 from agent.export.columns import KeyArrays
 from agent.matching.core import SightingIndex
-from agent.matching.kernel import CHUNK_BLOCKS, Search, Windows, plan
+from agent.matching.kernel import CHUNK_BLOCKS, Prefilter, Search, Windows, plan
 from agent.models import TemporaryExposureKey
 from tests.matching.dataset import random_key, sighting_of
 
@@ -149,3 +149,78 @@ def test_no_sighting_no_crypto() -> None:
     search = Search(bytes(16), Windows.around([]))
     assert search.find(bytes(16), np.array([DAY]), np.array([144])) == []
     assert search.blocks == 0
+
+
+def _near_misses(rpi: bytes, salt: int) -> list[bytes]:
+    """RPIs a hostile broadcaster could craft next to a real one: the same first 8 bytes
+    (equal high halves: one bucket, a scan over equals), the same first 4 (the bit
+    table's hit) and the same top bits of the high half."""
+    tail = salt.to_bytes(8, "little")
+    return [rpi[:8] + tail, rpi[:4] + tail + rpi[12:], tail[:6] + rpi[6:]]
+
+
+@pytest.mark.skipif("native" not in BACKENDS, reason="the native backend was not built")
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.binary(min_size=16, max_size=16), st.integers(0, 2**32 - 400)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.lists(st.integers(0, 6 * 300 - 1), max_size=40),
+    st.lists(st.integers(0, 2**64 - 1), max_size=40),
+    st.integers(0, 300),
+)
+def test_the_fused_native_check_equals_rpis_into_and_the_numpy_check(
+    rows: list[tuple[bytes, int]], picks: list[int], salts: list[int], count: int
+) -> None:
+    """agent._gaen's rpis_match finds exactly the RPIs of rpis_into's output that are in
+    the observed set, with observed sets built to stress the check: real RPIs, repeats,
+    and near misses sharing 4, 6 or 8 bytes with real ones."""
+    _, rpis_into = crypto.batch_backend("native")
+    match = crypto.batch_match("native")
+    assert match is not None
+    teks = b"".join(tek for tek, _ in rows)
+    firsts = np.array([first for _, first in rows], dtype=np.uint32)
+    counts = np.full(len(rows), count, dtype=np.uint32)
+    out = bytearray(16 * count * len(rows))
+    rpis_into(teks, firsts.data, counts.data, out)
+    computed = [bytes(out[i : i + 16]) for i in range(0, len(out), 16)]
+    chosen = [computed[p % len(computed)] for p in picks] if computed else []
+    observed = chosen + chosen[:3]  # repeats
+    for rpi, salt in zip(chosen, salts, strict=False):
+        observed += _near_misses(rpi, salt)
+    observed += [salt.to_bytes(8, "little") * 2 for salt in salts]
+    prefilter = Prefilter(b"".join(observed))
+    hits = np.empty(max(1, len(computed)), dtype=np.int64)
+    found = match(
+        teks,
+        firsts.data,
+        counts.data,
+        prefilter.bitmap.data,
+        prefilter.shift,
+        prefilter.high.data,
+        prefilter.low.data,
+        prefilter.buckets.data,
+        hits.data,
+    )
+    wanted = set(observed)
+    assert hits[:found].tolist() == [i for i, rpi in enumerate(computed) if rpi in wanted]
+
+
+@pytest.mark.skipif("native" not in BACKENDS, reason="the native backend was not built")
+def test_the_fused_native_check_refuses_wrong_sizes() -> None:
+    match = crypto.batch_match("native")
+    assert match is not None
+    prefilter = Prefilter(bytes(range(16)))
+    one = np.array([1], dtype=np.uint32).data
+    args = [
+        bytes(16), one, one, prefilter.bitmap.data, prefilter.shift,
+        prefilter.high.data, prefilter.low.data, prefilter.buckets.data, bytearray(8),
+    ]  # fmt: skip
+    assert match(*args) in (0, 1)
+    for position, wrong in ((0, bytes(15)), (5, bytes(16)), (7, bytes(16)), (8, bytearray(7))):
+        with pytest.raises(ValueError):
+            match(*args[:position], wrong, *args[position + 1 :])
+    with pytest.raises(ValueError):
+        match(*args[:4], 40, *args[5:])
