@@ -16,7 +16,8 @@ backends with the same results (``tests/unit/test_crypto_backends.py``):
   like any installed module. Nothing is compiled, written or loaded from a writable
   directory at run time.
 - ``pure``: Python: RPIK by HKDF-SHA256 from precomputed SHA-256 midstates (``hashlib``),
-  the RPIs by one AES-128-ECB call per key through ``cryptography``'s public API.
+  the RPIs by one AES-128-ECB call per key of the system libcrypto (the OpenSSL that
+  Python's ``hashlib`` uses) through ``ctypes``: one context re-keyed per key.
 
 ``$CONTACT_AGENT_CRYPTO`` (``native``, ``pure`` or ``auto``, the default: native when
 built) picks one; see :func:`batch_backend`.
@@ -24,6 +25,8 @@ built) picks one; see :func:`batch_backend`.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import os
 import struct
@@ -207,8 +210,51 @@ class _Templates:
 _TEMPLATES = _Templates()
 
 
+_LIBCRYPTO_NAMES: Final = ("libcrypto.so.3", "libcrypto.so.1.1")
+"""The system OpenSSL's libcrypto by soname (Python's own ``hashlib`` and ``ssl`` link
+it): the dynamic linker looks it up in the system's library directories."""
+
+
+class _Libcrypto:
+    """The few libcrypto functions the pure backend calls, typed for ctypes: AES-128-ECB
+    through one EVP context, re-keyed per key. (``cryptography`` builds a new cipher
+    object per key, ~10 us, most of the pure backend's time; a re-key is well under
+    a microsecond.)"""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        void_p, c_int = ctypes.c_void_p, ctypes.c_int
+        self.new = lib.EVP_CIPHER_CTX_new
+        self.new.restype, self.new.argtypes = void_p, []
+        self.free = lib.EVP_CIPHER_CTX_free
+        self.free.restype, self.free.argtypes = None, [void_p]
+        self.aes_128_ecb = lib.EVP_aes_128_ecb
+        self.aes_128_ecb.restype, self.aes_128_ecb.argtypes = void_p, []
+        self.init = lib.EVP_EncryptInit_ex
+        self.init.restype = c_int
+        self.init.argtypes = [void_p, void_p, void_p, ctypes.c_char_p, void_p]
+        self.update = lib.EVP_EncryptUpdate
+        self.update.restype = c_int
+        self.update.argtypes = [void_p, void_p, void_p, ctypes.c_char_p, c_int]
+        self.set_padding = lib.EVP_CIPHER_CTX_set_padding
+        self.set_padding.restype, self.set_padding.argtypes = c_int, [void_p, c_int]
+
+
+@functools.cache
+def _libcrypto() -> _Libcrypto:
+    """The system libcrypto (looked up on first use, so importing this module loads
+    nothing). Raises OSError when none of its sonames loads."""
+    failures = []
+    for name in _LIBCRYPTO_NAMES:
+        try:
+            return _Libcrypto(ctypes.CDLL(name))
+        except (OSError, AttributeError) as exc:
+            failures.append(f"{name}: {exc}")
+    raise OSError("no system libcrypto (OpenSSL 3 or 1.1): " + "; ".join(failures))
+
+
 def _pure_rpis_into(teks: Buffer, firsts: Buffer, counts: Buffer, out: Buffer) -> None:
-    """The pure backend of :func:`rpis_into`."""
+    """The pure backend of :func:`rpis_into`: RPIK by midstates (``hashlib``), the RPIs
+    of each key by one call of the system libcrypto's AES-128-ECB."""
     keys = memoryview(teks).cast("B")
     first_list = memoryview(firsts).cast("B").cast("I").tolist()
     count_list = memoryview(counts).cast("B").cast("I").tolist()
@@ -217,20 +263,32 @@ def _pure_rpis_into(teks: Buffer, firsts: Buffer, counts: Buffer, out: Buffer) -
         raise ValueError("teks: 16 bytes per row; firsts, counts: 4 per row")
     if len(target) < RPI_LENGTH * sum(count_list):
         raise ValueError("out is smaller than 16 bytes per RPI")
-    cipher, aes, ecb = Cipher, algorithms.AES, modes.ECB()  # noqa: S305 - single blocks
-    templates = _TEMPLATES.get
-    pos = 0
-    for i, (first, count) in enumerate(zip(first_list, count_list, strict=True)):
-        if not count:
-            continue
-        data = templates(first, count)
-        end = pos + len(data)
-        encryptor = cipher(aes(_rpik_midstates(keys[16 * i : 16 * i + 16])), ecb).encryptor()
-        if len(target) - pos >= len(data) + 15:  # update_into wants a block of slack
-            encryptor.update_into(data, target[pos:])
-        else:
-            target[pos:end] = encryptor.update(data)
-        pos = end
+    if not len(target):
+        return
+    lib = _libcrypto()
+    init, update = lib.init, lib.update
+    ctx = lib.new()
+    view = (ctypes.c_char * len(target)).from_buffer(target)
+    try:
+        if not ctx or init(ctx, lib.aes_128_ecb(), None, bytes(16), None) != 1:
+            raise RuntimeError("libcrypto AES-128-ECB could not be set up")
+        lib.set_padding(ctx, 0)
+        outl = ctypes.c_int()
+        outl_ref = ctypes.byref(outl)
+        templates, rpik, tek_bytes = _TEMPLATES.get, _rpik_midstates, bytes(keys)
+        address, failed = ctypes.addressof(view), 0
+        for i, (first, count) in enumerate(zip(first_list, count_list, strict=True)):
+            if count:
+                data = templates(first, count)
+                failed |= init(ctx, None, None, rpik(tek_bytes[16 * i : 16 * i + 16]), None) ^ 1
+                failed |= update(ctx, address, outl_ref, data, len(data)) ^ 1
+                address += len(data)
+        if failed:
+            raise RuntimeError("libcrypto AES-128-ECB failed")
+    finally:
+        if ctx:
+            lib.free(ctx)
+        del view  # releases out's buffer
 
 
 def batch_backends() -> dict[str, RpisInto]:
