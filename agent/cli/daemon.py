@@ -51,7 +51,8 @@ def status(cli: CliContext, as_json: bool) -> None:
     from dataclasses import replace
 
     from agent.daemon.status import render
-    from agent.daemon.status_model import Where, status_from_json, status_json
+    from agent.daemon.status_json import status_from_json, status_json
+    from agent.daemon.status_model import Where
 
     try:
         socket, answer = request_at(cli.socket_paths(), "status")

@@ -17,7 +17,8 @@ from agent.config import Config, load_config
 from agent.constants import RETENTION_SECONDS
 from agent.control import RELEASE_COMMAND, Handler, Peer
 from agent.daemon.radio import is_scanning
-from agent.daemon.status_model import AgentStatus, status_json
+from agent.daemon.status_json import status_json
+from agent.daemon.status_model import AgentStatus
 from agent.daemon.supervise import wait_until
 from agent.errors import AgentError
 from agent.keyschedule import KeySchedule

@@ -22,6 +22,7 @@ from agent import __version__
 from agent.clock import en_interval_number
 from agent.config import RiskConfig
 from agent.constants import RETENTION_SECONDS
+from agent.daemon.status_json import last_fetch_from_json, quarantine_from_json
 from agent.daemon.status_model import (
     AgentStatus,
     DaemonInfo,
@@ -33,8 +34,6 @@ from agent.daemon.status_model import (
     PossiblyRelayed,
     Sightings,
     StoredStatus,
-    last_fetch_from_json,
-    quarantine_from_json,
 )
 from agent.models import ExposureWindow
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from agent.daemon.status import render
+from agent.daemon.status_json import status_from_json, status_json
 from agent.daemon.status_model import (
     AgentStatus,
     ClockStatus,
@@ -24,8 +25,6 @@ from agent.daemon.status_model import (
     Sightings,
     StoredStatus,
     Where,
-    status_from_json,
-    status_json,
 )
 from agent.ingest import GuardStats
 from agent.jsonout import dumps

@@ -94,7 +94,8 @@ def test_no_json_dumps_bypasses_the_helper() -> None:
 
 def test_status_drops_non_finite_numbers_saved_by_an_older_version() -> None:
     from agent.daemon.status import _fetch_line, _json_state
-    from agent.daemon.status_model import KeyFetchReport, last_fetch_from_json
+    from agent.daemon.status_json import last_fetch_from_json
+    from agent.daemon.status_model import KeyFetchReport
 
     saved = '{"at": 1.0, "ok": false, "retry_after_seconds": Infinity}'
     assert _json_state(saved) is None  # shown as "never", not a malformed answer
@@ -106,7 +107,7 @@ def test_status_drops_non_finite_numbers_saved_by_an_older_version() -> None:
 
 def test_status_shows_the_running_download() -> None:
     from agent.daemon.status import render
-    from agent.daemon.status_model import status_from_json
+    from agent.daemon.status_json import status_from_json
 
     running = {"source": "index:https://k.example/i.txt", "file": "a/1.zip"}
     running |= {"file_bytes": 2_500_000, "cycle_bytes": 9_000_000}
