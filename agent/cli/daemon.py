@@ -48,21 +48,26 @@ def run(cli: CliContext, adapter: str | None) -> None:
 @pass_cli
 def status(cli: CliContext, as_json: bool) -> None:
     """State of the running daemon, or of the data directory when none runs."""
+    from dataclasses import replace
+
     from agent.daemon.status import render
+    from agent.daemon.status_json import status_from_json, status_json
+    from agent.daemon.status_model import Where
 
     try:
-        socket, result = request_at(cli.socket_paths(), "status")
-        result["socket"] = str(socket)
-        result.setdefault("data_dir", str(cli.data_dir))
+        socket, answer = request_at(cli.socket_paths(), "status")
+        result = status_from_json(answer)
+        result = replace(
+            result, data_dir=result.data_dir or str(cli.data_dir), where=Where(str(socket))
+        )
     except DaemonNotRunningError:
         from agent.daemon.offline import offline_status
 
         result = asyncio.run(offline_status(cli.data_dir, cli.config, SystemClock()))
-        result["socket"] = None
-        result["data_dir"] = str(cli.data_dir)
-        result["data_dir_exists"] = cli.data_dir.is_dir()
+        where = Where(None, data_dir_exists=cli.data_dir.is_dir())
+        result = replace(result, data_dir=str(cli.data_dir), where=where)
     if as_json:
-        click.echo(dumps(result, indent=2, sort_keys=True))
+        click.echo(dumps(status_json(result), indent=2, sort_keys=True))
     else:
         click.echo(render(result))
 

@@ -17,6 +17,8 @@ from agent.config import Config, load_config
 from agent.constants import RETENTION_SECONDS
 from agent.control import RELEASE_COMMAND, Handler, Peer
 from agent.daemon.radio import is_scanning
+from agent.daemon.status_json import status_json
+from agent.daemon.status_model import AgentStatus
 from agent.daemon.supervise import wait_until
 from agent.errors import AgentError
 from agent.keyschedule import KeySchedule
@@ -74,7 +76,7 @@ class Actions:
         config_path: Path | None,
         set_consent: Callable[[bool], Awaitable[ConsentState]],
         reconfigure: Callable[[Config], Awaitable[bool]],
-        status: Callable[[], Awaitable[dict[str, Any]]],
+        status: Callable[[], Awaitable[AgentStatus]],
     ) -> None:
         """reconfigure: applies a new configuration; True when the radio was restarted."""
         self._clock = clock
@@ -99,7 +101,7 @@ class Actions:
             return handle
 
         return {
-            "status": command(self._status),
+            "status": command(self.status),
             "network_log": command(self.network_log),
             "enable": command(lambda: self.consent(True)),
             "disable": command(lambda: self.consent(False)),
@@ -108,6 +110,10 @@ class Actions:
             "forget": command(self.forget),
             RELEASE_COMMAND: command(self.release_current_key),
         }
+
+    async def status(self) -> dict[str, object]:
+        """The live status in its JSON form (``status`` asked over the socket)."""
+        return status_json(await self._status())
 
     async def network_log(self) -> dict[str, Any]:
         """The transparency log of the last 14 days (``network-log``)."""

@@ -19,48 +19,12 @@ from dataclasses import dataclass
 
 from agent.clock import Clock, ClockTrust, StepDetector, TrustDecision, decide_clock_trust
 from agent.constants import EN_INTERVAL_SECONDS, RETENTION_SECONDS
+from agent.daemon.status_model import ClockStatus
 
 _LOGGER = logging.getLogger(__name__)
 
 SyncProbe = Callable[[], Awaitable[tuple[bool, str]]]
 """Returns (system clock synchronised, which signal answered)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ClockStatus:
-    """The ``clock`` block of ``status`` (live from :class:`ClockWatch`, or offline)."""
-
-    trust: str
-    trusted: bool
-    reason: str
-    source: str
-    """Which signal answered: ``timedate1``, ``marker``, ``config`` or ``none``."""
-    require_sync: bool
-    lower_bound: float | None
-
-    @classmethod
-    def of(
-        cls, decision: TrustDecision, *, source: str, require_sync: bool, lower_bound: float | None
-    ) -> ClockStatus:
-        return cls(
-            trust=decision.state.value,
-            trusted=decision.state.trusted,
-            reason=decision.reason,
-            source=source,
-            require_sync=require_sync,
-            lower_bound=lower_bound,
-        )
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON fields, in this order."""
-        return {
-            "trust": self.trust,
-            "trusted": self.trusted,
-            "reason": self.reason,
-            "source": self.source,
-            "require_sync": self.require_sync,
-            "lower_bound": self.lower_bound,
-        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from agent.daemon.clockwatch import ClockWatch
 from agent.daemon.metrics import Metrics
 from agent.daemon.notify import Notice, Notifier
 from agent.daemon.radio import Sleep
+from agent.daemon.status_model import FetchSchedule, RunningDownload
 from agent.errors import AgentError, ClockUntrustedError, ConfigError
 from agent.jsonout import dumps
 from agent.pipeline import (
@@ -134,16 +135,26 @@ class FetchScheduler:
             return "no key sources configured"
         return None
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "interval_hours": self._config.keys.fetch_interval_hours,
-            "next_in_seconds": max(0, round(self._due - self._clock.monotonic())),
-            "skipped": self.last_skip,
-            "consecutive_failures": self._failures,
-            "cycles": self.cycles,
-            "notifications": self.notifications,
-            "running": None if self.activity is None else self.activity.to_json(),
-        }
+    def summary(self) -> FetchSchedule:
+        """The ``fetch`` block of ``status``."""
+        activity = self.activity
+        return FetchSchedule(
+            interval_hours=self._config.keys.fetch_interval_hours,
+            next_in_seconds=max(0, round(self._due - self._clock.monotonic())),
+            skipped=self.last_skip,
+            consecutive_failures=self._failures,
+            cycles=self.cycles,
+            notifications=self.notifications,
+            running=None
+            if activity is None
+            else RunningDownload(
+                source=activity.source,
+                file=activity.file,
+                file_bytes=activity.file_bytes,
+                cycle_bytes=activity.cycle_bytes,
+                files_downloaded=activity.files,
+            ),
+        )
 
     def status_line(self) -> str:
         if self.last_skip:

@@ -15,58 +15,49 @@ from agent.clock import Clock, decide_clock_trust, en_interval_number
 from agent.clocksync import system_synchronized
 from agent.config import Config
 from agent.consent import ConsentState
-from agent.daemon.clockwatch import ClockStatus
-from agent.daemon.status import network_summary, stored_status
+from agent.daemon.status import stored_status
+from agent.daemon.status_model import AgentStatus, ClockStatus, StoredStatus
+
+NOT_RUNNING = "the daemon is not running"
 
 
-async def offline_status(data_dir: Path, config: Config, clock: Clock) -> dict[str, Any]:
+async def offline_status(data_dir: Path, config: Config, clock: Clock) -> AgentStatus:
     """The status of a data dir with no daemon running (nothing is created if absent)."""
     wall = clock.wall()
     require_sync = config.clock.require_sync
     # the system is asked only when the configuration makes it count (as current_trust)
     synchronized, source = await system_synchronized() if require_sync else (True, "config")
-    result: dict[str, Any] = {
-        "daemon": {"running": False},
-        "consent": ConsentState.UNSET.value,
-        "sightings": {"today": 0, "last_14_days": 0},
-        "unique_rpis_10min": 0,
-        "last_fetch": None,
-        "exposures": 0,
-        "risk_level": "none",
-        "clock_lower_bound": None,
-        "network_log": network_summary([]),
-    }
+    stored = StoredStatus(consent=ConsentState.UNSET.value)
     if (data_dir / "contact-agent.db").exists():
         from agent.store import Store  # not imported for an empty data dir
 
         store = await Store.open(data_dir, clock=clock)
         try:
-            result.update(await stored_status(store, wall, config.risk))
+            stored = await stored_status(store, wall, config.risk)
         finally:
             await store.close()
     decision = decide_clock_trust(
         require_sync=require_sync,
         system_synchronized=synchronized,
         wall=wall,
-        lower_bound=result["clock_lower_bound"],
+        lower_bound=stored.clock_lower_bound,
     )
-    result.update(
-        {
-            "clock": ClockStatus.of(
-                decision,
-                source=source,
-                require_sync=require_sync,
-                lower_bound=result["clock_lower_bound"],
-            ).as_dict(),
-            "advertising": False,
-            "advertising_reason": "the daemon is not running",
-            "scanning": False,
-            "scanning_reason": "the daemon is not running",
-            "adapter": config.radio.adapter,
-            "current_interval": en_interval_number(wall) if wall >= 0 else None,
-        }
+    return AgentStatus(
+        daemon=None,
+        stored=stored,
+        clock=ClockStatus.of(
+            decision,
+            source=source,
+            require_sync=require_sync,
+            lower_bound=stored.clock_lower_bound,
+        ),
+        advertising=False,
+        advertising_reason=NOT_RUNNING,
+        scanning=False,
+        scanning_reason=NOT_RUNNING,
+        adapter=config.radio.adapter,
+        current_interval=en_interval_number(wall) if wall >= 0 else None,
     )
-    return result
 
 
 async def offline_network_log(data_dir: Path, since: float, clock: Clock) -> list[dict[str, Any]]:

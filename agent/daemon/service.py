@@ -54,6 +54,7 @@ from agent.daemon.radio import (
 )
 from agent.daemon.sdnotify import Heartbeats, SdNotifier
 from agent.daemon.status import DaemonIdentity, LiveParts, Policy, degraded_reason, live_status
+from agent.daemon.status_model import AgentStatus
 from agent.daemon.supervise import supervise, wait_until
 from agent.daemon.timebase import ServiceTiming
 from agent.errors import AgentError
@@ -281,8 +282,8 @@ class AgentService:
         """Same-day release (see :meth:`Actions.release_current_key`)."""
         return await _running(self._actions).release_current_key()
 
-    async def status(self) -> dict[str, Any]:
-        """The live status (``status --json`` while running)."""
+    async def status(self) -> AgentStatus:
+        """The live status (``status`` while running)."""
         await _running(self._housekeeping).refresh_gauges()
         policy = Policy(
             consent=self.consent,

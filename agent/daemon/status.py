@@ -1,9 +1,10 @@
 """What ``contact-agent status`` shows: from the running daemon, or from the data dir.
 
 :func:`stored_status` reads what the store knows (consent, counts, last key fetch,
-exposures, risk level); the daemon adds its live view (clock trust, radio, metrics).
-:func:`render` turns either into a table a person can read. Nothing here is an
-identifier: counts, times and states only.
+exposures, risk level); :func:`live_status` adds the running daemon's view (clock trust,
+radio, metrics). Both build the typed tree of :mod:`agent.daemon.status_model`, which
+also holds its one JSON form; :func:`render` turns it into a table a person can read.
+Nothing here is an identifier: counts, times and states only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,19 @@ from agent import __version__
 from agent.clock import en_interval_number
 from agent.config import RiskConfig
 from agent.constants import RETENTION_SECONDS
+from agent.daemon.status_json import last_fetch_from_json, quarantine_from_json
+from agent.daemon.status_model import (
+    AgentStatus,
+    DaemonInfo,
+    DatabaseFacts,
+    KeyFetchFailed,
+    LastFetch,
+    LiveView,
+    NetworkLog,
+    PossiblyRelayed,
+    Sightings,
+    StoredStatus,
+)
 from agent.models import ExposureWindow
 
 if TYPE_CHECKING:  # `contact-agent status` renders without importing the pipeline
@@ -37,17 +51,12 @@ if TYPE_CHECKING:  # `contact-agent status` renders without importing the pipeli
 UNIQUE_RPI_WINDOW_SECONDS = 600
 
 
-def risk_level(windows: Sequence[ExposureWindow], risk: RiskConfig) -> str:
-    """``high``: a day qualifies for a notification; ``low``: contacts that count but
-    stay under the threshold; ``none`` otherwise (last 14 days)."""
-    from agent.risk import counts_for_notification, qualifying_days, score_window
-
-    scored = [score_window(w, risk) for w in windows]
-    if qualifying_days(scored, risk):
+def risk_level(counting: Sequence[ExposureWindow], days: Sequence[int]) -> str:
+    """``high``: a day qualifies for a notification (``days``); ``low``: scored windows that
+    count (``counting``) but stay under the threshold; ``none`` otherwise (last 14 days)."""
+    if days:
         return "high"
-    if any(counts_for_notification(w, risk) for w in scored):
-        return "low"
-    return "none"
+    return "low" if counting else "none"
 
 
 def _json_state(raw: str | None) -> Any:
@@ -64,8 +73,8 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"non-finite number {name} in saved state")
 
 
-async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str, Any]:
-    """Everything ``status`` shows that the database knows."""
+async def stored_status(store: Store, wall: float, risk: RiskConfig) -> StoredStatus:
+    """Everything ``status`` shows that the database knows (each window scored once)."""
     from agent.risk import counts_for_notification, qualifying_days, score_window
     from agent.store import LAST_FETCH_STATE_KEY, QUARANTINE_STATE_KEY
 
@@ -74,36 +83,40 @@ async def stored_status(store: Store, wall: float, risk: RiskConfig) -> dict[str
     windows = await store.exposure_windows(since)
     scored = [score_window(w, risk) for w in windows]
     days = qualifying_days(scored, risk)
-    return {
-        "consent": (await store.consent()).value,
-        "sightings": {
-            "today": await store.sighting_counts(today),
-            "last_14_days": await store.sighting_counts(since),
-        },
-        "unique_rpis_10min": await store.unique_rpis(wall - UNIQUE_RPI_WINDOW_SECONDS),
-        "last_fetch": _json_state(await store.get_state(LAST_FETCH_STATE_KEY)),
-        "exposures": len([w for w in scored if counts_for_notification(w, risk)]),
-        "possibly_relayed": {  # relay guard: windows it flagged, and what the policy does
-            "windows": sum(1 for w in windows if w.relay),
-            "policy": risk.relay_policy,
-        },
-        "exposure_days": [_day(d) for d in days],
-        "risk_level": risk_level(windows, risk),
-        "database_bytes": await store.database_bytes(),
-        "quarantined": _json_state(await store.get_state(QUARANTINE_STATE_KEY)),
-        "clock_lower_bound": await store.clock_lower_bound(),
-        "network_log": network_summary(await store.network_contacts(since)),
-    }
+    counting = [w for w in scored if counts_for_notification(w, risk)]
+    quarantined = _json_state(await store.get_state(QUARANTINE_STATE_KEY))
+    return StoredStatus(
+        consent=(await store.consent()).value,
+        sightings=Sightings(
+            today=await store.sighting_counts(today),
+            last_14_days=await store.sighting_counts(since),
+        ),
+        unique_rpis_10min=await store.unique_rpis(wall - UNIQUE_RPI_WINDOW_SECONDS),
+        last_fetch=last_fetch_from_json(_json_state(await store.get_state(LAST_FETCH_STATE_KEY))),
+        exposures=len(counting),
+        risk_level=risk_level(counting, days),
+        clock_lower_bound=await store.clock_lower_bound(),
+        network_log=network_summary(await store.network_contacts(since)),
+        database=DatabaseFacts(
+            # relay guard: windows it flagged, and what the policy does
+            possibly_relayed=PossiblyRelayed(
+                windows=sum(1 for w in windows if w.relay), policy=risk.relay_policy
+            ),
+            exposure_days=tuple(_day(d) for d in days),
+            database_bytes=await store.database_bytes(),
+            quarantined=quarantine_from_json(quarantined),
+        ),
+    )
 
 
-def network_summary(contacts: Sequence[NetworkContact]) -> dict[str, Any]:
+def network_summary(contacts: Sequence[NetworkContact]) -> NetworkLog:
     """The transparency log in ``status``: totals of 14 days and the latest contact."""
-    return {
-        "contacts_14_days": len(contacts),
-        "bytes_sent_14_days": sum(c.bytes_sent for c in contacts),
-        "bytes_received_14_days": sum(c.bytes_received for c in contacts),
-        "latest": contacts[-1].as_dict() if contacts else None,
-    }
+    return NetworkLog(
+        contacts_14_days=len(contacts),
+        bytes_sent_14_days=sum(c.bytes_sent for c in contacts),
+        bytes_received_14_days=sum(c.bytes_received for c in contacts),
+        latest=contacts[-1] if contacts else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,43 +157,42 @@ class Policy:
     """Why the radio is degraded (adapter unreachable), set by the service."""
 
 
-async def live_status(parts: LiveParts, policy: Policy, risk: RiskConfig) -> dict[str, Any]:
+async def live_status(parts: LiveParts, policy: Policy, risk: RiskConfig) -> AgentStatus:
     """The running daemon's status: the stored part plus its live view."""
     from agent.daemon.radio import is_scanning
 
     wall = parts.clock.wall()
-    result = await stored_status(parts.store, wall, risk)
+    stored = await stored_status(parts.store, wall, risk)
     radio = dict(parts.radio_status())
     advertising, scanning = bool(radio.get("advertising")), is_scanning(radio)
     identity = parts.identity
-    result.update(
-        {
-            "daemon": {
-                "running": True,
-                "name": identity.name,
-                "pid": os.getpid(),
-                "version": __version__,
-                "uptime_seconds": round(time.monotonic() - identity.started),
-                "heartbeats": parts.heartbeats.ages(),
-            },
-            "consent": policy.consent.value,
-            "clock": parts.clockwatch.summary().as_dict(),
-            "advertising": advertising,
-            "advertising_reason": None if advertising else policy.advertising_reason(),
-            "scanning": scanning,
-            "scanning_reason": None if scanning else policy.scanning_reason(),
-            "adapter": identity.adapter,
-            "data_dir": str(identity.data_dir),
-            "scan_mode": radio.get("scan_mode"),
-            "radio": radio,
-            "current_interval": en_interval_number(wall) if wall >= 0 else None,
-            "degraded": degraded_reason(policy.degraded, parts.writer, parts.ingest),
-            "ingest": parts.ingest.guard.as_dict(),
-            "fetch": parts.fetcher.summary(),
-            "metrics": parts.metrics.snapshot(),
-        }
+    scan_mode = radio.get("scan_mode")
+    return AgentStatus(
+        daemon=DaemonInfo(
+            name=identity.name,
+            pid=os.getpid(),
+            version=__version__,
+            uptime_seconds=round(time.monotonic() - identity.started),
+            heartbeats=parts.heartbeats.ages(),
+        ),
+        stored=replace(stored, consent=policy.consent.value),
+        clock=parts.clockwatch.summary(),
+        advertising=advertising,
+        advertising_reason=None if advertising else policy.advertising_reason(),
+        scanning=scanning,
+        scanning_reason=None if scanning else policy.scanning_reason(),
+        adapter=identity.adapter,
+        current_interval=en_interval_number(wall) if wall >= 0 else None,
+        live=LiveView(
+            scan_mode=None if scan_mode is None else str(scan_mode),
+            radio=radio,
+            degraded=degraded_reason(policy.degraded, parts.writer, parts.ingest),
+            ingest=parts.ingest.guard.stats(),
+            fetch=parts.fetcher.summary(),
+            metrics=parts.metrics.snapshot(),
+        ),
+        data_dir=str(identity.data_dir),
     )
-    return result
 
 
 def degraded_reason(
@@ -206,37 +218,37 @@ def _day(day: float) -> str:
     return datetime.fromtimestamp(day, UTC).strftime("%Y-%m-%d")
 
 
-def _when(value: Any) -> str:
-    if not isinstance(value, int | float) or not -1e11 < value < 1e11:
+def _when(value: float | None) -> str:
+    if value is None or not -1e11 < value < 1e11:
         return "never"
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _yes(value: Any) -> str:
+def _yes(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def _fetch_line(fetch: Any) -> str:
-    if not isinstance(fetch, Mapping):
+def _fetch_line(fetch: LastFetch | None) -> str:
+    if fetch is None:
         return "never"
-    if fetch.get("ok"):
+    if isinstance(fetch, KeyFetchFailed):
+        result = f"failed: {fetch.error}"
+    elif fetch.ok:
         result = (
-            f"ok, {fetch.get('downloaded', 0)} downloaded, "
-            f"{fetch.get('matched_keys', 0)} keys matched, "
-            f"{fetch.get('new_windows', 0)} new windows"
+            f"ok, {fetch.downloaded} downloaded, {fetch.matched_keys} keys matched, "
+            f"{fetch.new_windows} new windows"
         )
     else:
-        reasons = fetch.get("failed") or []
-        why = fetch.get("refused") or (reasons[0] if reasons else None)
-        if why is None and fetch.get("warning"):
-            result = f"warning: {fetch['warning']}"
+        why = fetch.refused or (fetch.failed[0] if fetch.failed else None)
+        if why is None and fetch.warning:
+            result = f"warning: {fetch.warning}"
         else:
-            result = f"failed: {why or fetch.get('error', 'failed')}"
-    return f"{_when(fetch.get('at'))}: {result}"
+            result = f"failed: {why or 'failed'}"
+    return f"{_when(fetch.at)}: {result}"
 
 
-def _size(count: Any) -> str:
-    if not isinstance(count, int | float):
+def _size(count: float | None) -> str:
+    if count is None:
         return "?"
     value = float(count)
     for unit in ("B", "kB", "MB", "GB"):
@@ -246,93 +258,85 @@ def _size(count: Any) -> str:
     return f"{value:.1f} GB"
 
 
-def _network_line(log: Any) -> str:
-    if not isinstance(log, Mapping) or not log.get("contacts_14_days"):
+def _network_line(log: NetworkLog) -> str:
+    if not log.contacts_14_days:
         return "no contact (details: contact-agent network-log)"
     return (
-        f"{log['contacts_14_days']} contacts, {_size(log.get('bytes_sent_14_days'))} sent, "
-        f"{_size(log.get('bytes_received_14_days'))} received (contact-agent network-log)"
+        f"{log.contacts_14_days} contacts, {_size(log.bytes_sent_14_days)} sent, "
+        f"{_size(log.bytes_received_14_days)} received (contact-agent network-log)"
     )
 
 
-def _relayed_line(relayed: Any) -> str:
-    if not isinstance(relayed, dict):
+def _relayed_line(database: DatabaseFacts | None) -> str:
+    if database is None:
         return "-"
-    policy = "left out of the risk" if relayed.get("policy") == "exclude" else "flagged"
-    return f"{relayed.get('windows', 0)} exposure windows ({policy})"
+    relayed = database.possibly_relayed
+    policy = "left out of the risk" if relayed.policy == "exclude" else "flagged"
+    return f"{relayed.windows} exposure windows ({policy})"
 
 
-def render(status: Mapping[str, Any]) -> str:
-    """A readable table of a status dict (live or offline)."""
-    daemon = status.get("daemon") or {}
-    if daemon.get("running"):
-        uptime = int(daemon.get("uptime_seconds", 0))
+def _with_reason(on: bool, reason: str | None) -> str:
+    return _yes(on) if on or not reason else f"no ({reason})"
+
+
+def render(status: AgentStatus) -> str:
+    """A readable table of a status (live or offline)."""
+    daemon, stored, live = status.daemon, status.stored, status.live
+    if daemon is not None:
+        uptime = daemon.uptime_seconds
         head = (
-            f"contact-agent {daemon.get('version', '')}: daemon running "
-            f"(pid {daemon.get('pid')}, up {uptime // 3600}h {uptime % 3600 // 60:02d}m)"
+            f"contact-agent {daemon.version}: daemon running "
+            f"(pid {daemon.pid}, up {uptime // 3600}h {uptime % 3600 // 60:02d}m)"
         )
     else:
         head = "contact-agent: daemon not running (state of the data directory)"
-    clock = status.get("clock") or {}
-    sightings = status.get("sightings") or {}
+    clock, sightings = status.clock, stored.sightings
     rows: list[tuple[str, str]] = [
-        ("consent", str(status.get("consent"))),
-        ("clock", f"{clock.get('trust', '?')} ({clock.get('reason', 'unknown')})"),
+        ("consent", stored.consent),
+        ("clock", f"{clock.trust} ({clock.reason})"),
+        ("advertising", _with_reason(status.advertising, status.advertising_reason)),
+        ("scanning", _with_reason(status.scanning, status.scanning_reason)),
+        ("adapter", status.adapter or "-"),
     ]
-    advertising = _yes(status.get("advertising"))
-    if not status.get("advertising") and status.get("advertising_reason"):
-        advertising += f" ({status['advertising_reason']})"
-    scanning = _yes(status.get("scanning"))
-    if not status.get("scanning") and status.get("scanning_reason"):
-        scanning += f" ({status['scanning_reason']})"
-    rows += [
-        ("advertising", advertising),
-        ("scanning", scanning),
-        ("adapter", str(status.get("adapter") or "-")),
-    ]
-    radio = status.get("radio")
-    adapter_state = radio.get("adapter_state") if isinstance(radio, Mapping) else None
-    if adapter_state and not (status.get("advertising") and status.get("scanning")):
-        rows.append(("radio", str(adapter_state)))
-    interval = status.get("current_interval")
-    if isinstance(interval, int):
+    adapter_state = live.adapter_state if live is not None else None
+    if adapter_state and not (status.advertising and status.scanning):
+        rows.append(("radio", adapter_state))
+    interval = status.current_interval
+    if interval is not None:
         rows.append(("current interval", f"{interval} (from {_when(interval * 600)})"))
     rows += [
-        (
-            "sightings",
-            f"{sightings.get('today', 0)} today, {sightings.get('last_14_days', 0)} in 14 days",
-        ),
-        ("unique RPIs, 10 min", str(status.get("unique_rpis_10min", 0))),
-        ("last key fetch", _fetch_line(status.get("last_fetch"))),
+        ("sightings", f"{sightings.today} today, {sightings.last_14_days} in 14 days"),
+        ("unique RPIs, 10 min", str(stored.unique_rpis_10min)),
+        ("last key fetch", _fetch_line(stored.last_fetch)),
     ]
-    running = (status.get("fetch") or {}).get("running")
-    if isinstance(running, Mapping):
-        file = running.get("file") or "listing"
+    running = live.fetch.running if live is not None else None
+    if running is not None:
         rows.append(
             (
                 "key fetch running",
-                f"{running.get('source')}: {file}, {_size(running.get('file_bytes'))} "
-                f"({_size(running.get('cycle_bytes'))} this cycle)",
+                f"{running.source}: {running.file or 'listing'}, {_size(running.file_bytes)} "
+                f"({_size(running.cycle_bytes)} this cycle)",
             )
         )
+    database = stored.database
     rows += [
-        ("exposures", str(status.get("exposures", 0))),
-        ("possibly relayed", _relayed_line(status.get("possibly_relayed"))),
-        ("risk level", str(status.get("risk_level", "none"))),
-        ("database", _size(status.get("database_bytes"))),
-        ("network, 14 days", _network_line(status.get("network_log"))),
+        ("exposures", str(stored.exposures)),
+        ("possibly relayed", _relayed_line(database)),
+        ("risk level", stored.risk_level),
+        ("database", _size(None if database is None else database.database_bytes)),
+        ("network, 14 days", _network_line(stored.network_log)),
     ]
-    if "data_dir" in status:
-        where = str(status["data_dir"])
-        if status.get("data_dir_exists") is False:
+    if status.data_dir is not None:
+        where = status.data_dir
+        if status.where is not None and status.where.data_dir_exists is False:
             where += " (does not exist yet: no data)"
         rows.append(("data directory", where))
-    if "socket" in status:
-        rows.append(("control socket", str(status["socket"] or "none answered")))
-    if status.get("quarantined"):
+    if status.where is not None:
+        rows.append(("control socket", status.where.socket or "none answered"))
+    if database is not None and database.quarantined is not None:
         rows.append(("WARNING", "a damaged database was moved aside; see the log"))
-    if status.get("degraded"):
-        rows.append(("degraded", str(status["degraded"])))
+    if live is not None and live.degraded:
+        rows.append(("degraded", live.degraded))
     width = max(len(name) for name, _ in rows)
     lines = [head] + [f"  {name:<{width}}  {value}" for name, value in rows]
     return "\n".join(lines)

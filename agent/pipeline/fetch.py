@@ -67,15 +67,6 @@ class FetchActivity:
     cycle_bytes: int = 0
     files: int = 0
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "source": self.source,
-            "file": self.file,
-            "file_bytes": self.file_bytes,
-            "cycle_bytes": self.cycle_bytes,
-            "files_downloaded": self.files,
-        }
-
 
 @dataclass(slots=True)
 class FetchReport:

@@ -247,9 +247,10 @@ async def test_io_errors_on_every_write_are_survived_counted_and_recovered(
         await asyncio.sleep(0.2)  # more heard
         assert not await service.flush_sightings()
         await asyncio.sleep(0.3)
-        status = await service.status()
+        live = (await service.status()).live
+        assert live is not None
         assert "not being written (storing sightings failed: input/output error" in (
-            status["degraded"] or ""
+            live.degraded or ""
         )
         # consent can be withdrawn even now: the radio goes off, the error is told
         with pytest.raises(AgentError, match="input/output error"):
@@ -262,10 +263,10 @@ async def test_io_errors_on_every_write_are_survived_counted_and_recovered(
         assert writer is not None and writer.stats.failing
         faults.on = False
         assert await service.flush_sightings()
-        status = await service.status()
-        assert status["degraded"] is None
+        live = (await service.status()).live
+        assert live is not None and live.degraded is None
         assert writer.stats.errors >= 1 and writer.stats.dropped == 0
-        assert status["metrics"]["sighting_write_errors_total"] == writer.stats.errors
+        assert live.metrics["sighting_write_errors_total"] == writer.stats.errors
         assert faults.injected >= writer.stats.errors + 1  # + the consent write
         accepted = service.ingest.guard.stats().accepted if service.ingest else 0
     async with await Store.open(data) as store:

@@ -94,23 +94,28 @@ def test_no_json_dumps_bypasses_the_helper() -> None:
 
 def test_status_drops_non_finite_numbers_saved_by_an_older_version() -> None:
     from agent.daemon.status import _fetch_line, _json_state
+    from agent.daemon.status_json import last_fetch_from_json
+    from agent.daemon.status_model import KeyFetchReport
 
     saved = '{"at": 1.0, "ok": false, "retry_after_seconds": Infinity}'
     assert _json_state(saved) is None  # shown as "never", not a malformed answer
-    assert _fetch_line({"at": float("inf"), "ok": False, "failed": ["x"]}).startswith("never")
-    line = _fetch_line({"at": 0, "ok": False, "failed": [], "warning": "1 files refused"})
+    assert last_fetch_from_json(_json_state(saved)) is None
+    assert _fetch_line(KeyFetchReport(at=float("inf"), failed=("x",))).startswith("never")
+    line = _fetch_line(KeyFetchReport(at=0, failed=(), warning="1 files refused"))
     assert line.endswith("warning: 1 files refused")
 
 
 def test_status_shows_the_running_download() -> None:
     from agent.daemon.status import render
+    from agent.daemon.status_json import status_from_json
 
     running = {"source": "index:https://k.example/i.txt", "file": "a/1.zip"}
     running |= {"file_bytes": 2_500_000, "cycle_bytes": 9_000_000}
-    text = render({"daemon": {}, "fetch": {"running": running}})
+    text = render(status_from_json({"daemon": {}, "fetch": {"running": running}}))
     assert "index:https://k.example/i.txt: a/1.zip, 2.5 MB" in text
     assert "(9.0 MB this cycle)" in text
-    assert "key fetch running" not in render({"daemon": {}, "fetch": {"running": None}})
+    idle = status_from_json({"daemon": {}, "fetch": {"running": None}})
+    assert "key fetch running" not in render(idle)
 
 
 def test_retries_start_over_after_a_healthy_run_or_a_reset() -> None:
