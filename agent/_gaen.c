@@ -11,15 +11,15 @@
  * teks: 16 bytes per row; firsts, counts: native uint32 per row. The GIL is released
  * while it runs, so threads run it in parallel.
  *
- * rpis_match(teks, firsts, counts, bitmap, shift, high, low, buckets, hits): the
+ * rpis_match(teks, firsts, counts, bloom, shift, high, low, buckets, hits): the
  * candidate search's inner loop. The same RPIs, each checked while in the L1 cache
- * against the observed ones: bit ``first LE uint32 >> shift`` of bitmap (little-endian
- * bit order, as numpy.packbits(..., bitorder="little")), then exactly in high/low, the
- * observed RPIs as little-endian uint64 halves sorted by (high, low), searched from
- * buckets (2^bits + 1 uint32: the first row whose high's top bits are each value, then
- * the number of rows; a bucket's rows are a cache line or two of high). The index
- * of each observed one, counted as rpis_into would place it in out, goes to hits
- * (int64, room for one per RPI); returns their number. Nothing is written for the others. Equal to
+ * against the observed ones: first in bloom, a blocked Bloom filter of 2^(32-shift)
+ * native uint64 words (see observed() below), then exactly in high/low, the observed
+ * RPIs as little-endian uint64 halves sorted by (high, low), searched from buckets
+ * (2^bits + 1 uint32: the first row whose high's top bits are each value, then the
+ * number of rows; a bucket's rows are a cache line or two of high). The index of each
+ * observed one, counted as rpis_into would place it in out, goes to hits (int64, room
+ * for one per RPI); returns their number. Nothing is written for the others. Equal to
  * rpis_into followed by agent.matching.kernel's numpy probe and check (tested).
  *
  * RPIK uses precomputed SHA-256 midstates of the HMAC pads (salt=None is 32 zero bytes,
@@ -192,16 +192,20 @@ static int aesni_available(void) { return 0; }
 
 static int use_aesni; /* set at import: the CPU has the AES instructions */
 
-/* The observed RPIs a search looks for: a bit table on their first 32 bits and the RPIs
+/* The observed RPIs a search looks for: a blocked Bloom filter of them and the RPIs
  * themselves as two little-endian 64-bit halves, sorted by (high, low). */
 typedef struct {
-    const unsigned char *bitmap;
-    int shift;
+    const uint64_t *bloom;
+    int shift; /* of the Bloom filter's word index */
     const uint64_t *high, *low;
     Py_ssize_t count;
     const uint32_t *buckets; /* first row of each value of high's top bits, and count */
     int bucket_shift;        /* 64 - those bits */
 } observed_t;
+
+static uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 
 static uint64_t le64(const unsigned char *p) {
     uint64_t v;
@@ -212,12 +216,14 @@ static uint64_t le64(const unsigned char *p) {
     return v;
 }
 
-/* Whether the RPI at r is one of the observed: bit table, then binary search. */
+/* Whether the RPI at r is one of the observed. First the Bloom filter: its word is
+ * picked by bytes 4-7, its three bits by bits 0-5, 6-11 and 12-17 of bytes 0-3 (as
+ * agent.matching.kernel.bloom_masks); then a search of its bucket of the halves. */
 static int observed(const observed_t *o, const unsigned char *r) {
-    uint32_t v = (uint32_t)r[0] | (uint32_t)r[1] << 8 | (uint32_t)r[2] << 16 |
-                 (uint32_t)r[3] << 24;
-    v >>= o->shift;
-    if (!(o->bitmap[v >> 3] >> (v & 7) & 1)) return 0;
+    uint32_t v = le32(r);
+    uint64_t word = o->bloom[le32(r + 4) >> o->shift];
+    uint64_t mask = 1ull << (v & 63) | 1ull << (v >> 6 & 63) | 1ull << (v >> 12 & 63);
+    if ((word & mask) != mask) return 0;
     uint64_t h = le64(r), l = le64(r + 8);
     uint64_t bucket = h >> o->bucket_shift;
     Py_ssize_t lo = o->buckets[bucket], hi = o->buckets[bucket + 1];
@@ -340,14 +346,14 @@ release:
 
 static PyObject *rpis_match(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    Py_buffer b[8]; /* teks, firsts, counts, bitmap, high, low, buckets, hits */
+    Py_buffer b[8]; /* teks, firsts, counts, bloom, high, low, buckets, hits */
     static const int index[8] = {0, 1, 2, 3, 5, 6, 7, 8};
     PyObject *result = NULL;
     int got = 0, failed = 0;
     unsigned long long blocks;
     int64_t found = 0;
     if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "rpis_match(teks, firsts, counts, bitmap, shift, "
+        PyErr_SetString(PyExc_TypeError, "rpis_match(teks, firsts, counts, bloom, shift, "
                                          "high, low, buckets, hits)");
         return NULL;
     }
@@ -363,11 +369,11 @@ static PyObject *rpis_match(PyObject *self, PyObject *const *args, Py_ssize_t na
     int bits = 0;
     while (bits < 33 && ((Py_ssize_t)1 << bits) < nb) bits++;
     if (shift < 0 || shift > 31 ||
-        (unsigned long long)b[3].len * 8 < (1ull << (32 - shift)) || b[4].len % 8 ||
+        (unsigned long long)b[3].len < (8ull << (32 - shift)) || b[4].len % 8 ||
         b[5].len != b[4].len || b[6].len % 4 || bits < 1 || bits > 32 ||
         ((Py_ssize_t)1 << bits) != nb || (unsigned long long)b[7].len < blocks * 8) {
         PyErr_SetString(PyExc_ValueError,
-                        "bitmap: 2^(32-shift) bits; high, low: 8 bytes per observed RPI; "
+                        "bloom: 2^(32-shift) uint64; high, low: 8 bytes per observed RPI; "
                         "buckets: 2^bits + 1 uint32; hits: 8 bytes per RPI");
         goto release;
     }
@@ -407,7 +413,7 @@ static PyMethodDef methods[] = {
     {"rpis_into", (PyCFunction)(void (*)(void))rpis_into, METH_FASTCALL,
      "rpis_into(teks, firsts, counts, out): the RPIs of each key's interval range."},
     {"rpis_match", (PyCFunction)(void (*)(void))rpis_match, METH_FASTCALL,
-     "rpis_match(teks, firsts, counts, bitmap, shift, high, low, buckets, hits) -> hits."},
+     "rpis_match(teks, firsts, counts, bloom, shift, high, low, buckets, hits) -> hits."},
     {"_aes_path", (PyCFunction)(void (*)(void))aes_path, METH_FASTCALL,
      "_aes_path([name]) -> the AES path in use (aesni or evp); for the tests: sets it."},
     {NULL, NULL, 0, NULL},

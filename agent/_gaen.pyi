@@ -5,7 +5,7 @@ def rpis_match(
     teks: Buffer,
     firsts: Buffer,
     counts: Buffer,
-    bitmap: Buffer,
+    bloom: Buffer,
     shift: int,
     high: Buffer,
     low: Buffer,

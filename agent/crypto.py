@@ -324,17 +324,17 @@ def batch_backend(name: str | None = None) -> tuple[str, RpisInto]:
 RpisMatch = Callable[
     ["Buffer", "Buffer", "Buffer", "Buffer", int, "Buffer", "Buffer", "Buffer", "Buffer"], int
 ]
-"""``(teks, firsts, counts, bitmap, shift, high, low, buckets, hits) -> number of hits``."""
+"""``(teks, firsts, counts, bloom, shift, high, low, buckets, hits) -> number of hits``."""
 
 
 def batch_match(name: str) -> RpisMatch | None:
     """The native backend's :func:`rpis_into` fused with the candidate search's checks,
     or None for the pure backend. Each RPI is checked while the key's RPIs are in the L1
-    cache, first by its bit ``(first little-endian uint32 >> shift)`` in ``bitmap``
-    (little-endian bit order), then exactly against the observed RPIs as little-endian
-    uint64 halves ``high``/``low`` sorted by (high, low), looked up from ``buckets``
-    (2^bits + 1 uint32: the first row of each value of high's top ``bits`` bits, then
-    the number of rows); ``hits`` gets the index each
+    cache, first in ``bloom``, a blocked Bloom filter of ``2**(32 - shift)`` uint64
+    words (:class:`agent.matching.kernel.Prefilter` builds it), then exactly against the
+    observed RPIs as little-endian uint64 halves ``high``/``low`` sorted by (high, low),
+    looked up from ``buckets`` (2^bits + 1 uint32: the first row of each value of
+    high's top ``bits`` bits, then the number of rows). ``hits`` gets the index each
     observed one would have in :func:`rpis_into`'s ``out``, as the search's numpy steps
     find them. Nothing else is written."""
     return _gaen.rpis_match if name == "native" and _gaen is not None else None

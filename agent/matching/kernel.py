@@ -19,6 +19,7 @@ backend: it releases the GIL), or in worker processes (pure backend).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -174,20 +175,38 @@ def plan(rolling_start: Ints, rolling_period: Ints, windows: Windows) -> Plan:
 # --- the observed RPIs ------------------------------------------------------------------------
 
 
+def bloom_masks(words: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
+    """The three bits of an RPI in its word of the native prefilter, from its first
+    little-endian 32-bit word: bits 0-5, 6-11 and 12-17 each pick one of 64."""
+    one = np.uint64(1)
+    masks: npt.NDArray[np.uint64] = (
+        (one << (words & 63).astype(np.uint64))
+        | (one << ((words >> 6) & 63).astype(np.uint64))
+        | (one << ((words >> 12) & 63).astype(np.uint64))
+    )
+    return masks
+
+
 class Prefilter:
-    """Observed RPIs as a bit table on their first 32 bits, confirmed exactly against the
-    RPIs sorted as two 64-bit halves (16 bytes per RPI; a set of bytes takes ~100)."""
+    """Observed RPIs in a prefilter, confirmed exactly against the RPIs sorted as two
+    64-bit halves (16 bytes per RPI; a set of bytes takes ~100).
+
+    The prefilter has two forms, one per search path, built when first used:
+    :attr:`table` (numpy's: one byte per bit, indexed by an RPI's first 32 bits) and
+    :attr:`bloom` (the native call's: a blocked Bloom filter, 3 bits of one 64-bit word
+    per RPI, ~21 bits per observed RPI, so it stays in the L2 cache where a bit table
+    as selective would not)."""
 
     def __init__(self, rpi_blob: bytes) -> None:
         count = len(rpi_blob) // RPI_LENGTH
         self.count = count
+        self._blob = rpi_blob
         self.bits = min(24, max(20, math.ceil(math.log2(max(count, 1))) + 6))
         self.shift = 32 - self.bits
-        self.table = np.zeros(1 << self.bits, dtype=bool)
-        firsts = np.frombuffer(rpi_blob, dtype="<u4")[:: RPI_LENGTH // 4]
-        self.table[firsts >> self.shift] = True
-        self.bitmap = np.packbits(self.table, bitorder="little")
-        """The same bits packed (1/8 of the memory), for the native backend's probe."""
+        """The bit table: ``2**bits`` entries, an RPI's entry is its first word >> shift."""
+        self.bloom_shift = 32 - max(6, min(20, math.ceil(math.log2(max(count, 1) / 4))))
+        """The Bloom filter: ``2**(32 - bloom_shift)`` words (about one per four observed
+        RPIs), an RPI's word is its second little-endian 32-bit word >> bloom_shift."""
         halves = np.frombuffer(rpi_blob, dtype="<u8").reshape(count, 2).astype(np.uint64)
         order = np.lexsort((halves[:, 1], halves[:, 0]))
         self.high = np.ascontiguousarray(halves[order, 0])
@@ -208,6 +227,28 @@ class Prefilter:
             self._exact = frozenset(
                 rpi_blob[i : i + RPI_LENGTH] for i in range(0, len(rpi_blob), RPI_LENGTH)
             )
+
+    @functools.cached_property
+    def table(self) -> npt.NDArray[np.bool_]:
+        """The bit table (numpy's probe): entry ``first word >> shift`` of each RPI set."""
+        table = np.zeros(1 << self.bits, dtype=bool)
+        table[self._words(0) >> self.shift] = True
+        return table
+
+    @functools.cached_property
+    def bloom(self) -> npt.NDArray[np.uint64]:
+        """The blocked Bloom filter (the native probe): :func:`bloom_masks` of each RPI
+        ORed into its word."""
+        bloom = np.zeros(1 << (32 - self.bloom_shift), dtype=np.uint64)
+        np.bitwise_or.at(bloom, self._words(1) >> self.bloom_shift, bloom_masks(self._words(0)))
+        return bloom
+
+    def _words(self, which: int) -> npt.NDArray[np.uint32]:
+        """The observed RPIs' little-endian 32-bit word ``which`` (0: bytes 0-3)."""
+        words: npt.NDArray[np.uint32] = np.frombuffer(self._blob, dtype="<u4")[
+            which :: RPI_LENGTH // 4
+        ].astype(np.uint32)
+        return words
 
     def confirm(
         self, high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64]
@@ -269,7 +310,7 @@ class Search:
         index = np.empty(0 if match else CHUNK_BLOCKS, dtype=np.intp)  # take() wants intp
         probed = np.empty(0 if match else CHUNK_BLOCKS, dtype=bool)
         prefilter = self.prefilter
-        table, shift = prefilter.table, prefilter.shift
+        shift = prefilter.shift
         ends = np.cumsum(work.counts, dtype=np.int64)
         found: list[Candidate] = []
         first = 0
@@ -291,8 +332,8 @@ class Search:
                     teks.data,
                     firsts.data,
                     counts.data,
-                    prefilter.bitmap.data,
-                    shift,
+                    prefilter.bloom.data,
+                    prefilter.bloom_shift,
                     prefilter.high.data,
                     prefilter.low.data,
                     prefilter.buckets.data,
@@ -306,9 +347,11 @@ class Search:
                 words = out.view("<u4")[: blocks * 4 : 4]
                 if fits:
                     np.right_shift(words, shift, out=index[:blocks])
-                    hits = np.flatnonzero(table.take(index[:blocks], out=probed[:blocks]))
+                    hits = np.flatnonzero(
+                        prefilter.table.take(index[:blocks], out=probed[:blocks])
+                    )
                 else:
-                    hits = np.flatnonzero(table.take((words >> shift).astype(np.intp)))
+                    hits = np.flatnonzero(prefilter.table.take((words >> shift).astype(np.intp)))
                 if len(hits):
                     pair = out.view("<u8")
                     hits = hits[prefilter.confirm(pair[2 * hits], pair[2 * hits + 1])]

@@ -153,8 +153,9 @@ def test_no_sighting_no_crypto() -> None:
 
 def _near_misses(rpi: bytes, salt: int) -> list[bytes]:
     """RPIs a hostile broadcaster could craft next to a real one: the same first 8 bytes
-    (equal high halves: one bucket, a scan over equals), the same first 4 (the bit
-    table's hit) and the same top bits of the high half."""
+    (equal high halves: one bucket, a scan over equals; and the Bloom filter's bits and
+    word), the same first 4 (the Bloom filter's bits) and the same top bits of the high
+    half."""
     tail = salt.to_bytes(8, "little")
     return [rpi[:8] + tail, rpi[:4] + tail + rpi[12:], tail[:6] + rpi[6:]]
 
@@ -197,8 +198,8 @@ def test_the_fused_native_check_equals_rpis_into_and_the_numpy_check(
         teks,
         firsts.data,
         counts.data,
-        prefilter.bitmap.data,
-        prefilter.shift,
+        prefilter.bloom.data,
+        prefilter.bloom_shift,
         prefilter.high.data,
         prefilter.low.data,
         prefilter.buckets.data,
@@ -215,7 +216,7 @@ def test_the_fused_native_check_refuses_wrong_sizes() -> None:
     prefilter = Prefilter(bytes(range(16)))
     one = np.array([1], dtype=np.uint32).data
     args = [
-        bytes(16), one, one, prefilter.bitmap.data, prefilter.shift,
+        bytes(16), one, one, prefilter.bloom.data, prefilter.bloom_shift,
         prefilter.high.data, prefilter.low.data, prefilter.buckets.data, bytearray(8),
     ]  # fmt: skip
     assert match(*args) in (0, 1)
