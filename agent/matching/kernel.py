@@ -8,11 +8,12 @@ must lie in the key's rolling period; so with the intervals in which sightings b
 12 of one of them. A device that saw others on 3 of 14 days computes a fraction of the
 144 RPIs per key (``scripts/bench`` reports the blocks per key).
 
-Then a prefilter (a bit table on each RPI's first 32 bits) and an exact check against
-the observed RPIs sorted as two 64-bit halves. The pure backend does both with numpy over
-a chunk of ~150k RPIs; the native one does both inside its crypto call, while a key's
-RPIs are still in the L1 cache, and returns only the observed ones
-(:func:`agent.crypto.batch_match`; the tests check both paths give the same candidates).
+Then a prefilter (:class:`Prefilter`: a bit table for numpy, a blocked Bloom filter for
+the native call) and an exact check against the observed RPIs sorted as two 64-bit
+halves. The pure backend does both with numpy over a chunk of ~150k RPIs; the native
+one does both inside its crypto call, while a key's RPIs are still in the L1 cache, and
+returns only the observed ones (:func:`agent.crypto.batch_match`; the tests check both
+paths give the same candidates).
 Every finder of this package runs this code: in this process, in threads (native
 backend: it releases the GIL), or in worker processes (pure backend).
 """
