@@ -152,6 +152,7 @@ def test_the_story_holds_and_the_report_tells_it(
     run.assert_nothing_left()
 
 
+@pytest.mark.slow
 def test_json_says_who_was_notified(runs: dict[str, Run]) -> None:
     run = runs["json"].finish()
     assert run.proc.returncode == 0, run.out + run.err

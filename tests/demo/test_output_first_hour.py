@@ -70,6 +70,7 @@ def test_simulate_into_a_pipe_prints_no_progress() -> None:
     assert "simulating" not in result.stdout
 
 
+@pytest.mark.slow
 def test_listed_pairs_have_labelled_columns() -> None:
     result = simulate(load_scenario(ROOT / "scenarios" / "office.toml"))
     lines = field_lines(result, limit=3)

@@ -14,6 +14,7 @@ from agent.lab.demo.simfield import pair_scenario, simulate
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("careful", [False, True])
 def test_the_office_meets_the_goal_caught_90_percent_honest_flagged_under_0_1(
     careful: bool,

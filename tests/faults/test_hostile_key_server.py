@@ -30,6 +30,7 @@ VM_HWM_CAP_MB = 160
 """The daemon idles near 75 MB; the junk offered is 94 MB. Held at once, it would not fit."""
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_daemon_survives_a_hostile_key_server(harness: ModuleType, base: object) -> None:
     require_dbus_daemon()
