@@ -21,42 +21,42 @@ BACKENDS = list(crypto.batch_backends())
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _aes_paths() -> list[str]:
-    """The native backend's AES paths on this CPU: the x86 AES instructions (where the
-    CPU has them) and OpenSSL's EVP (everywhere); both must give the spec's RPIs."""
+def _native_paths() -> list[str]:
+    """The native backend's paths on this CPU: the x86 AES and SHA instructions (where
+    the CPU has them) and OpenSSL (everywhere); both must give the spec's RPIs."""
     if "native" not in BACKENDS:
         return []
     from agent import _gaen
 
-    paths = ["evp"]
-    previous = _gaen._aes_path()
+    paths = ["openssl"]
+    previous = _gaen._path()
     try:
-        _gaen._aes_path("aesni")
-        paths.append("aesni")
+        _gaen._path("cpu")
+        paths.append("cpu")
     except ValueError:
         pass
     finally:
-        _gaen._aes_path(previous)
+        _gaen._path(previous)
     return paths
 
 
-VARIANTS = [f"native-{path}" for path in _aes_paths()] + ["pure"]
+VARIANTS = [f"native-{path}" for path in _native_paths()] + ["pure"]
 
 
 @pytest.fixture
 def backend_variant(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A backend name, with the native backend's AES path set for the test."""
+    """A backend name, with the native backend's path set for the test."""
     name, _, path = str(request.param).partition("-")
     if not path:
         yield name
         return
     from agent import _gaen
 
-    previous = _gaen._aes_path(path)
+    previous = _gaen._path(path)
     try:
         yield name
     finally:
-        _gaen._aes_path(previous)
+        _gaen._path(previous)
 
 
 def _run(name: str, teks: bytes, firsts: list[int], counts: list[int]) -> bytes:
