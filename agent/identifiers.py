@@ -26,7 +26,7 @@ changes word every two characters. A run counts when it has, per 22 characters, 
 least 3 word changes inside segments and 2 words of one or two characters; or 5 word
 changes, 8 capitals and 5 small letters (random base64 is about 40 % capitals, text
 rarely a third). Unpadded, a random 16-byte value is caught with a probability of about
-99.94 % (padded: always); class names such as ``BluetoothAccessDeniedError`` or
+99.93 % (padded: always); class names such as ``BluetoothAccessDeniedError`` or
 ``HTTPRequestURITooLong`` stay. Unpadded base64 of letters in one case only cannot be
 told from a word; nothing writes identifiers that way.
 """
