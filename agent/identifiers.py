@@ -37,7 +37,7 @@ import re
 from typing import Final
 
 _HEX_RUN: Final = re.compile(r"[0-9A-Fa-f]{16,}")
-_HEX_SPLIT: Final = re.compile(r"[0-9A-Fa-f]+(?:[-:][0-9A-Fa-f]+)+")
+_HEX_SPLIT: Final = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]+(?:[-:][0-9A-Fa-f]+)+")
 """Checked by :func:`_split_hex_is_identifier` (a date or a time is split hex too)."""
 _STRUCTURED: Final = re.compile(
     r"""

@@ -132,3 +132,11 @@ def test_spans_are_merged_and_sorted() -> None:
     text = f"{KEY.hex()}{KEY.hex(' ')} ok {MAC}"
     spans = identifier_spans(text)
     assert spans == [(0, 32 + 47), (len(text) - len(MAC), len(text))]
+
+
+def test_a_long_line_of_hex_is_one_run() -> None:
+    """A library may log a whole payload on one line; the detector scans it once (a
+    pattern that restarted inside the run took minutes here)."""
+    line = "payload " + "ab" * 100_000 + " end"
+    assert redact(line) == f"payload {REDACTED} end"
+    assert server_text(line, 1000) == f"payload {ELIDED} end"
