@@ -186,6 +186,7 @@ def _limit_descriptors() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 async def test_a_flood_costs_the_daemon_no_watchdog_ping_and_no_log_flood(
     short_dir: Path, buses: tuple[PrivateBus, PrivateBus], fake: FakeBluez

@@ -11,6 +11,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from agent import crypto
 from agent.clock import en_interval_number
 from agent.payload import Metadata
@@ -61,6 +63,7 @@ async def test_thirty_sightings_thirty_seconds_apart_weigh_fifteen_minutes(
     assert 14 * 60 <= window["score"] <= 16 * 60  # attenuation 52 dB: weight 1
 
 
+@pytest.mark.slow
 async def test_sparse_and_dense_streams(tmp_path: Path, authority: Authority) -> None:
     # one sighting every 2 s for 10 minutes: 10 minutes, not 10 x 120 s
     start = YESTERDAY * 600 + 14 * 3600

@@ -112,6 +112,7 @@ def one_line_about_consent(err: str) -> None:
     assert len(lines) == 1 and "consent" in lines[0], err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("withdrawn", [False, True])
 async def test_fetch_without_consent_contacts_no_server(
     tmp_path: Path, authority: Authority, counting: CountingServer, withdrawn: bool
@@ -177,6 +178,7 @@ async def test_match_of_a_local_file_needs_no_consent(
     assert counting.requests == []
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_the_daemon_contacts_no_server_without_consent(
     harness: ModuleType, base: Path, authority: Authority, counting: CountingServer

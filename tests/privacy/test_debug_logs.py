@@ -61,6 +61,7 @@ async def until(check: object, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_a_whole_run_at_debug_level_logs_no_identifier(
     harness: ModuleType, base: Path

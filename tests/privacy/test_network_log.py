@@ -42,6 +42,7 @@ def _forms(secret: bytes) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 async def test_a_report_and_a_fetch_appear_in_the_network_log_without_identifiers(
     tmp_path: Path,
 ) -> None:
@@ -181,6 +182,7 @@ async def _no_wait(seconds: float) -> None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 async def test_the_daemon_logs_its_fetches_and_serves_the_log(
     short_dir: Path, buses: tuple[PrivateBus, PrivateBus], fake: FakeBluez
