@@ -434,6 +434,21 @@ static Py_ssize_t rows(const Py_buffer *teks, const Py_buffer *firsts, const Py_
     return n;
 }
 
+/* The buffers of args[index[0..count-1]] (the last one writable) and the rows' sizes.
+ * Returns how many buffers it holds (the caller releases them); *n < 0 with a Python
+ * error when one could not be had or the rows disagree. */
+static int acquire(PyObject *const *args, const int *index, int count, Py_buffer *b,
+                   Py_ssize_t *n, unsigned long long *blocks) {
+    int got = 0;
+    *n = -1;
+    for (; got < count; got++)
+        if (PyObject_GetBuffer(args[index[got]], &b[got],
+                               got == count - 1 ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
+            return got;
+    *n = rows(&b[0], &b[1], &b[2], blocks);
+    return got;
+}
+
 static PyObject *rpis_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     Py_buffer b[4];
@@ -444,10 +459,9 @@ static PyObject *rpis_into(PyObject *self, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_TypeError, "rpis_into(teks, firsts, counts, out)");
         return NULL;
     }
-    for (; got < 4; got++)
-        if (PyObject_GetBuffer(args[got], &b[got], got == 3 ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
-            goto release;
-    Py_ssize_t n = rows(&b[0], &b[1], &b[2], &blocks);
+    static const int index[4] = {0, 1, 2, 3};
+    Py_ssize_t n;
+    got = acquire(args, index, 4, b, &n, &blocks);
     if (n < 0) goto release;
     if ((unsigned long long)b[3].len < blocks * RPI_LEN) {
         PyErr_SetString(PyExc_ValueError, "out is smaller than 16 bytes per RPI");
@@ -480,11 +494,8 @@ static PyObject *rpis_match(PyObject *self, PyObject *const *args, Py_ssize_t na
     }
     int shift = (int)PyLong_AsLong(args[4]);
     if (PyErr_Occurred()) return NULL;
-    for (; got < 8; got++)
-        if (PyObject_GetBuffer(args[index[got]], &b[got],
-                               got == 7 ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0)
-            goto release;
-    Py_ssize_t n = rows(&b[0], &b[1], &b[2], &blocks);
+    Py_ssize_t n;
+    got = acquire(args, index, 8, b, &n, &blocks);
     if (n < 0) goto release;
     Py_ssize_t nb = b[6].len / 4 - 1; /* buckets: 2^bits + 1 uint32, 1 <= bits <= 32 */
     int bits = 0;
