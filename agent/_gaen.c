@@ -74,30 +74,21 @@ static void init_midstates(void) {
     SHA256_Transform(&mid_out0, pad);
 }
 
-/* RPIK of one TEK: extract PRK = HMAC(0^32, TEK), expand T1 = HMAC(PRK, info || 1):
- * 6 block transforms. */
-static void derive_rpik(const unsigned char tek[16], unsigned char rpik[16]) {
-    unsigned char block[64], digest[32];
-    SHA256_CTX s = mid_in0, inner = iv, outer = iv;
-    last_block(block, tek, 16);
-    SHA256_Transform(&s, block);
-    put_be(digest, s.h, 8, 0);
-    last_block(block, digest, 32);
-    s = mid_out0;
-    SHA256_Transform(&s, block); /* s.h: PRK */
-    memset(block + 32, 0x36, 32);
-    put_be(block, s.h, 8, 0x36363636u);
-    SHA256_Transform(&inner, block);
-    memset(block + 32, 0x5c, 32);
-    put_be(block, s.h, 8, 0x5c5c5c5cu);
-    SHA256_Transform(&outer, block);
-    last_block(block, (const unsigned char *)"EN-RPIK\x01", 8);
-    SHA256_Transform(&inner, block);
-    put_be(digest, inner.h, 8, 0);
-    last_block(block, digest, 32);
-    SHA256_Transform(&outer, block);
-    put_be(rpik, outer.h, 4, 0);
-    explicit_bzero(&s, sizeof s); /* the PRK */
+/* One SHA-256 block compression for each of two states (h0..h7) and blocks, by
+ * OpenSSL's transform, one after the other (the CPU path has its own, sha256_x2). */
+typedef void (*sha256_pair)(uint32_t sa[8], const unsigned char *da, uint32_t sb[8],
+                            const unsigned char *db);
+
+static void openssl_x2(uint32_t sa[8], const unsigned char *da, uint32_t sb[8],
+                       const unsigned char *db) {
+    SHA256_CTX c = iv;
+    memcpy(c.h, sa, 32);
+    SHA256_Transform(&c, da);
+    memcpy(sa, c.h, 32);
+    memcpy(c.h, sb, 32);
+    SHA256_Transform(&c, db);
+    memcpy(sb, c.h, 32);
+    explicit_bzero(&c, sizeof c);
 }
 
 /* PaddedData_j = "EN-RPI" || 0x00 x 6 || LE32(j): the constant part of count blocks, */
@@ -266,44 +257,47 @@ static int cpu_path_available(void) { return 0; }
 
 static int use_cpu; /* set at import: the CPU has the AES and SHA instructions */
 
-/* derive_rpik for two TEKs at once, by sha256_x2 (the CPU path only). */
-static void derive_rpik_x2(const unsigned char *tek_a, const unsigned char *tek_b,
-                           unsigned char *rpik_a, unsigned char *rpik_b) {
+/* The RPIKs of two TEKs: extract PRK = HMAC(0^32, TEK), expand T1 = HMAC(PRK, info || 1),
+ * 6 block transforms each, done in pairs by sha256 (openssl_x2, or sha256_x2 on the
+ * CPU path). */
+static void derive_rpik_x2(sha256_pair sha256, const unsigned char *tek_a,
+                           const unsigned char *tek_b, unsigned char *rpik_a,
+                           unsigned char *rpik_b) {
     unsigned char ba[64], bb[64], da[32], db[32];
     uint32_t pa[8], pb[8], ia[8], ib[8], oa[8], ob[8];
     last_block(ba, tek_a, 16);
     last_block(bb, tek_b, 16);
     memcpy(pa, mid_in0.h, 32);
     memcpy(pb, mid_in0.h, 32);
-    sha256_x2(pa, ba, pb, bb);
+    sha256(pa, ba, pb, bb);
     put_be(da, pa, 8, 0);
     put_be(db, pb, 8, 0);
     last_block(ba, da, 32);
     last_block(bb, db, 32);
     memcpy(pa, mid_out0.h, 32);
     memcpy(pb, mid_out0.h, 32);
-    sha256_x2(pa, ba, pb, bb); /* the PRKs */
+    sha256(pa, ba, pb, bb); /* the PRKs */
     memset(ba + 32, 0x36, 32);
     memset(bb + 32, 0x36, 32);
     put_be(ba, pa, 8, 0x36363636u);
     put_be(bb, pb, 8, 0x36363636u);
     memcpy(ia, iv.h, 32);
     memcpy(ib, iv.h, 32);
-    sha256_x2(ia, ba, ib, bb);
+    sha256(ia, ba, ib, bb);
     memset(ba + 32, 0x5c, 32);
     memset(bb + 32, 0x5c, 32);
     put_be(ba, pa, 8, 0x5c5c5c5cu);
     put_be(bb, pb, 8, 0x5c5c5c5cu);
     memcpy(oa, iv.h, 32);
     memcpy(ob, iv.h, 32);
-    sha256_x2(oa, ba, ob, bb);
+    sha256(oa, ba, ob, bb);
     last_block(ba, (const unsigned char *)"EN-RPIK\x01", 8);
-    sha256_x2(ia, ba, ib, ba);
+    sha256(ia, ba, ib, ba);
     put_be(da, ia, 8, 0);
     put_be(db, ib, 8, 0);
     last_block(ba, da, 32);
     last_block(bb, db, 32);
-    sha256_x2(oa, ba, ob, bb);
+    sha256(oa, ba, ob, bb);
     put_be(rpik_a, oa, 4, 0);
     put_be(rpik_b, ob, 4, 0);
     explicit_bzero(pa, sizeof pa); /* the PRKs */
@@ -379,10 +373,10 @@ static int run(const unsigned char *teks, const uint32_t *firsts, const uint32_t
     for (Py_ssize_t i = 0; i < n && result == 0; i++) {
         uint32_t first = firsts[i], left = counts[i];
         unsigned char *rpik = rpiks + 16 * (i & 1);
-        if (cpu && !(i & 1)) /* the RPIKs of this key and the next (or itself again) */
-            derive_rpik_x2(teks + 16 * i, teks + 16 * (i + 1 < n ? i + 1 : i), rpiks, rpiks + 16);
+        if (!(i & 1)) /* the RPIKs of this key and the next (or itself again) */
+            derive_rpik_x2(cpu ? sha256_x2 : openssl_x2, teks + 16 * i,
+                           teks + 16 * (i + 1 < n ? i + 1 : i), rpiks, rpiks + 16);
         if (!left) continue;
-        if (!cpu) derive_rpik(teks + 16 * i, rpik);
         if (!cpu && EVP_EncryptInit_ex(ctx, NULL, NULL, rpik, NULL) != 1) {
             result = -1;
             break;
@@ -570,9 +564,9 @@ static int self_test(int cpu) {
     static const unsigned char last[16] = {0xf4, 0x31, 0xb6, 0x2e, 0xcf, 0x44, 0x31, 0x02,
                                            0xce, 0x4e, 0xd0, 0x40, 0x7d, 0xe5, 0x4b, 0xd4};
     static const uint32_t interval = 2642976, count = TEMPLATE_BLOCKS;
-    unsigned char got[16], out[RPI_LEN * TEMPLATE_BLOCKS];
-    derive_rpik(tek, got);
-    if (memcmp(got, rpik, 16) != 0) return -1;
+    unsigned char got[32], out[RPI_LEN * TEMPLATE_BLOCKS];
+    derive_rpik_x2(openssl_x2, tek, tek, got, got + 16);
+    if (memcmp(got, rpik, 16) != 0 || memcmp(got + 16, rpik, 16) != 0) return -1;
     /* alone, then second of a pair (the CPU path derives two RPIKs at once) */
     static const uint32_t intervals[2] = {interval, interval}, counts[2] = {0, count};
     unsigned char pair[32];
