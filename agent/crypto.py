@@ -200,9 +200,7 @@ class _Templates:
         if template is None:
             if len(self._cache) >= self._limit:
                 self._cache.clear()
-            template = b"".join(
-                RPI_PADDING_PREFIX + struct.pack("<I", first + j) for j in range(count)
-            )
+            template = padded_data_blocks(first, count)
             self._cache[(first, count)] = template
         return template
 
@@ -276,15 +274,16 @@ def _pure_rpis_into(teks: Buffer, firsts: Buffer, counts: Buffer, out: Buffer) -
         outl = ctypes.c_int()
         outl_ref = ctypes.byref(outl)
         templates, rpik, tek_bytes = _TEMPLATES.get, _rpik_midstates, bytes(keys)
-        address, failed = ctypes.addressof(view), 0
+        address = ctypes.addressof(view)
         for i, (first, count) in enumerate(zip(first_list, count_list, strict=True)):
             if count:
                 data = templates(first, count)
-                failed |= init(ctx, None, None, rpik(tek_bytes[16 * i : 16 * i + 16]), None) ^ 1
-                failed |= update(ctx, address, outl_ref, data, len(data)) ^ 1
+                if (
+                    init(ctx, None, None, rpik(tek_bytes[16 * i : 16 * i + 16]), None) != 1
+                    or update(ctx, address, outl_ref, data, len(data)) != 1
+                ):
+                    raise RuntimeError("libcrypto AES-128-ECB failed")
                 address += len(data)
-        if failed:
-            raise RuntimeError("libcrypto AES-128-ECB failed")
     finally:
         if ctx:
             lib.free(ctx)
