@@ -192,7 +192,8 @@ class Prefilter:
     """Observed RPIs in a prefilter, confirmed exactly against the RPIs sorted as two
     64-bit halves (16 bytes per RPI; a set of bytes takes ~100).
 
-    The prefilter has two forms, one per search path, built when first used:
+    The prefilter has two forms, one per search path, built when first used (with the
+    native one's :attr:`buckets`):
     :attr:`table` (numpy's: one byte per bit, indexed by an RPI's first 32 bits) and
     :attr:`bloom` (the native call's: a blocked Bloom filter, 3 bits of one 64-bit word
     per RPI, ~21 bits per observed RPI, so it stays in the L2 cache where a bit table
@@ -214,14 +215,6 @@ class Prefilter:
         self.low = np.ascontiguousarray(halves[order, 1])
         """The observed RPIs as their two little-endian 64-bit words, sorted by (high,
         low): the exact check's (here and in the native backend's fused call)."""
-        top = max(1, min(16, math.ceil(math.log2(max(count, 2))) - 4))
-        self.buckets = np.searchsorted(
-            self.high >> np.uint64(64 - top), np.arange((1 << top) + 1, dtype=np.uint64)
-        ).astype(np.uint32)
-        """The first row of each value of ``high``'s top bits, then the number of rows:
-        where the native check starts its search. About 16 rows a bucket (two cache
-        lines of ``high``): a smaller table stays in the cache, which measured faster
-        than one row a bucket."""
         self._exact: frozenset[bytes] | None = None
         if count > 1 and bool(np.any(self.high[1:] == self.high[:-1])):
             # two RPIs alike in 64 bits (~1e-10 for 50k): a lookup by halves could miss one
@@ -243,6 +236,18 @@ class Prefilter:
         bloom = np.zeros(1 << (32 - self.bloom_shift), dtype=np.uint64)
         np.bitwise_or.at(bloom, self._words(1) >> self.bloom_shift, bloom_masks(self._words(0)))
         return bloom
+
+    @functools.cached_property
+    def buckets(self) -> npt.NDArray[np.uint32]:
+        """The first row of each value of ``high``'s top bits, then the number of rows:
+        where the native check starts its search. About 16 rows a bucket (two cache
+        lines of ``high``): a smaller table stays in the cache, which measured faster
+        than one row a bucket."""
+        top = max(1, min(16, math.ceil(math.log2(max(self.count, 2))) - 4))
+        buckets: npt.NDArray[np.uint32] = np.searchsorted(
+            self.high >> np.uint64(64 - top), np.arange((1 << top) + 1, dtype=np.uint64)
+        ).astype(np.uint32)
+        return buckets
 
     def _words(self, which: int) -> npt.NDArray[np.uint32]:
         """The observed RPIs' little-endian 32-bit word ``which`` (0: bytes 0-3)."""
