@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any, Final
 
 from agent.constants import CALIBRATED_RSSI_MAX, CALIBRATED_RSSI_MIN
@@ -40,20 +40,27 @@ FROM (SELECT rpi, aem, t - scan_off AS ss, min(t) AS first, max(t) AS last,
              count(*) AS n, min(rssi) AS lo, max(rssi) AS hi, avg(rssi) AS mean,
              (max(relay & 1) | max(relay & 2) | max(relay & 4) | max(relay & 8)
               | max(relay & 16) | max(relay & 32) | max(relay & 64) | max(relay & 128)) AS rl
-      FROM sighting WHERE rowid >= ? AND t >= ? AND scan_off IS NOT NULL
+      FROM sighting WHERE rowid >= ? AND t >= ? AND scan_off IS NOT NULL{rpis}
       GROUP BY rpi, aem, ss) AS g
 """
 # rl: SQLite has no bitwise-OR aggregate, so the relay reasons are OR-ed one max() per bit
 _UNSCANNED = """
 SELECT rpi, aem, t, rssi, relay FROM sighting
-WHERE rowid >= ? AND t >= ? AND scan_off IS NULL
+WHERE rowid >= ? AND t >= ? AND scan_off IS NULL{rpis}
 ORDER BY rpi, aem, t
 """
+# {rpis}: nothing, or " AND rpi IN (?, ...)" to read the scans of a few RPIs only
 _ENCOUNTERS = """
 SELECT rpi, aem, min(t), max(t), count(*), min(rssi), avg(rssi), max(rssi)
 FROM sighting WHERE rowid >= ? AND t >= ? GROUP BY rpi, aem ORDER BY min(t)
 """
-_DISTINCT_RPIS = "SELECT DISTINCT rpi FROM sighting WHERE rowid >= ? AND t >= ?"
+_DISTINCT_RPIS = """
+SELECT group_concat(hex(rpi), '')
+FROM (SELECT DISTINCT rpi FROM sighting WHERE rowid >= ? AND t >= ?)
+"""
+# one row (hex, as group_concat joins text): tens of thousands of one-blob rows would each
+# be a Python tuple, enough to set off the garbage collector's full passes, which hold
+# the GIL (the event loop) for tens of milliseconds
 _DISTINCT_INTERVALS = "SELECT DISTINCT t / 600 FROM sighting WHERE rowid >= ? AND t >= ?"
 _COUNT = "SELECT count(*) FROM sighting WHERE rowid >= ? AND t >= ?"
 _COUNT_DISTINCT = "SELECT count(DISTINCT rpi) FROM sighting WHERE rowid >= ? AND t >= ?"
@@ -141,17 +148,34 @@ def _scans_from_rows(grouped: list[Any], unscanned: list[Any]) -> list[ObservedS
     return result
 
 
-async def observed_scans(db: Database, since: float) -> list[ObservedScan]:
-    """Scan instances of every RPI seen at or after ``since`` (two queries in all).
+_RPIS_PER_QUERY: Final = 500
+"""RPIs named in one query (SQLite allows 32,766 parameters; each query reads the rows
+since ``since`` once, so few large lists beat many small ones)."""
+
+
+async def observed_scans(
+    db: Database, since: float, rpis: Collection[bytes] | None = None
+) -> list[ObservedScan]:
+    """Scan instances of every RPI seen at or after ``since`` (two queries in all), or
+    of ``rpis`` only (two queries per 500 of them).
 
     Turning tens of thousands of rows into objects takes a while, so it runs in a thread
     and the event loop (the scanner's callbacks) keeps its timing.
     """
     low = await _low_row(db, since)
-    if low is None:
+    if low is None or (rpis is not None and not rpis):
         return []
-    grouped = await db.fetchall(_GROUPED, (low, since))
-    unscanned = await db.fetchall(_UNSCANNED, (low, since))
+    grouped: list[Any] = []
+    unscanned: list[Any] = []
+    if rpis is None:
+        chunks: list[list[bytes]] = [[]]
+    else:
+        wanted = sorted(rpis)
+        chunks = [wanted[i : i + _RPIS_PER_QUERY] for i in range(0, len(wanted), _RPIS_PER_QUERY)]
+    for chunk in chunks:
+        only = f" AND rpi IN ({', '.join('?' * len(chunk))})" if chunk else ""
+        grouped += await db.fetchall(_GROUPED.format(rpis=only), (low, since, *chunk))
+        unscanned += await db.fetchall(_UNSCANNED.format(rpis=only), (low, since, *chunk))
     return await asyncio.to_thread(_scans_from_rows, grouped, unscanned)
 
 
@@ -160,7 +184,8 @@ async def distinct_rpis(db: Database, since: float) -> bytes:
     low = await _low_row(db, since)
     if low is None:
         return b""
-    return b"".join(rpi for (rpi,) in await db.fetchall(_DISTINCT_RPIS, (low, since)))
+    joined = await db.scalar(_DISTINCT_RPIS, (low, since))
+    return bytes.fromhex(joined) if joined else b""
 
 
 async def distinct_intervals(db: Database, since: float) -> list[int]:
@@ -177,9 +202,7 @@ async def encounters(db: Database, since: float) -> list[Encounter]:
         return []
     return [
         Encounter(rpi, aem, float(first), float(last), n, lo, float(mean), hi)
-        for rpi, aem, first, last, n, lo, mean, hi in await db.fetchall(
-            _ENCOUNTERS, (low, since)
-        )
+        for rpi, aem, first, last, n, lo, mean, hi in await db.fetchall(_ENCOUNTERS, (low, since))
     ]
 
 

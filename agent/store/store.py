@@ -9,7 +9,7 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -161,14 +161,17 @@ class Store:
         async with self._db.transaction("storing sightings failed", durable=False) as tx:
             await sql_sightings.append(tx, rows, scans)
 
-    async def observed_scans(self, since: float) -> list[ObservedScan]:
-        """Every scan instance with sightings at or after ``since``, oldest first.
+    async def observed_scans(
+        self, since: float, rpis: Collection[bytes] | None = None
+    ) -> list[ObservedScan]:
+        """Every scan instance with sightings at or after ``since`` (of ``rpis`` only,
+        if given), oldest first.
 
         Instance = (rpi, aem, scan start); without a known scan start, the 25.5 s gap rule
         with a 60 s cap. ``previous_scan_end`` = end of the latest recorded scan that
         ended before the instance's scan started (None when unknown).
         """
-        return await sql_sightings.observed_scans(self._db, since)
+        return await sql_sightings.observed_scans(self._db, since, rpis)
 
     async def observed_rpis(self, since: float) -> bytes:
         """Every RPI seen at or after ``since`` once, concatenated (16 bytes each): what

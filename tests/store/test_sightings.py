@@ -156,3 +156,23 @@ async def test_sightings_survive_reopen_and_export_in_time_order(
         (T0 + 1, Y, AEM, -62, None),
         (T0 + 5, X, AEM, -61, T0 + 4),
     ]
+
+
+@pytest.mark.parametrize("per_query", [1, 500])
+async def test_observed_scans_of_some_rpis_are_those_of_the_full_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch, per_query: int
+) -> None:
+    """Reading a few RPIs' scans (in one query or one per RPI) gives exactly the full
+    read's scans of those RPIs, in the same order."""
+    from agent.store import sightings
+
+    monkeypatch.setattr(sightings, "_RPIS_PER_QUERY", per_query)
+    await add_scripted_stream(store)
+    unseen = bytes(16)
+    for since in (0, T0 + 100):
+        every = await store.observed_scans(since)
+        for wanted in ({X}, {Y}, {X, Y}, {X, Y, unseen}, {unseen}):
+            assert await store.observed_scans(since, wanted) == [
+                s for s in every if s.rpi in wanted
+            ]
+        assert await store.observed_scans(since, set()) == []
