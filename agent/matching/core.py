@@ -244,6 +244,43 @@ def evaluate_rpi(
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class CandidateKey:
+    """A key with the RPIs of its candidate intervals inside its rolling period."""
+
+    key: TemporaryExposureKey
+    rpis: tuple[tuple[int, bytes], ...]
+    """(en_interval_number, rpi), ascending."""
+    outside: int
+    """Candidate offsets at or beyond the key's rolling period (counted, not matched)."""
+
+
+def candidate_keys(
+    keys: KeySequence, candidates: Iterable[Candidate], own_keys: frozenset[bytes] = frozenset()
+) -> list[CandidateKey]:
+    """The keys of ``candidates`` that may match, in key order, with their RPIs: what
+    the evaluation reads the sightings of."""
+    by_key: dict[int, list[int]] = {}
+    for key_index, offset in candidates:
+        by_key.setdefault(key_index, []).append(offset)
+    found: list[CandidateKey] = []
+    for key_index in sorted(by_key):
+        key = keys[key_index]
+        if match_filter(key, own_keys) is not None:
+            continue
+        rpik = crypto.derive_rpik(key.key_data)
+        offsets = sorted(set(by_key[key_index]))
+        inside = [key.rolling_start_interval_number + o for o in offsets if o < key.rolling_period]
+        found.append(
+            CandidateKey(
+                key=key,
+                rpis=tuple((j, crypto.rpi(rpik, j)) for j in inside),
+                outside=len(offsets) - len(inside),
+            )
+        )
+    return found
+
+
 def evaluate_candidates(
     keys: KeySequence,
     candidates: Iterable[Candidate],
@@ -252,31 +289,23 @@ def evaluate_candidates(
 ) -> MatchResult:
     """Turn candidate pairs into matches (stage 2; shared by every candidate finder).
 
-    Also collects REVOKED keys and counts skipped keys, by walking ``keys`` once.
+    ``index`` needs to hold only the scans of the candidates' RPIs
+    (:func:`candidate_keys`); the skipped and REVOKED keys are counted by the search.
     """
     result = MatchResult()
     result.counters["own_rpi_scans_dropped"] += index.own_rpi_scans_dropped
-    by_key: dict[int, list[int]] = {}
-    for key_index, offset in candidates:
-        by_key.setdefault(key_index, []).append(offset)
-    for key_index in sorted(by_key):
-        key = keys[key_index]
-        if match_filter(key, own_keys) is not None:
-            continue
+    found = candidate_keys(keys, candidates, own_keys)
+    for candidate in found:
+        key = candidate.key
+        result.counters["outside_rolling_period"] += candidate.outside
         aemk = crypto.derive_aemk(key.key_data)
-        rpik = crypto.derive_rpik(key.key_data)
         matched: list[MatchedScan] = []
-        for offset in sorted(set(by_key[key_index])):
-            if offset >= key.rolling_period:
-                result.counters["outside_rolling_period"] += 1
-                continue
-            j = key.rolling_start_interval_number + offset
-            rpi = crypto.rpi(rpik, j)
+        for j, rpi in candidate.rpis:
             matched.extend(evaluate_rpi(aemk, rpi, j, index.by_rpi.get(rpi, ()), result.counters))
         if matched:
             matched.sort(key=lambda s: (s.first_seen, s.en_interval))
             result.matches.append(KeyMatch(key=key, scans=tuple(matched)))
-    _LOGGER.debug("evaluated %d candidate keys, %d matched", len(by_key), len(result.matches))
+    _LOGGER.debug("evaluated %d candidate keys, %d matched", len(found), len(result.matches))
     result.counters = +result.counters  # drop zero counts
     return result
 

@@ -9,15 +9,21 @@ the other keys. :func:`fast_match` runs both.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from agent.constants import TEK_LENGTH
+from agent.constants import RPI_LENGTH, TEK_LENGTH
 from agent.export.columns import KeyArrays
-from agent.matching.core import Candidate, MatchResult, SightingIndex, evaluate_candidates
+from agent.matching.core import (
+    Candidate,
+    MatchResult,
+    SightingIndex,
+    candidate_keys,
+    evaluate_candidates,
+)
 from agent.matching.kernel import Windows
 from agent.matching.parallel import find_candidates_parallel
 from agent.memory import trim_heap
@@ -115,6 +121,25 @@ def evaluate_search(
     result.counters.update(search.counters)
     result.revoked.extend(search.revoked)
     return result
+
+
+def search_rpis(search: KeySearch, own_keys: frozenset[bytes] = frozenset()) -> set[bytes]:
+    """The RPIs whose sightings :func:`evaluate_search` reads: those of the candidates
+    (a few, whatever the number of keys and sightings)."""
+    return {
+        rpi
+        for found in candidate_keys(search.keys, search.candidates, own_keys)
+        for _, rpi in found.rpis
+    }
+
+
+def observed_among(rpis: Collection[bytes], rpi_blob: bytes) -> set[bytes]:
+    """Those of ``rpis`` that are in ``rpi_blob`` (16 bytes each)."""
+    if not rpis or not rpi_blob:
+        return set()
+    wanted = np.frombuffer(b"".join(rpis), dtype=f"V{RPI_LENGTH}")
+    seen = wanted[np.isin(wanted, np.frombuffer(rpi_blob, dtype=f"V{RPI_LENGTH}"))]
+    return {bytes(rpi) for rpi in seen}
 
 
 def fast_match(

@@ -20,7 +20,7 @@ import functools
 import hashlib
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from agent.clock import en_interval_number
@@ -28,9 +28,15 @@ from agent.config import RiskConfig
 from agent.constants import RETENTION_SECONDS
 from agent.errors import ExportFileError
 from agent.export import KeyArrays, ParsedExport, PublicKeyRing, read_export_keys
-from agent.keyschedule import KeySchedule, OwnTek
-from agent.matching.core import SightingIndex
-from agent.matching.match import evaluate_search, search_keys
+from agent.keyschedule import KeySchedule
+from agent.matching.core import KeyMatch, SightingIndex
+from agent.matching.match import (
+    KeySearch,
+    evaluate_search,
+    observed_among,
+    search_keys,
+    search_rpis,
+)
 from agent.matching.parallel import default_workers
 from agent.memory import trim_heap
 from agent.models import ExposureWindow
@@ -140,16 +146,12 @@ async def verify_exports(
 
 
 async def load_sightings(
-    store: Store, now: float, teks: Sequence[OwnTek] | None = None
-) -> tuple[SightingIndex, frozenset[bytes]]:
-    """The last 14 days of observed scans minus our own RPIs, and our own key_data
-    (``teks``: our own keys, if the caller has them already)."""
-    if teks is None:
-        teks = await store.load_own_teks()
-    own_rpis = KeySchedule(teks).own_rpis(en_interval_number(now)) if teks else frozenset()
-    scans = await store.observed_scans(now - RETENTION_SECONDS)
-    index = await asyncio.to_thread(SightingIndex, scans, own_rpis)  # CPU: off the loop
-    return index, frozenset(t.key_data for t in teks)
+    store: Store, now: float, own_rpis: frozenset[bytes], rpis: Collection[bytes] | None = None
+) -> SightingIndex:
+    """The observed scans of the last 14 days (of ``rpis`` only, if given), minus those
+    of our own RPIs (dropped and counted)."""
+    scans = await store.observed_scans(now - RETENTION_SECONDS, rpis)
+    return await asyncio.to_thread(SightingIndex, scans, own_rpis)  # CPU: off the loop
 
 
 async def match_exports(
@@ -295,6 +297,7 @@ async def _match_parsed(
     report.keys = len(keys)
     teks = await store.load_own_teks()
     own_keys = frozenset(t.key_data for t in teks)
+    own_rpis = await asyncio.to_thread(KeySchedule(teks).own_rpis, en_interval_number(now))
     rpi_blob = await store.observed_rpis(now - RETENTION_SECONDS)
     sighted = await store.sighting_intervals(now - RETENTION_SECONDS)
     loop = asyncio.get_running_loop()
@@ -303,8 +306,10 @@ async def _match_parsed(
         if progress is not None:
             loop.call_soon_threadsafe(progress, "match", done, report.keys)
 
-    # the keys first, with only the observed RPIs (16 bytes each); the sightings are loaded
-    # once just the keys with candidates are left: the two big sets are never held at once
+    # the keys first, with only the observed RPIs (16 bytes each); then the sightings of
+    # just the RPIs the search found (and of our own RPIs, dropped but counted): the keys
+    # and the sightings are never held at once, and the sightings of a busy fortnight
+    # are never all turned into objects
     search = await asyncio.to_thread(
         functools.partial(
             search_keys,
@@ -316,16 +321,15 @@ async def _match_parsed(
             progress=match_progress,
         )
     )
+    wanted = await asyncio.to_thread(_rpis_to_read, search, own_keys, own_rpis, rpi_blob)
     del keys, rpi_blob
     await asyncio.to_thread(trim_heap)
-    index, _ = await load_sightings(store, now, teks)
+    index = await load_sightings(store, now, own_rpis, wanted)
     result = await asyncio.to_thread(evaluate_search, search, index, own_keys)
     del search, index
     report.counters.update(result.counters)
     report.matched_keys = result.matched_keys
-    for match in result.matches:
-        report.windows.extend(exposure_windows(match.key, match.scans, risk))
-    report.windows.sort(key=lambda w: w.start)
+    report.windows = await asyncio.to_thread(_exposure_windows, result.matches, risk)
     for window in report.windows:  # relay guard: flagged windows by reason
         report.counters.update(f"relay_{name}_windows" for name in reason_names(window.relay))
     if result.revoked:
@@ -342,6 +346,21 @@ async def _match_parsed(
         len(report.new_window_ids),
         report.revoked_windows_removed,
     )
+
+
+def _rpis_to_read(
+    search: KeySearch, own_keys: frozenset[bytes], own_rpis: frozenset[bytes], rpi_blob: bytes
+) -> set[bytes]:
+    """The RPIs whose sightings the evaluation needs: the candidates', and our own that
+    were observed (reflections: dropped, but counted)."""
+    return search_rpis(search, own_keys) | observed_among(own_rpis, rpi_blob)
+
+
+def _exposure_windows(matches: Sequence[KeyMatch], risk: RiskConfig) -> list[ExposureWindow]:
+    """The matched keys' exposure windows, oldest first."""
+    windows = [w for match in matches for w in exposure_windows(match.key, match.scans, risk)]
+    windows.sort(key=lambda w: w.start)
+    return windows
 
 
 async def refresh_results(

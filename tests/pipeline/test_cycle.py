@@ -7,15 +7,18 @@ import hashlib
 
 import pytest
 
+from agent.clock import en_interval_number
 from agent.config import RiskConfig
 from agent.errors import SignatureError
 from agent.export import PublicKeyRing, generate_signing_key, public_key_pem
 from agent.matching import parallel
+from agent.models import ReportType
 from agent.pipeline import ExportInput, match_exports
 from agent.store import Store
 from tests.pipeline.conftest import (
     CONTACT,
     NOW,
+    TODAY,
     Authority,
     Notifications,
     Radio,
@@ -160,3 +163,52 @@ async def test_consumed_exports_are_released_and_match_the_same(
         await match_exports(
             store, tuple(files), ring=_ring(authority), risk=RiskConfig(), now=NOW, consume=True
         )
+
+
+async def test_the_cycle_reads_a_few_rpis_and_finds_what_the_reference_finds_in_all(
+    store: Store, authority: Authority
+) -> None:
+    """The cycle reads the sightings of the RPIs its search found (and of our own RPIs)
+    only; its windows and counters are those of the reference matcher over every
+    sighting, among many strangers, replays, drifted clocks and our own reflections."""
+    from agent.keyschedule import KeySchedule, OwnTek
+    from agent.matching.core import SightingIndex, match_keys
+    from agent.risk import exposure_windows
+
+    ours = OwnTek(new_key(day=TODAY).key_data, TODAY, 144)
+    await store.save_own_teks([ours])
+    radio = Radio()
+    reported = [new_key() for _ in range(6)]
+    for i, key in enumerate(reported[:4]):
+        radio.heard(key.key_data, CONTACT + 1800 * i, scans=3 + i, drift=(0, 3, -13, 12)[i])
+    for _ in range(40):  # strangers, never reported
+        radio.heard(new_key().key_data, CONTACT + 600, scans=2)
+    radio.heard(ours.key_data, TODAY * 600 + 60, scans=2)  # reflections of our own RPIs
+    replayed = radio.sightings[0]  # a reported RPI heard again an hour later
+    radio.sightings.append(
+        replayed.__class__(
+            time=replayed.time + 3600, rpi=replayed.rpi, aem=replayed.aem, rssi=-50
+        )
+    )
+    await radio.store_into(store)
+    keys = [*reported, new_key(ReportType.RECURSIVE), new_key(ReportType.REVOKED)]
+    own_rpis = KeySchedule([ours]).own_rpis(en_interval_number(NOW))
+    reference = match_keys(keys, SightingIndex(await store.observed_scans(0), own_rpis))
+
+    report = await match_exports(
+        store,
+        [ExportInput("day.zip", authority.export(keys))],
+        ring=_ring(authority),
+        risk=RiskConfig(),
+        now=NOW,
+    )
+    expected = sorted(
+        (w for m in reference.matches for w in exposure_windows(m.key, m.scans, RiskConfig())),
+        key=lambda w: w.start,
+    )
+    assert report.matched_keys == reference.matched_keys == 3  # the drift of -13 misses
+    assert report.windows == expected
+    assert report.counters["own_rpi_scans_dropped"] == 2
+    assert report.counters["replay_dropped"] == 1
+    for name, count in reference.counters.items():
+        assert report.counters[name] == count, name
