@@ -191,8 +191,11 @@ def run_e2e(cache: Path, keys: int, sightings: int, workers: int) -> dict[str, A
     """Child: one pipeline run on a fresh copy of the cached store."""
     from agent.config import RiskConfig
     from agent.export import PublicKeyRing
+    from agent.memory import freeze_startup_objects
     from agent.pipeline import ExportInput, match_exports
     from agent.store import Store
+
+    freeze_startup_objects()  # as the daemon does once started: its fetch cycle's state
 
     base = _inputs(cache, keys, sightings)
     meta = json.loads((base / "meta.json").read_text())

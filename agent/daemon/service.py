@@ -60,6 +60,7 @@ from agent.daemon.timebase import ServiceTiming
 from agent.errors import AgentError
 from agent.ingest import FloodGuard, IngestPipe
 from agent.keyschedule import KeySchedule, OwnTek
+from agent.memory import freeze_startup_objects
 from agent.paths import ensure_private_dir
 from agent.payload import Metadata
 from agent.pipeline.fetch import clear_spool
@@ -427,6 +428,7 @@ class AgentService:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
             loop.add_signal_handler(signal.SIGHUP, self._reload_from_signal)
+        freeze_startup_objects()  # the loop's timing: see there
         _LOGGER.info(
             "%s %s started (data %s, adapter %s, consent %s, clock %s)",
             self.name,
