@@ -44,7 +44,7 @@ Ints = npt.NDArray[np.integer[Any]]
 # --- which intervals can match ----------------------------------------------------------------
 
 
-_REACH_STEP = 1 << 20
+_REACH_STEP = 1 << 16
 """Keys per step of :meth:`Windows.unreached`."""
 
 
