@@ -149,15 +149,18 @@ def _scans_from_rows(grouped: list[Any], unscanned: list[Any]) -> list[ObservedS
 
 
 _RPIS_PER_QUERY: Final = 500
-"""RPIs named in one query (SQLite allows 32,766 parameters; each query reads the rows
-since ``since`` once, so few large lists beat many small ones)."""
+"""RPIs named in one query (SQLite allows 32,766 parameters)."""
+_RPI_QUERIES_MAX: Final = 4
+"""Each query reads the rows since ``since`` once: for more RPIs than these queries name
+(a cycle finds a few; a flood of planted RPIs could make it thousands), one read of
+every row, filtered here, costs less."""
 
 
 async def observed_scans(
     db: Database, since: float, rpis: Collection[bytes] | None = None
 ) -> list[ObservedScan]:
     """Scan instances of every RPI seen at or after ``since`` (two queries in all), or
-    of ``rpis`` only (two queries per 500 of them).
+    of ``rpis`` only (two queries per 500 of them, at most two reads in all).
 
     Turning tens of thousands of rows into objects takes a while, so it runs in a thread
     and the event loop (the scanner's callbacks) keeps its timing.
@@ -167,15 +170,19 @@ async def observed_scans(
         return []
     grouped: list[Any] = []
     unscanned: list[Any] = []
-    if rpis is None:
+    wanted = None if rpis is None else sorted(rpis)
+    if wanted is None or len(wanted) > _RPI_QUERIES_MAX * _RPIS_PER_QUERY:
         chunks: list[list[bytes]] = [[]]
     else:
-        wanted = sorted(rpis)
         chunks = [wanted[i : i + _RPIS_PER_QUERY] for i in range(0, len(wanted), _RPIS_PER_QUERY)]
     for chunk in chunks:
         only = f" AND rpi IN ({', '.join('?' * len(chunk))})" if chunk else ""
         grouped += await db.fetchall(_GROUPED.format(rpis=only), (low, since, *chunk))
         unscanned += await db.fetchall(_UNSCANNED.format(rpis=only), (low, since, *chunk))
+    if wanted is not None and chunks == [[]]:
+        keep = frozenset(wanted)
+        grouped = [row for row in grouped if row[0] in keep]
+        unscanned = [row for row in unscanned if row[0] in keep]
     return await asyncio.to_thread(_scans_from_rows, grouped, unscanned)
 
 

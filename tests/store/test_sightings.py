@@ -158,15 +158,17 @@ async def test_sightings_survive_reopen_and_export_in_time_order(
     ]
 
 
-@pytest.mark.parametrize("per_query", [1, 500])
+@pytest.mark.parametrize(("per_query", "queries"), [(1, 4), (500, 4), (1, 1)])
 async def test_observed_scans_of_some_rpis_are_those_of_the_full_read(
-    store: Store, monkeypatch: pytest.MonkeyPatch, per_query: int
+    store: Store, monkeypatch: pytest.MonkeyPatch, per_query: int, queries: int
 ) -> None:
-    """Reading a few RPIs' scans (in one query or one per RPI) gives exactly the full
-    read's scans of those RPIs, in the same order."""
+    """Reading a few RPIs' scans (in one query, one per RPI, or, for more RPIs than the
+    queries may name, one read of all rows, filtered) gives exactly the full read's
+    scans of those RPIs, in the same order."""
     from agent.store import sightings
 
     monkeypatch.setattr(sightings, "_RPIS_PER_QUERY", per_query)
+    monkeypatch.setattr(sightings, "_RPI_QUERIES_MAX", queries)
     await add_scripted_stream(store)
     unseen = bytes(16)
     for since in (0, T0 + 100):
