@@ -79,13 +79,19 @@ async def _prepare(cli: CliContext, code: str | None, withhold: frozenset[int]) 
         await store.close()
 
 
+async def _wait_visibly(seconds: float) -> None:
+    """The wait before a busy server is tried again, said on stdout (not an error)."""
+    click.echo(f"the server is busy or out of reach; trying again in {seconds:.0f} s")
+    await asyncio.sleep(seconds)
+
+
 async def _run(cli: CliContext, code: str | None, withhold: frozenset[int]) -> ReportResult:
     clock = SystemClock()
     store = await Store.open(cli.data_dir)
     try:
         # checked again: time may have passed at the confirmation prompt
         await _check_ready(cli, store, clock)
-        reporter = Reporter(cli.config.report, store, clock)
+        reporter = Reporter(cli.config.report, store, clock, sleep=_wait_visibly)
         keys = StoreKeyRelease(store, cli.data_dir, clock)
         network_log = netlog.install(store.add_network_contacts, clock)
         try:

@@ -19,16 +19,19 @@ consent, trusted clock) are checked by :func:`check_ready` before anything is se
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 import aiohttp
 
+from agent.backoff import Backoff, retry_after
 from agent.clock import Clock, rolling_start_interval_number
 from agent.clocksync import current_trust
 from agent.config import Config, ReportConfig
@@ -73,6 +76,14 @@ ACCEPT_TEST_TYPES = ["confirmed", "likely"]
 MAX_KEYS_ON_PUBLISH = 30
 _CODE_RE = re.compile(r"[0-9A-Za-z]{6,32}")
 RETRY_HINT = "; the upload is saved and `contact-agent report` retries it with the same certificate"
+
+STEP_ATTEMPTS = 3
+"""Tries of one request while the server is busy or out of reach; then the run stops
+with the last error (the upload is saved, and the next run resumes it)."""
+STEP_BACKOFF = Backoff(initial=2.0, maximum=30.0)
+"""The wait between tries when the server names none (``Retry-After``)."""
+RETRY_AFTER_MAX = 60.0
+"""A server that asks for a longer wait is not waited for: the run stops at once."""
 
 
 class KeyRelease(Protocol):
@@ -181,11 +192,14 @@ class Reporter:
         clock: Clock,
         *,
         session: aiohttp.ClientSession | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._settings = settings
         self._store = store
         self._clock = clock
         self._session = session
+        self._sleep = sleep
+        self._publish_outcome_unknown = False
 
     async def pending(self) -> PendingUpload | None:
         """The interrupted upload that the next run resumes, if any."""
@@ -221,11 +235,8 @@ class Reporter:
                     "there are no own keys to report: this device has not broadcast any in "
                     "the last 14 days; nothing was sent"
                 )
-            answer = await post_step(
-                session,
-                self._settings,
-                BodyKind.VERIFY,
-                {"code": cleaned, "accept": ACCEPT_TEST_TYPES},
+            answer = await self._post(
+                session, BodyKind.VERIFY, {"code": cleaned, "accept": ACCEPT_TEST_TYPES}
             )
             token = answer.get("token")
             if not isinstance(token, str) or not token:
@@ -255,13 +266,15 @@ class Reporter:
         self, session: aiohttp.ClientSession, pending: PendingUpload, *, resumed: bool
     ) -> ReportResult:
         published_before = resumed and bool(pending.certificate)
+        self._publish_outcome_unknown = False
         try:
             if not pending.certificate:
                 pending = await self._certify(session, pending)
             answer = await self._publish(session, pending)
         except RequestRefusedError as exc:
             await clear_pending(self._store)  # the same request can never succeed
-            if published_before and exc.error_code == MISSING_REVISION_TOKEN:
+            maybe_published = published_before or self._publish_outcome_unknown
+            if maybe_published and exc.error_code == MISSING_REVISION_TOKEN:
                 # Google's key server refuses keys it already holds without their revision
                 # token: the first attempt with this certificate got through and only
                 # its answer (and the token) was lost. The keys are published.
@@ -270,7 +283,7 @@ class Reporter:
                 return ReportResult(
                     keys_published=len(pending.keys),
                     inserted=0,
-                    resumed=True,
+                    resumed=resumed,
                     already_published=True,
                 )
             raise
@@ -295,9 +308,8 @@ class Reporter:
     async def _certify(
         self, session: aiohttp.ClientSession, pending: PendingUpload
     ) -> PendingUpload:
-        answer = await post_step(
+        answer = await self._post(
             session,
-            self._settings,
             BodyKind.CERTIFICATE,
             {"token": pending.token, "ekeyhmac": tek_hmac_b64(pending.secret, pending.keys)},
         )
@@ -321,4 +333,46 @@ class Reporter:
         revision = await self._store.get_state(REVISION_STATE_KEY)
         if revision:
             body["revisionToken"] = revision
-        return await post_step(session, self._settings, BodyKind.PUBLISH, body)
+        return await self._post(session, BodyKind.PUBLISH, body)
+
+    async def _post(
+        self, session: aiohttp.ClientSession, kind: BodyKind, body: Mapping[str, object]
+    ) -> dict[str, object]:
+        """One step, tried again while the server is busy or out of reach (at most
+        :data:`STEP_ATTEMPTS` tries, on the agent's one backoff schedule)."""
+        for attempt in itertools.count():
+            try:
+                return await post_step(session, self._settings, kind, body)
+            except (ServerFailureError, ServerUnreachableError) as exc:
+                wait = self._retry_wait(kind, exc, attempt)
+                if wait is None:
+                    raise
+                if kind is BodyKind.PUBLISH and not _not_acted(exc):
+                    self._publish_outcome_unknown = True  # the next try may meet its keys
+                _LOGGER.info("%s; trying again in %.0f s", exc, wait)
+                await self._sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_wait(
+        self, kind: BodyKind, exc: ServerFailureError | ServerUnreachableError, attempt: int
+    ) -> float | None:
+        """Seconds to wait before trying ``kind`` again, or None to stop with ``exc``.
+
+        A verification request is sent again only when the server said it did not act
+        (429): one whose answer was lost may have used up the code. The certificate and
+        publish requests repeat the saved upload exactly, so any try is safe.
+        """
+        if attempt + 1 >= STEP_ATTEMPTS:
+            return None
+        if kind is BodyKind.VERIFY and not _not_acted(exc):
+            return None
+        header = exc.retry_after if isinstance(exc, ServerFailureError) else None
+        asked = retry_after(header, self._clock.wall(), cap=RETRY_AFTER_MAX + 1)
+        if asked is None:
+            return STEP_BACKOFF.delay(attempt)
+        return asked if asked <= RETRY_AFTER_MAX else None
+
+
+def _not_acted(exc: ServerFailureError | ServerUnreachableError) -> bool:
+    """The server said it did nothing (429 Too Many Requests)."""
+    return isinstance(exc, ServerFailureError) and exc.status == 429

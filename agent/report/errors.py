@@ -12,6 +12,13 @@ class ServerUnreachableError(NetworkError):
 class ServerFailureError(NetworkError):
     """The server answered with 5xx, 429 or an unreadable body; retry later."""
 
+    def __init__(self, message: str, *, status: int = 0, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status (0: the answer was unreadable)."""
+        self.retry_after = retry_after
+        """The answer's ``Retry-After`` header, as sent (None: absent)."""
+
 
 class RequestRefusedError(NetworkError):
     """The server refused the request for good (4xx); retrying the same request won't help."""

@@ -185,12 +185,17 @@ async def post_json(
         ) as response:
             raw = await response.content.read(MAX_RESPONSE_BYTES)
             status = response.status
+            wait = response.headers.get("Retry-After")
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         reason = server_text(exc) or type(exc).__name__
         raise ServerUnreachableError(f"cannot reach the {server} at {host}: {reason}") from exc
     answer = _parse(raw)
     if status >= 500 or status == 429:
-        raise ServerFailureError(f"the {server} at {host} failed (HTTP {status}); try again later")
+        raise ServerFailureError(
+            f"the {server} at {host} failed (HTTP {status}); try again later",
+            status=status,
+            retry_after=wait,
+        )
     if status >= 400:
         raise _refusal(server, status, answer or {})
     if chaff:

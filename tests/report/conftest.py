@@ -173,7 +173,12 @@ def report_settings(server: LocalKeyServer, **changes: object) -> ReportConfig:
 
 
 def reporter(server: LocalKeyServer, store: Store, clock: FakeClock, **changes: object) -> Reporter:
-    return Reporter(report_settings(server, **changes), store, clock)
+    """A reporter whose waits between tries pass on ``clock`` at once."""
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    return Reporter(report_settings(server, **changes), store, clock, sleep=sleep)
 
 
 def release(store: Store, clock: FakeClock) -> StoreKeyRelease:

@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from agent.cli import main
 from agent.clock import en_interval_number
 from agent.lab.keyserver import LocalKeyServer
+from agent.report.client import STEP_ATTEMPTS
 from agent.report.pending import PendingUpload, load_pending, save_pending
 from agent.store import Store
 from tests.report.conftest import API_KEY, broadcast_history
@@ -100,6 +101,18 @@ def test_report_with_yes_publishes(
     assert [len(b.keys) for b in threaded.exports.batches] == [15]
 
 
+def test_a_busy_server_is_waited_for_and_the_wait_is_said(
+    threaded: LocalKeyServer, data_dir: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "c.toml", threaded)
+    threaded.fail_next("/api/certificate", 503, retry_after="0")
+    result = invoke(data_dir, config, "--code", threaded.issue_code(), "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "busy or out of reach; trying again in 0 s" in result.stdout
+    assert "published 15 keys" in result.stdout
+    assert [len(b.keys) for b in threaded.exports.batches] == [15]
+
+
 def test_confirmation_explains_what_publishing_reveals(
     threaded: LocalKeyServer, data_dir: Path, tmp_path: Path
 ) -> None:
@@ -180,7 +193,7 @@ def test_hmac_mismatch_exits_1_with_one_line(
     threaded: LocalKeyServer, data_dir: Path, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path / "c.toml", threaded)
-    threaded.fail_next("/v1/publish", 503)
+    threaded.fail_next("/v1/publish", 503, times=STEP_ATTEMPTS, retry_after="0")  # every try
     line = one_line_error(invoke(data_dir, config, "--code", threaded.issue_code(), "--yes"))
     assert "HTTP 503" in line and "retries it with the same certificate" in line
 
@@ -201,7 +214,7 @@ def test_hmac_mismatch_exits_1_with_one_line(
 
 def test_discard_pending(threaded: LocalKeyServer, data_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", threaded)
-    threaded.fail_next("/api/certificate", 503)
+    threaded.fail_next("/api/certificate", 503, times=STEP_ATTEMPTS, retry_after="0")
     one_line_error(invoke(data_dir, config, "--code", threaded.issue_code(), "--yes"))
     result = invoke(data_dir, config, "--discard-pending")
     assert result.exit_code == 0 and "discarded" in result.stdout

@@ -16,7 +16,7 @@ import pytest
 from agent.clock import FakeClock
 from agent.lab.keyserver import LocalKeyServer
 from agent.models import TemporaryExposureKey
-from agent.report.client import REVISION_STATE_KEY, ReportResult
+from agent.report.client import REVISION_STATE_KEY, STEP_ATTEMPTS, ReportResult
 from agent.report.errors import RequestRefusedError, ServerFailureError
 from agent.report.padding import BodyKind
 from agent.report.pending import load_pending
@@ -92,7 +92,7 @@ async def test_hmac_mismatch_and_expired_certificate_show_the_friendly_message(
     server: LocalKeyServer, store: Store, clock: FakeClock
 ) -> None:
     # real server: 401 health_authority_verification_certificate_invalid for both
-    server.fail_next("/v1/publish", 503)
+    server.fail_next("/v1/publish", 503, times=STEP_ATTEMPTS)  # every try of this run
     with pytest.raises(ServerFailureError):
         await run(server, store, clock)
     clock.advance(16 * 60)  # the saved certificate expires (15 minutes)

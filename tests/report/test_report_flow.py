@@ -23,6 +23,8 @@ from agent.models import TemporaryExposureKey
 from agent.report.client import (
     LAST_REPORT_STATE_KEY,
     REVISION_STATE_KEY,
+    STEP_ATTEMPTS,
+    STEP_BACKOFF,
     check_ready,
     choose_keys,
 )
@@ -222,10 +224,67 @@ async def test_consent_off_or_untrusted_clock_refuse_before_anything(
 # --- interrupted uploads --------------------------------------------------------------------
 
 
-async def test_lost_publish_answer_is_retried_with_the_same_certificate(
+async def test_lost_publish_answer_is_retried_at_once_with_the_same_certificate(
     server: LocalKeyServer, store: Store, clock: FakeClock, http: aiohttp.ClientSession
 ) -> None:
     server.fail_next("/v1/publish", 0, after_processing=True)  # stored, answer lost
+    result = await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    # the second try meets keys the server already holds (missing_revision_token): after
+    # a try whose outcome was unknown, that means the first one got through
+    assert result.already_published and not result.resumed and result.keys_published == 15
+    first, second = (r.json() for r in server.requests_to("/v1/publish"))
+    for field in ("verificationPayload", "hmacKey", "temporaryExposureKeys"):
+        assert first[field] == second[field]
+    assert [len(e) for e in await served_exports(http, server)] == [15]  # published once
+    assert await load_pending(store) is None and await store.get_state(LAST_REPORT_STATE_KEY)
+
+
+async def test_busy_servers_are_tried_again_on_the_backoff_or_as_they_ask(
+    server: LocalKeyServer, store: Store, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    """429 at verify (nothing done: safe to send again) waits the Retry-After; a 503 at
+    publish waits the agent's backoff; the report then goes through, published once."""
+    server.fail_next("/api/verify", 429, retry_after="7")
+    server.fail_next("/v1/publish", 503)
+    start = clock.wall()
+    result = await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    assert result.keys_published == 15 and not result.already_published
+    assert len(server.requests_to("/api/verify")) == 2
+    assert len(server.requests_to("/api/certificate")) == 1
+    assert len(server.requests_to("/v1/publish")) == 2
+    waited = clock.wall() - start
+    assert 7 + STEP_BACKOFF.base(0) * 0.8 <= waited <= 7 + STEP_BACKOFF.base(0) * 1.2
+    assert [len(e) for e in await served_exports(http, server)] == [15]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "retry_after"),
+    [
+        ("/api/verify", 503, ""),  # the code may be used up: never sent twice
+        ("/api/verify", 0, ""),
+        ("/api/certificate", 503, "3600"),  # asks for longer than a run waits
+        ("/api/certificate", 503, "Wed, 21 Oct 2099 07:28:00 GMT"),
+    ],
+)
+async def test_a_step_is_not_tried_again_when_that_could_harm_or_the_wait_is_long(
+    server: LocalKeyServer,
+    store: Store,
+    clock: FakeClock,
+    path: str,
+    status: int,
+    retry_after: str,
+) -> None:
+    server.fail_next(path, status, retry_after=retry_after)
+    with pytest.raises((ServerFailureError, ServerUnreachableError)):
+        await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
+    assert len(server.requests_to(path)) == 1
+
+
+async def test_lost_publish_answer_is_resumed_by_the_next_run_with_the_same_certificate(
+    server: LocalKeyServer, store: Store, clock: FakeClock, http: aiohttp.ClientSession
+) -> None:
+    server.fail_next("/v1/publish", 0, after_processing=True)  # stored, answer lost
+    server.fail_next("/v1/publish", 0, times=STEP_ATTEMPTS - 1)  # and no answer again
     with pytest.raises(ServerUnreachableError, match="retries it with the same certificate"):
         await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
     pending = await load_pending(store)
@@ -235,9 +294,10 @@ async def test_lost_publish_answer_is_retried_with_the_same_certificate(
     # missing_revision_token, which for a resumed upload means the first one got through
     assert result.resumed and result.keys_published == 15 and result.already_published
     assert await store.get_state(LAST_REPORT_STATE_KEY)
-    first, second = (r.json() for r in server.requests_to("/v1/publish"))
+    sent = [r.json() for r in server.requests_to("/v1/publish")]
+    assert len(sent) == STEP_ATTEMPTS + 1
     for field in ("verificationPayload", "hmacKey", "temporaryExposureKeys"):
-        assert first[field] == second[field]
+        assert len({json.dumps(body[field]) for body in sent}) == 1
     assert len(server.requests_to("/api/verify")) == 1
     assert [len(e) for e in await served_exports(http, server)] == [15]  # published once
     assert await load_pending(store) is None
@@ -246,7 +306,7 @@ async def test_lost_publish_answer_is_retried_with_the_same_certificate(
 async def test_pending_record_is_written_before_the_certificate_request(
     server: LocalKeyServer, store: Store, clock: FakeClock, http: aiohttp.ClientSession
 ) -> None:
-    server.fail_next("/api/certificate", 0)  # connection dropped, nothing processed
+    server.fail_next("/api/certificate", 0, times=STEP_ATTEMPTS)  # dropped, nothing processed
     with pytest.raises(ServerUnreachableError):
         await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
     pending = await load_pending(store)
@@ -255,8 +315,9 @@ async def test_pending_record_is_written_before_the_certificate_request(
     # a new code given now is not used: the saved upload is finished first
     result = await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
     assert result.resumed
-    first, second = (r.json() for r in server.requests_to("/api/certificate"))
-    assert first["token"] == second["token"] and first["ekeyhmac"] == second["ekeyhmac"]
+    sent = [r.json() for r in server.requests_to("/api/certificate")]
+    assert len(sent) == STEP_ATTEMPTS + 1
+    assert len({(body["token"], body["ekeyhmac"]) for body in sent}) == 1
     publish = server.requests_to("/v1/publish")[0].json()
     sent = [base64.b64decode(k["key"]) for k in publish["temporaryExposureKeys"]]
     assert sent == [k.key_data for k in pending.keys]  # same keys, same order
@@ -266,7 +327,7 @@ async def test_pending_record_is_written_before_the_certificate_request(
 async def test_hmac_mismatch_is_reported_clearly_and_the_record_dropped(
     server: LocalKeyServer, store: Store, clock: FakeClock, http: aiohttp.ClientSession
 ) -> None:
-    server.fail_next("/v1/publish", 503)
+    server.fail_next("/v1/publish", 503, times=STEP_ATTEMPTS)
     with pytest.raises(ServerFailureError, match="HTTP 503"):
         await reporter(server, store, clock).run(server.issue_code(), release(store, clock))
     pending = await load_pending(store)

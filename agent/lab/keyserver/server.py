@@ -125,6 +125,8 @@ class _Fault:
     status: int
     """HTTP status to answer with; 0 drops the connection without an answer."""
     after_processing: bool
+    retry_after: str = ""
+    """``Retry-After`` header of the answer (none when empty)."""
 
 
 def _json_response(body: Mapping[str, object], status: int = 200) -> web.Response:
@@ -309,13 +311,24 @@ class LocalKeyServer:
         path.write_bytes(self.public_key_pem)
         return path
 
-    def fail_next(self, path: str, status: int = 500, *, after_processing: bool = False) -> None:
-        """Make the next request to ``path`` fail with ``status`` (0: drop the connection).
+    def fail_next(
+        self,
+        path: str,
+        status: int = 500,
+        *,
+        after_processing: bool = False,
+        times: int = 1,
+        retry_after: str = "",
+    ) -> None:
+        """Make the next ``times`` requests to ``path`` fail with ``status`` (0: drop the
+        connection), with a ``Retry-After`` header if given.
 
         With ``after_processing`` the request takes effect first and only the answer is
         lost: the "outcome unknown" case.
         """
-        self._faults.setdefault(path, deque()).append(_Fault(status, after_processing))
+        for _ in range(times):
+            fault = _Fault(status, after_processing, retry_after)
+            self._faults.setdefault(path, deque()).append(fault)
 
     def requests_to(self, path: str, *, chaff: bool | None = None) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path and (chaff is None or r.chaff == chaff)]
@@ -373,8 +386,10 @@ class LocalKeyServer:
     def _fault_response(self, request: web.Request, fault: _Fault) -> web.Response:
         if fault.status == 0 and request.transport is not None:
             request.transport.close()
-        status = fault.status or 500
-        return _json_response({"error": "injected fault", "errorCode": ""}, status)
+        response = _json_response({"error": "injected fault", "errorCode": ""}, fault.status or 500)
+        if fault.retry_after:
+            response.headers["Retry-After"] = fault.retry_after
+        return response
 
     def _authorize(self, request: web.Request, key: str) -> None:
         if key and not secrets.compare_digest(request.headers.get("X-API-Key", ""), key):
