@@ -109,8 +109,9 @@ class ReportResult:
     partial: bool = False
     """The key server dropped some keys and inserted the rest (``partial_failure``)."""
     already_published: bool = False
-    """A resumed upload found its keys already on the key server: the first attempt had
-    reached it and only its answer was lost."""
+    """A resumed upload, or a publish tried again after a try without an answer, found
+    its keys already on the key server: the earlier try had reached it and only its
+    answer was lost."""
 
 
 def normalize_code(code: str) -> str:
