@@ -292,9 +292,13 @@ def evaluate_candidates(
     ``index`` needs to hold only the scans of the candidates' RPIs
     (:func:`candidate_keys`); the skipped and REVOKED keys are counted by the search.
     """
+    return evaluate_candidate_keys(candidate_keys(keys, candidates, own_keys), index)
+
+
+def evaluate_candidate_keys(found: Sequence[CandidateKey], index: SightingIndex) -> MatchResult:
+    """:func:`evaluate_candidates` for candidates already turned into RPIs."""
     result = MatchResult()
     result.counters["own_rpi_scans_dropped"] += index.own_rpi_scans_dropped
-    found = candidate_keys(keys, candidates, own_keys)
     for candidate in found:
         key = candidate.key
         result.counters["outside_rolling_period"] += candidate.outside

@@ -18,11 +18,11 @@ import numpy.typing as npt
 from agent.constants import RPI_LENGTH, TEK_LENGTH
 from agent.export.columns import KeyArrays
 from agent.matching.core import (
-    Candidate,
+    CandidateKey,
     MatchResult,
     SightingIndex,
     candidate_keys,
-    evaluate_candidates,
+    evaluate_candidate_keys,
 )
 from agent.matching.kernel import Windows
 from agent.matching.parallel import find_candidates_parallel
@@ -39,10 +39,8 @@ def sighting_intervals(index: SightingIndex) -> npt.NDArray[np.int64]:
 class KeySearch:
     """What the first half found: few keys, whatever the number searched."""
 
-    keys: KeyArrays
-    """The keys with at least one candidate RPI."""
-    candidates: list[Candidate] = field(default_factory=list)
-    """(row of ``keys``, interval offset)."""
+    found: list[CandidateKey] = field(default_factory=list)
+    """The keys with at least one candidate RPI, with those RPIs."""
     counters: Counter[str] = field(default_factory=Counter)
     """Keys left out of the search, by reason."""
     revoked: list[bytes] = field(default_factory=list)
@@ -75,7 +73,7 @@ def search_keys(
         own = np.isin(keys.key_view(), np.frombuffer(b"".join(own_keys), dtype=f"V{TEK_LENGTH}"))
     own &= ~(recursive | revoked)
     left_out = recursive | revoked | own
-    search = KeySearch(keys=keys.select(np.zeros(0, dtype=np.intp)))
+    search = KeySearch()
     for name, mask in (
         ("recursive_key_skipped", recursive),
         ("revoked_key", revoked),
@@ -108,29 +106,26 @@ def search_keys(
             found = [c for c in found if not left_out[c[0]]]
         rows = sorted({row for row, _ in found})
         position = {row: i for i, row in enumerate(rows)}
-        search.keys = searched.select(np.array(rows, dtype=np.intp))
-        search.candidates = [(position[row], offset) for row, offset in found]
+        search.found = candidate_keys(
+            searched.select(np.array(rows, dtype=np.intp)),
+            [(position[row], offset) for row, offset in found],
+            own_keys,
+        )
     return search
 
 
-def evaluate_search(
-    search: KeySearch, index: SightingIndex, own_keys: frozenset[bytes] = frozenset()
-) -> MatchResult:
+def evaluate_search(search: KeySearch, index: SightingIndex) -> MatchResult:
     """The second half: the candidates' sightings turned into matches (and counters)."""
-    result = evaluate_candidates(search.keys, search.candidates, index, own_keys)
+    result = evaluate_candidate_keys(search.found, index)
     result.counters.update(search.counters)
     result.revoked.extend(search.revoked)
     return result
 
 
-def search_rpis(search: KeySearch, own_keys: frozenset[bytes] = frozenset()) -> set[bytes]:
+def search_rpis(search: KeySearch) -> set[bytes]:
     """The RPIs whose sightings :func:`evaluate_search` reads: those of the candidates
     (a few, whatever the number of keys and sightings)."""
-    return {
-        rpi
-        for found in candidate_keys(search.keys, search.candidates, own_keys)
-        for _, rpi in found.rpis
-    }
+    return {rpi for found in search.found for _, rpi in found.rpis}
 
 
 def observed_among(rpis: Collection[bytes], rpi_blob: bytes) -> set[bytes]:
@@ -163,7 +158,7 @@ def fast_match(
         backend=backend,
         progress=progress,
     )
-    result = evaluate_search(search, index, own_keys)
+    result = evaluate_search(search, index)
     del search
     trim_heap()
     return result

@@ -321,11 +321,11 @@ async def _match_parsed(
             progress=match_progress,
         )
     )
-    wanted = await asyncio.to_thread(_rpis_to_read, search, own_keys, own_rpis, rpi_blob)
+    wanted = await asyncio.to_thread(_rpis_to_read, search, own_rpis, rpi_blob)
     del keys, rpi_blob
     await asyncio.to_thread(trim_heap)
     index = await load_sightings(store, now, own_rpis, wanted)
-    result = await asyncio.to_thread(evaluate_search, search, index, own_keys)
+    result = await asyncio.to_thread(evaluate_search, search, index)
     del search, index
     report.counters.update(result.counters)
     report.matched_keys = result.matched_keys
@@ -348,12 +348,10 @@ async def _match_parsed(
     )
 
 
-def _rpis_to_read(
-    search: KeySearch, own_keys: frozenset[bytes], own_rpis: frozenset[bytes], rpi_blob: bytes
-) -> set[bytes]:
+def _rpis_to_read(search: KeySearch, own_rpis: frozenset[bytes], rpi_blob: bytes) -> set[bytes]:
     """The RPIs whose sightings the evaluation needs: the candidates', and our own that
     were observed (reflections: dropped, but counted)."""
-    return search_rpis(search, own_keys) | observed_among(own_rpis, rpi_blob)
+    return search_rpis(search) | observed_among(own_rpis, rpi_blob)
 
 
 def _exposure_windows(matches: Sequence[KeyMatch], risk: RiskConfig) -> list[ExposureWindow]:
