@@ -28,7 +28,7 @@ from agent.constants import (
     SECONDS_SINCE_LAST_SCAN_CAP,
     SECONDS_SINCE_LAST_SCAN_UNKNOWN,
 )
-from agent.matching.core import MatchedScan, half_up, typical_attenuation
+from agent.matching.core import KeyMatch, MatchedScan, half_up, typical_attenuation
 from agent.models import (
     DailySummary,
     ExposureWindow,
@@ -229,6 +229,13 @@ def exposure_windows(
         windows.append(score_window(window, config))
     return windows
 
+
+
+def matched_windows(matches: Iterable[KeyMatch], config: RiskConfig) -> list[ExposureWindow]:
+    """The exposure windows of every matched key, oldest first."""
+    windows = [w for match in matches for w in exposure_windows(match.key, match.scans, config)]
+    windows.sort(key=lambda w: w.start)
+    return windows
 
 def passes_minimum(window: ExposureWindow, config: RiskConfig) -> bool:
     """Windows scoring below ``minimum_window_score`` are dropped (Google's DailySummaryUtils)."""

@@ -35,7 +35,7 @@ from agent.models import (
     TemporaryExposureKey,
 )
 from agent.payload import Metadata
-from agent.risk import daily_summaries, exposure_windows, qualifying_days
+from agent.risk import daily_summaries, exposure_windows, matched_windows, qualifying_days
 
 STAND_IN_KEY_DATA = bytes(TEK_LENGTH)
 """key_data of the stand-in key that scores logs without the peer's keys."""
@@ -176,8 +176,7 @@ def summarise_exposure(
     if keys and scans:
         result = match_keys(list(keys), SightingIndex(scans))
         matched_keys = result.matched_keys
-        for match in result.matches:
-            windows.extend(exposure_windows(match.key, match.scans, risk))
+        windows = matched_windows(result.matches, risk)
     if not matched_keys and scans:
         first = en_interval_number(scans[0].first_seen)
         stand_in = TemporaryExposureKey(
@@ -186,7 +185,7 @@ def summarise_exposure(
             report_type=ReportType.CONFIRMED_TEST,
         )
         windows = exposure_windows(stand_in, _stand_in_scans(scans, tx_power_dbm), risk)
-    windows.sort(key=lambda w: w.start)
+        windows.sort(key=lambda w: w.start)
     return ExposureSummary(
         windows=tuple(windows),
         daily=tuple(daily_summaries(windows, risk)),

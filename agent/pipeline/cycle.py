@@ -29,7 +29,7 @@ from agent.constants import RETENTION_SECONDS
 from agent.errors import ExportFileError
 from agent.export import KeyArrays, ParsedExport, PublicKeyRing, read_export_keys
 from agent.keyschedule import KeySchedule
-from agent.matching.core import KeyMatch, SightingIndex
+from agent.matching.core import SightingIndex
 from agent.matching.match import (
     KeySearch,
     evaluate_search,
@@ -44,7 +44,7 @@ from agent.relayguard import reason_names
 from agent.risk import (
     counts_for_notification,
     daily_summaries,
-    exposure_windows,
+    matched_windows,
     qualifying_days,
     score_window,
 )
@@ -329,7 +329,7 @@ async def _match_parsed(
     del search, index
     report.counters.update(result.counters)
     report.matched_keys = result.matched_keys
-    report.windows = await asyncio.to_thread(_exposure_windows, result.matches, risk)
+    report.windows = await asyncio.to_thread(matched_windows, result.matches, risk)
     for window in report.windows:  # relay guard: flagged windows by reason
         report.counters.update(f"relay_{name}_windows" for name in reason_names(window.relay))
     if result.revoked:
@@ -352,13 +352,6 @@ def _rpis_to_read(search: KeySearch, own_rpis: frozenset[bytes], rpi_blob: bytes
     """The RPIs whose sightings the evaluation needs: the candidates', and our own that
     were observed (reflections: dropped, but counted)."""
     return search_rpis(search) | observed_among(own_rpis, rpi_blob)
-
-
-def _exposure_windows(matches: Sequence[KeyMatch], risk: RiskConfig) -> list[ExposureWindow]:
-    """The matched keys' exposure windows, oldest first."""
-    windows = [w for match in matches for w in exposure_windows(match.key, match.scans, risk)]
-    windows.sort(key=lambda w: w.start)
-    return windows
 
 
 async def refresh_results(
