@@ -168,22 +168,30 @@ async def observed_scans(
     low = await _low_row(db, since)
     if low is None or (rpis is not None and not rpis):
         return []
-    grouped: list[Any] = []
-    unscanned: list[Any] = []
-    wanted = None if rpis is None else sorted(rpis)
-    if wanted is None or len(wanted) > _RPI_QUERIES_MAX * _RPIS_PER_QUERY:
-        chunks: list[list[bytes]] = [[]]
+    if rpis is None or len(rpis) > _RPI_QUERIES_MAX * _RPIS_PER_QUERY:
+        grouped, unscanned = await _scan_rows(db, low, since, [])
+        if rpis is not None:
+            keep = frozenset(rpis)
+            grouped = [row for row in grouped if row[0] in keep]
+            unscanned = [row for row in unscanned if row[0] in keep]
     else:
-        chunks = [wanted[i : i + _RPIS_PER_QUERY] for i in range(0, len(wanted), _RPIS_PER_QUERY)]
-    for chunk in chunks:
-        only = f" AND rpi IN ({', '.join('?' * len(chunk))})" if chunk else ""
-        grouped += await db.fetchall(_GROUPED.format(rpis=only), (low, since, *chunk))
-        unscanned += await db.fetchall(_UNSCANNED.format(rpis=only), (low, since, *chunk))
-    if wanted is not None and chunks == [[]]:
-        keep = frozenset(wanted)
-        grouped = [row for row in grouped if row[0] in keep]
-        unscanned = [row for row in unscanned if row[0] in keep]
+        grouped, unscanned = [], []
+        wanted = sorted(rpis)
+        for i in range(0, len(wanted), _RPIS_PER_QUERY):
+            more = await _scan_rows(db, low, since, wanted[i : i + _RPIS_PER_QUERY])
+            grouped += more[0]
+            unscanned += more[1]
     return await asyncio.to_thread(_scans_from_rows, grouped, unscanned)
+
+
+async def _scan_rows(
+    db: Database, low: int, since: float, rpis: list[bytes]
+) -> tuple[list[Any], list[Any]]:
+    """The grouped and the unscanned rows since ``since``, of ``rpis`` only if any."""
+    only = f" AND rpi IN ({', '.join('?' * len(rpis))})" if rpis else ""
+    grouped = await db.fetchall(_GROUPED.format(rpis=only), (low, since, *rpis))
+    unscanned = await db.fetchall(_UNSCANNED.format(rpis=only), (low, since, *rpis))
+    return grouped, unscanned
 
 
 async def distinct_rpis(db: Database, since: float) -> bytes:
