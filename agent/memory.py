@@ -39,10 +39,6 @@ def freeze_startup_objects() -> None:
     freed, and never would have been. Later calls do nothing (tests start many services
     in one process).
     """
-    if not _frozen:
+    if not gc.get_freeze_count():
         gc.collect()
         gc.freeze()
-        _frozen.append(True)
-
-
-_frozen: list[bool] = []

@@ -20,7 +20,6 @@ consent, trusted clock) are checked by :func:`check_ready` before anything is se
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import re
 import secrets
@@ -200,7 +199,6 @@ class Reporter:
         self._clock = clock
         self._session = session
         self._sleep = sleep
-        self._publish_outcome_unknown = False
 
     async def pending(self) -> PendingUpload | None:
         """The interrupted upload that the next run resumes, if any."""
@@ -267,14 +265,13 @@ class Reporter:
         self, session: aiohttp.ClientSession, pending: PendingUpload, *, resumed: bool
     ) -> ReportResult:
         published_before = resumed and bool(pending.certificate)
-        self._publish_outcome_unknown = False
         try:
             if not pending.certificate:
                 pending = await self._certify(session, pending)
             answer = await self._publish(session, pending)
         except RequestRefusedError as exc:
             await clear_pending(self._store)  # the same request can never succeed
-            maybe_published = published_before or self._publish_outcome_unknown
+            maybe_published = published_before or exc.after_lost_answer
             if maybe_published and exc.error_code == MISSING_REVISION_TOKEN:
                 # Google's key server refuses keys it already holds without their revision
                 # token: the first attempt with this certificate got through and only
@@ -341,18 +338,21 @@ class Reporter:
     ) -> dict[str, object]:
         """One step, tried again while the server is busy or out of reach (at most
         :data:`STEP_ATTEMPTS` tries, on the agent's one backoff schedule)."""
-        for attempt in itertools.count():
+        attempt, lost_answer = 0, False
+        while True:
             try:
                 return await post_step(session, self._settings, kind, body)
+            except RequestRefusedError as exc:
+                exc.after_lost_answer = lost_answer  # a publish: its keys may be there
+                raise
             except (ServerFailureError, ServerUnreachableError) as exc:
                 wait = self._retry_wait(kind, exc, attempt)
                 if wait is None:
                     raise
-                if kind is BodyKind.PUBLISH and not _not_acted(exc):
-                    self._publish_outcome_unknown = True  # the next try may meet its keys
+                lost_answer = lost_answer or not _not_acted(exc)
                 _LOGGER.info("%s; trying again in %.0f s", exc, wait)
                 await self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+                attempt += 1
 
     def _retry_wait(
         self, kind: BodyKind, exc: ServerFailureError | ServerUnreachableError, attempt: int

@@ -27,6 +27,9 @@ class RequestRefusedError(NetworkError):
         super().__init__(message)
         self.error_code = error_code
         self.status = status
+        self.after_lost_answer = False
+        """An earlier try of the same request got no answer the server could not have
+        acted on: that try may have taken effect."""
 
 
 class VerificationCodeError(RequestRefusedError):
